@@ -1,0 +1,44 @@
+# Every target is self-sufficient on a fresh clone: it creates the virtualenv
+# and installs the project (with the dev extra) when pyproject.toml changed.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: install test demo bench bench-quick lint format typecheck clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+demo: $(STAMP)
+	$(BIN)/resumable demo
+
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks
+
+bench-quick: $(STAMP)
+	$(BIN)/python -m benchmarks --quick
+
+lint: $(STAMP)
+	$(BIN)/ruff check resumable/*.py runtime stores tests benchmarks examples
+	$(BIN)/ruff format --check resumable/*.py runtime stores tests benchmarks examples
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix resumable/*.py runtime stores tests benchmarks examples
+	$(BIN)/ruff format resumable/*.py runtime stores tests benchmarks examples
+
+typecheck: $(STAMP)
+	$(BIN)/mypy -p resumable
+
+clean:
+	rm -rf .venv .venv-* .resumable .pytest_cache .mypy_cache .ruff_cache build *.egg-info
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -1,0 +1,103 @@
+"""Process-wide settings: which store, which codec, lease timing.
+
+A store is chosen by argument, then `configure(store=...)`, then the
+RESUMABLE_STORE environment variable, then `.resumable/state.db` in the
+working directory. Stores opened from URLs are cached per URL, so every
+execution in a process shares one connection per store.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Literal
+
+from resumable.runtime.engine import ON_CODE_CHANGE, OnCodeChange, Settings
+from resumable.stores import Codec, Store, open_store
+
+DEFAULT_STORE_URL = "sqlite:///.resumable/state.db"
+DEFAULT_LEASE_TTL = 15.0
+
+
+@dataclass(slots=True)
+class _Configuration:
+    store: Store | str | None = None
+    secret_key: bytes | None = None
+    codec: Literal["auto", "msgpack"] = "auto"
+    lease_ttl: float = DEFAULT_LEASE_TTL
+
+
+_config = _Configuration()
+_opened: dict[str, Store] = {}
+
+
+def configure(
+    *,
+    store: Store | str | None = None,
+    secret_key: str | bytes | None = None,
+    codec: Literal["auto", "msgpack"] | None = None,
+    lease_ttl: float | None = None,
+) -> None:
+    """Set process-wide defaults; arguments left as None keep their value.
+
+    `store` is a Store or a URL (`sqlite:///path.db`, `redis://host/0`,
+    `memory://`). `secret_key` signs every stored blob (HMAC-SHA256) and
+    refuses unsigned or tampered ones before unpickling. `codec="msgpack"`
+    refuses pickle entirely. `lease_ttl` (seconds) is how long an owner's
+    lease lasts without renewal.
+    """
+    if store is not None:
+        if not isinstance(store, str | Store):
+            raise TypeError(f"configure(store=...) takes a Store or a URL, got {store!r}")
+        _config.store = store
+    if secret_key is not None:
+        _config.secret_key = secret_key.encode() if isinstance(secret_key, str) else secret_key
+    if codec is not None:
+        if codec not in ("auto", "msgpack"):
+            raise ValueError(f"configure(codec={codec!r}): expected 'auto' or 'msgpack'")
+        _config.codec = codec
+    if lease_ttl is not None:
+        if lease_ttl <= 0:
+            raise ValueError(f"configure(lease_ttl={lease_ttl!r}): must be > 0 seconds")
+        _config.lease_ttl = float(lease_ttl)
+
+
+def reset() -> None:
+    """Forget configure() calls and cached stores (for tests)."""
+    global _config  # noqa: PLW0603
+    _config = _Configuration()
+    _opened.clear()
+
+
+def resolve_store(store: Store | str | None = None) -> Store:
+    chosen = store if store is not None else _config.store
+    if chosen is None:
+        chosen = os.environ.get("RESUMABLE_STORE") or DEFAULT_STORE_URL
+    if isinstance(chosen, str):
+        opened = _opened.get(chosen)
+        if opened is None:
+            opened = _opened[chosen] = open_store(chosen)
+        return opened
+    return chosen
+
+
+def codec() -> Codec:
+    key = _config.secret_key
+    if key is None and os.environ.get("RESUMABLE_SECRET_KEY"):
+        key = os.environ["RESUMABLE_SECRET_KEY"].encode()
+    return Codec(mode=_config.codec, secret_key=key)
+
+
+def settings(
+    store: Store | str | None = None, on_code_change: OnCodeChange = "error"
+) -> Settings:
+    if on_code_change not in ON_CODE_CHANGE:
+        raise ValueError(
+            f"on_code_change={on_code_change!r}: expected one of {', '.join(ON_CODE_CHANGE)}"
+        )
+    return Settings(
+        store=resolve_store(store),
+        codec=codec(),
+        lease_ttl=_config.lease_ttl,
+        on_code_change=on_code_change,
+    )

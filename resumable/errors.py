@@ -1,0 +1,191 @@
+"""Every error `resumable` raises on purpose.
+
+A leaf module: it imports nothing else from the package, so any module (and
+any process that unpickles a stored failure) can import it cheaply. Each class
+builds its message from its constructor arguments, keeps them as attributes,
+and pickles by those arguments, because failures are stored with executions.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "CheckpointError",
+    "CodeChangedError",
+    "CorruptCheckpoint",
+    "ExecutionCancelled",
+    "ExecutionLocked",
+    "ExecutionNotFound",
+    "LeaseLost",
+    "NonDeterminismError",
+    "ResumableError",
+    "StoreUnavailable",
+]
+
+
+class ResumableError(Exception):
+    """Base class of every error raised by `resumable` itself.
+
+    The user's own exceptions are never wrapped in it: they pass through.
+    """
+
+    def __init__(self, *args: Any) -> None:
+        self._args = args
+        super().__init__(self._message())
+
+    def _message(self) -> str:
+        return " ".join(str(a) for a in self._args)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), self._args)
+
+
+class ExecutionNotFound(ResumableError):
+    """No execution with this id exists in the store."""
+
+    def __init__(self, execution_id: str, store: str) -> None:
+        self.execution_id = execution_id
+        self.store = store
+        super().__init__(execution_id, store)
+
+    def _message(self) -> str:
+        return (
+            f"no execution {self.execution_id!r} in store {self.store}. "
+            "HINT: check the id (`resumable list`) and that RESUMABLE_STORE or --store "
+            "points at the store the run used."
+        )
+
+
+class ExecutionLocked(ResumableError):
+    """A live process owns the execution; only one may run it at a time."""
+
+    def __init__(self, execution_id: str, owner: str, expires_in: float) -> None:
+        self.execution_id = execution_id
+        self.owner = owner
+        self.expires_in = expires_in
+        super().__init__(execution_id, owner, expires_in)
+
+    def _message(self) -> str:
+        return (
+            f"execution {self.execution_id!r} is owned by {self.owner}, whose lease "
+            f"expires in {self.expires_in:.1f}s. HINT: wait for that process to finish, "
+            "or, if it is dead, resume again once the lease has expired."
+        )
+
+
+class LeaseLost(ExecutionLocked):
+    """This process's lease was taken over; its writes are refused (fencing)."""
+
+    def _message(self) -> str:
+        return (
+            f"this process no longer owns execution {self.execution_id!r}: {self.owner} "
+            "took it over after our lease expired (was this process paused?). Our writes "
+            "are refused so that the new owner's checkpoints stay intact; nothing was lost."
+        )
+
+
+class ExecutionCancelled(ResumableError):
+    """The execution was cancelled; its checkpoints are kept and it can be resumed."""
+
+    def __init__(self, execution_id: str) -> None:
+        self.execution_id = execution_id
+        super().__init__(execution_id)
+
+    def _message(self) -> str:
+        return (
+            f"execution {self.execution_id!r} was cancelled; its checkpoints are kept. "
+            f"HINT: `await resume({self.execution_id!r})` continues it."
+        )
+
+
+class CodeChangedError(ResumableError):
+    """The function's bytecode differs from the one that started the execution."""
+
+    def __init__(self, execution_id: str, function: str, location: str, changes: str) -> None:
+        self.execution_id = execution_id
+        self.function = function
+        self.location = location
+        self.changes = changes
+        super().__init__(execution_id, function, location, changes)
+
+    def _message(self) -> str:
+        return (
+            f"the code of {self.function} ({self.location}) changed since execution "
+            f"{self.execution_id!r} started: {self.changes}. Its checkpoints may not line up "
+            "with the new code. HINT: pass on_code_change='continue' to go on when every "
+            "recorded loop and step still lines up, or 'restart' to discard the checkpoints "
+            "and run from the start."
+        )
+
+
+class NonDeterminismError(ResumableError):
+    """Replay reached a different helper or step than was recorded at that position."""
+
+    def __init__(self, execution_id: str, position: str, recorded: str, reached: str) -> None:
+        self.execution_id = execution_id
+        self.position = position
+        self.recorded = recorded
+        self.reached = reached
+        super().__init__(execution_id, position, recorded, reached)
+
+    def _message(self) -> str:
+        return (
+            f"replay of execution {self.execution_id!r} diverged at {self.position}: the "
+            f"record there is {self.recorded}, but the code now reaches {self.reached}. "
+            "HINT: the code path before this point must be deterministic; move clocks, "
+            "randomness and I/O into steps (resumable.now(), resumable.random(), @step)."
+        )
+
+
+class CheckpointError(ResumableError):
+    """A value could not be checkpointed; the previous checkpoint is untouched."""
+
+    def __init__(self, where: str, variable: str, type_name: str, reason: str) -> None:
+        self.where = where
+        self.variable = variable
+        self.type_name = type_name
+        self.reason = reason
+        super().__init__(where, variable, type_name, reason)
+
+    def _message(self) -> str:
+        return (
+            f"cannot checkpoint {self.variable!r} (type {self.type_name}) at {self.where}: "
+            f"{self.reason}. The previous checkpoint is intact. HINT: keep only plain data "
+            "or picklable objects in carried variables, exclude this one with "
+            "carry=(...), or create it inside the loop body."
+        )
+
+
+class CorruptCheckpoint(ResumableError):
+    """A stored record failed its signature check or could not be decoded."""
+
+    def __init__(self, execution_id: str, key: str, reason: str) -> None:
+        self.execution_id = execution_id
+        self.key = key
+        self.reason = reason
+        super().__init__(execution_id, key, reason)
+
+    def _message(self) -> str:
+        return (
+            f"refusing record {self.key!r} of execution {self.execution_id!r}: {self.reason}. "
+            "Nothing was unpickled. HINT: check RESUMABLE_SECRET_KEY matches the key the "
+            "run was written with; a record that was tampered with cannot be trusted."
+        )
+
+
+class StoreUnavailable(ResumableError):
+    """The store could not be reached, even after retrying with backoff."""
+
+    def __init__(self, store: str, operation: str, reason: str) -> None:
+        self.store = store
+        self.operation = operation
+        self.reason = reason
+        super().__init__(store, operation, reason)
+
+    def _message(self) -> str:
+        return (
+            f"store {self.store} is unavailable while {self.operation}: {self.reason}. "
+            "Acknowledged checkpoints are safe. HINT: once the store is back, resume the "
+            "execution."
+        )

@@ -1,0 +1,270 @@
+"""Start, resume and finish executions.
+
+An execution runs in a task of its own with a copied context, so that the
+execution's contextvars never leak into the caller. While it runs, a
+background task renews its lease; if the lease is lost (another process took
+over after it expired), the run is cancelled and `LeaseLost` is raised.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import time
+import traceback
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import structlog
+
+from resumable.errors import (
+    CheckpointError,
+    CodeChangedError,
+    ExecutionLocked,
+    ExecutionNotFound,
+    LeaseLost,
+)
+from resumable.runtime import faults, fingerprint, identity, references
+from resumable.runtime.context import ExecutionContext, enter_execution
+from resumable.stores.base import ExecutionRecord, ExecutionUpdate, Lease, Store
+from resumable.stores.codec import Codec, UnserializableValue
+
+OnCodeChange = Literal["error", "continue", "restart"]
+ON_CODE_CHANGE: tuple[OnCodeChange, ...] = ("error", "continue", "restart")
+
+log = structlog.get_logger("resumable")
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """The user's coroutine function and what identifies it in the store."""
+
+    function: Callable[..., Awaitable[Any]]
+    reference: str
+    name: str
+    location: str
+    fingerprint: str
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    store: Store
+    codec: Codec
+    lease_ttl: float
+    on_code_change: OnCodeChange
+
+
+@dataclass(slots=True)
+class Prepared:
+    """An execution ready to run in this process (we hold its lease)."""
+
+    target: Target
+    record: ExecutionRecord
+    lease: Lease
+    records: dict[str, bytes]
+    resumed: bool
+    restart: bool
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Finished:
+    """The execution had already completed: here is its stored result."""
+
+    execution_id: str
+    result: Any
+
+
+def new_execution_id() -> str:
+    return uuid.uuid4().hex
+
+
+async def prepare_new(
+    target: Target,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    execution_id: str | None,
+    settings: Settings,
+) -> Prepared | Finished:
+    """Create the execution, or, when the id exists (an idempotency key),
+    return its stored result or take it over to resume it."""
+    try:
+        blob = settings.codec.dumps((args, kwargs))
+    except UnserializableValue as exc:
+        raise CheckpointError(
+            f"the call of {target.name}", "arguments", "tuple", exc.reason
+        ) from None
+    now = time.time()
+    record = ExecutionRecord(
+        id=execution_id or new_execution_id(),
+        function=target.reference,
+        name=target.name,
+        args=blob,
+        fingerprint=target.fingerprint,
+        location=target.location,
+        created_at=now,
+        updated_at=now,
+    )
+    lease = await settings.store.create(record, identity.this_owner(), settings.lease_ttl)
+    if lease is not None:
+        return Prepared(target, record, lease, {}, False, False, args, kwargs)
+    return await prepare_existing(record.id, settings, target)
+
+
+async def prepare_existing(
+    execution_id: str, settings: Settings, target: Target | None = None
+) -> Prepared | Finished:
+    store, codec = settings.store, settings.codec
+    record = await store.get(execution_id)
+    if record is None:
+        raise ExecutionNotFound(execution_id, store.url)
+    if record.status == "completed":
+        return Finished(execution_id, _decode_result(record, codec))
+    target = target or resolve_target(record)
+    lease = await _acquire(store, record, settings.lease_ttl)
+    restart = False
+    if not fingerprint.same(record.fingerprint, target.fingerprint):
+        if settings.on_code_change == "error":
+            await store.release(lease)
+            raise CodeChangedError(
+                execution_id,
+                record.function,
+                target.location,
+                fingerprint.describe_change(record.fingerprint, target.fingerprint),
+            )
+        restart = settings.on_code_change == "restart"
+    args, kwargs = codec.loads(record.args, execution_id=execution_id, key="arguments")
+    checkpoints = {} if restart else await store.load(execution_id)
+    return Prepared(target, record, lease, checkpoints, True, restart, tuple(args), dict(kwargs))
+
+
+def resolve_target(record: ExecutionRecord) -> Target:
+    found = references.resolve(record.function, record.location)
+    target = getattr(found, "target", None)
+    if not isinstance(target, Target):
+        raise TypeError(f"{record.function} is not a @resumable function")
+    return target
+
+
+async def _acquire(store: Store, record: ExecutionRecord, ttl: float) -> Lease:
+    owner = identity.this_owner()
+    try:
+        return await store.acquire(record.id, owner, ttl)
+    except ExecutionLocked:
+        if not identity.is_dead_local(record.owner):
+            raise
+    # The owner was a process on this host that is gone: take over at once
+    # rather than wait for its lease to expire. steal_token makes this a
+    # compare-and-set, so a concurrent taker cannot also win.
+    return await store.acquire(record.id, owner, ttl, steal_token=record.lease_token)
+
+
+async def run(prepared: Prepared, settings: Settings) -> Any:
+    """Run the execution to its end in a task of its own and record the outcome."""
+    store = settings.store
+    record, lease = prepared.record, prepared.lease
+    lease_update = ExecutionUpdate(
+        status="running",
+        started_at=time.time(),
+        attempts=record.attempts + 1,
+        fingerprint=prepared.target.fingerprint,
+        clear_checkpoints=prepared.restart,
+    )
+    await store.update(lease, lease_update)
+    context = ExecutionContext(
+        execution_id=record.id,
+        store=store,
+        lease=lease,
+        codec=settings.codec,
+        records=prepared.records,
+        resumed=prepared.resumed,
+    )
+    bound = log.bind(execution_id=record.id, function=record.name)
+    bound.info("execution resumed" if prepared.resumed else "execution started")
+
+    async def body() -> Any:
+        enter_execution(context)
+        return await prepared.target.function(*prepared.args, **prepared.kwargs)
+
+    # A fresh copy of the caller's context: nothing the run sets leaks back.
+    task = asyncio.get_running_loop().create_task(body(), context=contextvars.copy_context())
+    lost: list[LeaseLost] = []
+    renewer = asyncio.get_running_loop().create_task(_renew(context, settings.lease_ttl, task, lost))
+    try:
+        result = await task
+    except faults.SimulatedCrash as crash:
+        crash.lease = context.lease  # a killed process records nothing
+        raise
+    except asyncio.CancelledError:
+        if lost:
+            raise lost[0] from None
+        await _finish(context, "cancelled", None, None)
+        bound.info("execution cancelled")
+        raise
+    except LeaseLost:
+        raise
+    except Exception as exc:
+        await _finish(context, "failed", None, exc)
+        bound.info("execution failed", error=type(exc).__name__)
+        raise
+    finally:
+        renewer.cancel()
+    try:
+        blob = settings.codec.dumps(result)
+    except UnserializableValue as exc:
+        error = CheckpointError(
+            f"the return of {record.name}", "return value", type(result).__name__, exc.reason
+        )
+        await _finish(context, "failed", None, error)
+        raise error from None
+    await _finish(context, "completed", blob, None)
+    bound.info("execution completed")
+    return result
+
+
+async def _finish(
+    context: ExecutionContext,
+    status: Literal["completed", "failed", "cancelled"],
+    result: bytes | None,
+    error: BaseException | None,
+) -> None:
+    error_blob = error_text = None
+    if error is not None:
+        error_text = "".join(traceback.format_exception(error))
+        try:
+            error_blob = context.codec.dumps(error)
+        except UnserializableValue:
+            error_blob = None
+    update = ExecutionUpdate(
+        status=status,
+        finished_at=time.time(),
+        result=result,
+        error=error_blob,
+        error_text=error_text,
+    )
+    await context.store.update(context.lease, update)
+    await context.store.release(context.lease)
+
+
+async def _renew(
+    context: ExecutionContext, ttl: float, task: asyncio.Task[Any], lost: list[LeaseLost]
+) -> None:
+    while True:
+        await asyncio.sleep(ttl / 3)
+        try:
+            context.lease = await context.store.renew(context.lease, ttl)
+        except LeaseLost as exc:
+            lost.append(exc)
+            task.cancel()
+            return
+        except Exception as exc:  # a store hiccup: try again before the lease runs out
+            log.warning("lease renewal failed", execution_id=context.execution_id, error=str(exc))
+
+
+def _decode_result(record: ExecutionRecord, codec: Codec) -> Any:
+    if record.result is None:
+        return None
+    return codec.loads(record.result, execution_id=record.id, key="result")

@@ -1,0 +1,61 @@
+"""Who owns an execution: "host:pid:start", and whether that owner still lives.
+
+The start time (clock ticks since boot, from /proc) tells a live process
+from a new one that reused the pid. On the owner's own host a dead owner is
+recognised at once, so a crashed run resumes without waiting for its lease
+to expire; from other hosts only lease expiry tells.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import socket
+
+
+@functools.cache
+def _start_ticks(pid: int) -> str:
+    return _read_start_ticks(pid)
+
+
+def _read_start_ticks(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+            # The command name (field 2) may contain spaces; fields after it don't.
+            return stat.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return "0"
+
+
+def this_owner() -> str:
+    pid = os.getpid()
+    return f"{socket.gethostname()}:{pid}:{_start_ticks(pid)}"
+
+
+def describe(owner: str | None) -> str:
+    """Readable form for messages: "host pid 1234"."""
+    if not owner:
+        return "nobody"
+    host, _, rest = owner.partition(":")
+    pid = rest.partition(":")[0]
+    return f"{host} pid {pid}"
+
+
+def is_dead_local(owner: str | None) -> bool:
+    """True only when the owner is a process of this host that no longer runs."""
+    if not owner:
+        return False
+    host, pid_text, ticks = (owner.split(":") + ["", ""])[:3]
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return False
+    pid = int(pid_text)
+    if pid == os.getpid():
+        return ticks != _start_ticks(pid)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    current = _read_start_ticks(pid)
+    return current not in ("0", ticks) and ticks != "0"

@@ -1,0 +1,68 @@
+"""Checkpoint records: a small plain-data header per helper position.
+
+Every record is one codec blob (signed when a secret key is set) holding a
+dict with at least "k" (kind: loop, step, map, gather), "s" (the site: which
+helper, stable across edits elsewhere) and "w" (file:line, for messages).
+User values inside it are nested codec blobs, so a record's header can be
+read (progress, `show`) without unpickling anything of the user's.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from resumable.errors import CheckpointError, CorruptCheckpoint, NonDeterminismError
+from resumable.runtime.context import ExecutionContext
+from resumable.stores.codec import UnserializableValue
+
+
+def dump_values(context: ExecutionContext, values: dict[str, Any], where: str) -> bytes:
+    """Encode carried values; on failure, name the culprit variable and type."""
+    try:
+        return context.codec.dumps(values)
+    except UnserializableValue as exc:
+        for name, value in values.items():
+            try:
+                context.codec.dumps(value)
+            except UnserializableValue as culprit:
+                raise CheckpointError(where, name, _type_name(value), culprit.reason) from None
+        raise CheckpointError(where, ", ".join(values), "dict", exc.reason) from None
+
+
+def dump_value(context: ExecutionContext, value: Any, where: str, what: str) -> bytes:
+    try:
+        return context.codec.dumps(value)
+    except UnserializableValue as exc:
+        raise CheckpointError(where, what, _type_name(value), exc.reason) from None
+
+
+def load_value(context: ExecutionContext, data: bytes, key: str) -> Any:
+    return context.codec.loads(data, execution_id=context.execution_id, key=key)
+
+
+def seal(context: ExecutionContext, header: dict[str, Any]) -> bytes:
+    return context.codec.dumps(header)
+
+
+def read(context: ExecutionContext, key: str, kind: str, site: str, where: str) -> dict[str, Any] | None:
+    """The record at `key`, checked to be the same kind of helper at the same
+    site that the code reaches now (guarantee §3.5)."""
+    data = context.records.get(key)
+    if data is None:
+        return None
+    header = load_value(context, data, key)
+    if not isinstance(header, dict) or "k" not in header:
+        raise CorruptCheckpoint(context.execution_id, key, "not a checkpoint record")
+    if header["k"] != kind or header.get("s") != site:
+        raise NonDeterminismError(
+            context.execution_id,
+            f"position {key}",
+            f"{header['k']} {header.get('s')} ({header.get('w')})",
+            f"{kind} {site} ({where})",
+        )
+    return header
+
+
+def _type_name(value: object) -> str:
+    kind = type(value)
+    return kind.__qualname__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"

@@ -1,0 +1,100 @@
+"""Store URLs: parse them, and print them without their secrets.
+
+SQLite URLs follow SQLAlchemy's convention, which most Python users know:
+three slashes then the path, so the path is relative to the working directory
+unless it starts with a slash itself.
+
+* ``sqlite:///state.db``, ``sqlite:///.resumable/state.db``: relative.
+* ``sqlite:////var/lib/app/state.db``: absolute (four slashes).
+* ``sqlite://state.db``: relative as well (a forgiving reading of a host-like
+  path).
+* a bare path with no scheme (``foo/state.db``, ``/tmp/state.db``): SQLite.
+* ``?synchronous=full`` (or ``normal``), ``?max_record_bytes=N``: options.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+__all__ = ["StoreURL", "parse_store_url", "redact_url", "sqlite_url"]
+
+REDACTED = "***"
+
+# Query parameters that carry credentials (redis-py accepts ?password=...).
+_SECRET_QUERY = re.compile(
+    r"(?P<lead>(?:^|[?&;])(?:password|passwd|pass|pwd|secret|token|auth)=)[^&;#]*",
+    re.IGNORECASE,
+)
+# userinfo "user:password@" when urlsplit cannot parse the URL (e.g. a bad port).
+_SECRET_USERINFO = re.compile(r"(?P<lead>://[^/@:]*:)[^/@]*(?=@)")
+
+
+@dataclass(frozen=True, slots=True)
+class StoreURL:
+    """A store URL taken apart. `path` is the SQLite file (else empty)."""
+
+    scheme: str
+    url: str
+    path: str = ""
+    options: Mapping[str, str] = field(default_factory=dict)
+
+
+def redact_url(url: str) -> str:
+    """`url` with any password replaced by ``***``, safe to log or show."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # e.g. an unbalanced "[" in the host: fall back to patterns
+        return _SECRET_QUERY.sub(rf"\g<lead>{REDACTED}", _SECRET_USERINFO.sub(
+            rf"\g<lead>{REDACTED}", url
+        ))
+    netloc = parts.netloc
+    userinfo, at, host = netloc.rpartition("@")
+    if at:
+        user, colon, password = userinfo.partition(":")
+        if colon and password:
+            netloc = f"{user}:{REDACTED}@{host}"
+    query = _SECRET_QUERY.sub(rf"\g<lead>{REDACTED}", parts.query)
+    if netloc == parts.netloc and query == parts.query:
+        return url  # leave it byte for byte as given
+    return parts._replace(netloc=netloc, query=query).geturl()
+
+
+def sqlite_url(path: str | os.PathLike[str]) -> str:
+    """The canonical URL of a SQLite file: ``sqlite:///`` + its absolute path."""
+    return "sqlite:///" + os.path.abspath(os.fspath(path))
+
+
+def parse_store_url(url: str) -> StoreURL:
+    """Split a store URL into scheme, SQLite path and query options.
+
+    Raises ValueError (naming the redacted URL) when it has no usable shape;
+    whether the scheme is supported is `open_store`'s decision.
+    """
+    if not isinstance(url, str) or not url.strip():
+        raise ValueError(f"a store URL must be a non-empty string, got {url!r}")
+    url = url.strip()
+    if "://" not in url:
+        # A bare path means SQLite (also catches Windows drive letters).
+        return StoreURL("sqlite", url, os.path.expanduser(url))
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:
+        raise ValueError(f"cannot parse store URL {redact_url(url)!r}: {exc}") from None
+    scheme = parts.scheme.lower()
+    options = dict(parse_qsl(parts.query, keep_blank_values=True))
+    if scheme != "sqlite":
+        return StoreURL(scheme, url, "", options)
+    if parts.netloc:  # sqlite://dir/state.db: the "host" is the first path part
+        path = unquote(parts.netloc + parts.path)
+    else:  # SQLAlchemy: drop the slash after the empty host; "/abs" or "rel" remains
+        path = unquote(parts.path[1:])
+    if not path:
+        raise ValueError(
+            f"store URL {redact_url(url)!r} names no SQLite file. HINT: "
+            "sqlite:///relative/state.db or sqlite:////absolute/state.db"
+        )
+    return StoreURL("sqlite", url, os.path.expanduser(path), options)

@@ -1,0 +1,75 @@
+"""Shared fixtures: a real store of every kind, and execution records.
+
+`store` runs a test once per entry of STORES. A new store joins every store
+test (the contract suite first of all) by adding one entry: a factory that
+gets the pytest request (for fixtures such as a server URL), a fresh
+directory, and options the contract tests set.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from resumable.stores import MemoryStore, SQLiteStore, Store
+from resumable.stores.base import ExecutionRecord
+
+StoreFactory = Callable[[pytest.FixtureRequest, Path, dict[str, Any]], Store]
+
+STORES: dict[str, StoreFactory] = {
+    "memory": lambda request, tmp_path, options: MemoryStore(**options),
+    "sqlite": lambda request, tmp_path, options: SQLiteStore(tmp_path / "state.db", **options),
+}
+
+_ids = itertools.count()
+
+
+def make_record(execution_id: str | None = None, **changes: Any) -> ExecutionRecord:
+    """A plausible new execution record; `changes` override any field."""
+    now = time.time()
+    record = ExecutionRecord(
+        id=execution_id or f"exec-{next(_ids)}",
+        function="tests.jobs:digest",
+        name="digest",
+        args=b"m\x92\x90\x80",
+        fingerprint="fp-1",
+        location="tests/jobs.py:10",
+        created_at=now,
+        updated_at=now,
+    )
+    return record.replace(**changes) if changes else record
+
+
+@pytest.fixture(name="make_store", params=sorted(STORES))
+async def _make_store(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[Callable[..., Store]]:
+    """Opens stores of one kind (the parameter) with options; closes them all after."""
+    opened: list[Store] = []
+    factory = STORES[request.param]
+
+    def make(**options: Any) -> Store:
+        store = factory(request, tmp_path, options)
+        opened.append(store)
+        return store
+
+    yield make
+    for store in opened:
+        await store.close()
+
+
+@pytest.fixture(name="store")
+def _store(make_store: Callable[..., Store]) -> Store:
+    """A fresh, empty store of each kind."""
+    return make_store()
+
+
+@pytest.fixture(name="make_record")
+def _make_record() -> Callable[..., ExecutionRecord]:
+    """The `make_record` factory, for tests that build executions."""
+    return make_record

@@ -1,0 +1,83 @@
+"""Real processes for crash tests: start a job, SIGKILL it, resume it fresh."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+TESTS = Path(__file__).parent
+RESUME_SNIPPET = (
+    "import asyncio, json, sys, resumable\n"
+    "print(json.dumps(asyncio.run(resumable.resume(sys.argv[1], store=sys.argv[2]))))\n"
+)
+
+
+def environment() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(TESTS), env.get("PYTHONPATH")]))
+    return env
+
+
+def start(store: str, execution_id: str, job: str, n: int, log: Path, delay: float) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "jobs.child", store, execution_id, job, str(n), str(log), str(delay)],
+        env=environment(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def count(log: Path) -> Counter[str]:
+    try:
+        return Counter(log.read_text(encoding="utf-8").split())
+    except FileNotFoundError:
+        return Counter()
+
+
+def kill_after_lines(process: subprocess.Popen[str], log: Path, lines: int, extra: float) -> bool:
+    """SIGKILL `process` once `log` has `lines` lines plus `extra` seconds.
+    Returns False if the process ended by itself first."""
+    deadline = time.monotonic() + 30
+    while count(log).total() < lines:
+        if process.poll() is not None:
+            process.communicate()
+            return False
+        if time.monotonic() > deadline:
+            process.kill()
+            raise AssertionError(f"no progress: {process.communicate()}")
+        time.sleep(0.001)
+    time.sleep(extra)
+    if process.poll() is not None:
+        process.communicate()
+        return False
+    os.kill(process.pid, signal.SIGKILL)
+    process.communicate()  # reap it and close its pipes
+    return True
+
+
+def resume_fresh(store: str, execution_id: str, *, kill_after: float | None = None) -> object:
+    """Resume in a new interpreter that has not imported the job's module:
+    the function is found from its stored reference."""
+    process = subprocess.Popen(
+        [sys.executable, "-c", RESUME_SNIPPET, execution_id, store],
+        env=environment(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    if kill_after is not None:
+        time.sleep(kill_after)
+        if process.poll() is None:
+            os.kill(process.pid, signal.SIGKILL)
+            process.communicate()
+            return None
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 0, err
+    return json.loads(out.strip().splitlines()[-1])
