@@ -49,6 +49,7 @@ __all__ = [
     "configure",
     "list_executions",
     "open_store",
+    "resumable",
     "resume",
     "status",
 ]

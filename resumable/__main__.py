@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:  # noqa: RET503
     parser = argparse.ArgumentParser(prog="resumable", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("demo", help="run a pipeline, kill it with SIGKILL, resume it")
@@ -16,8 +16,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from resumable._demo import main as demo
 
         return demo()
-    parser.error(f"unknown command {args.command!r}")
-    return 2
+    parser.error(f"unknown command {args.command!r}")  # exits with status 2
 
 
 if __name__ == "__main__":

@@ -117,7 +117,9 @@ def _view(record: ExecutionRecord, progress: tuple[LoopProgress, ...]) -> Execut
     )
 
 
-def _progress(execution_id: str, checkpoints: dict[str, bytes], codec: Codec) -> tuple[LoopProgress, ...]:
+def _progress(
+    execution_id: str, checkpoints: dict[str, bytes], codec: Codec
+) -> tuple[LoopProgress, ...]:
     """Loop headers are plain data inside a (signed) blob: reading them never
     unpickles user values, so any process can show progress."""
     found = []

@@ -88,9 +88,7 @@ def codec() -> Codec:
     return Codec(mode=_config.codec, secret_key=key)
 
 
-def settings(
-    store: Store | str | None = None, on_code_change: OnCodeChange = "error"
-) -> Settings:
+def settings(store: Store | str | None = None, on_code_change: OnCodeChange = "error") -> Settings:
     if on_code_change not in ON_CODE_CHANGE:
         raise ValueError(
             f"on_code_change={on_code_change!r}: expected one of {', '.join(ON_CODE_CHANGE)}"

@@ -72,8 +72,12 @@ def main(kill_after: int = 80) -> int:
     print(f"resumable demo: {DOCUMENTS} documents through a slow API, store {store}")
     print(f"1. a child process starts execution {execution_id!r}")
     child = subprocess.Popen(
-        [sys.executable, "-c", f"from resumable._demo import _child; _child({store!r}, "
-         f"{execution_id!r}, {calls_log!r})"],
+        [
+            sys.executable,
+            "-c",
+            f"from resumable._demo import _child; _child({store!r}, "
+            f"{execution_id!r}, {calls_log!r})",
+        ],
     )
     deadline = time.monotonic() + 60
     while _count_lines(calls_log) < kill_after and child.poll() is None:

@@ -28,6 +28,4 @@ def aiter_checkpointed(
     locals in the bytecode; `carry=("a", "b")` names them; `carry=()` carries
     nothing. Outside an execution it is a plain loop.
     """
-    return CheckpointedLoop(
-        iterable, carry=carry, every=every, name=name, frame=sys._getframe(1)
-    )
+    return CheckpointedLoop(iterable, carry=carry, every=every, name=name, frame=sys._getframe(1))

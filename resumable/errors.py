@@ -57,6 +57,14 @@ class ExecutionNotFound(ResumableError):
         )
 
 
+def _owner_text(owner: str) -> str:
+    """ "host:pid:start" (how stores record owners) as "host pid N"."""
+    parts = owner.split(":")
+    if len(parts) == 3 and parts[1].isdigit():
+        return f"{parts[0]} pid {parts[1]}"
+    return owner
+
+
 class ExecutionLocked(ResumableError):
     """A live process owns the execution; only one may run it at a time."""
 
@@ -68,7 +76,7 @@ class ExecutionLocked(ResumableError):
 
     def _message(self) -> str:
         return (
-            f"execution {self.execution_id!r} is owned by {self.owner}, whose lease "
+            f"execution {self.execution_id!r} is owned by {_owner_text(self.owner)}, whose lease "
             f"expires in {self.expires_in:.1f}s. HINT: wait for that process to finish, "
             "or, if it is dead, resume again once the lease has expired."
         )
@@ -79,9 +87,10 @@ class LeaseLost(ExecutionLocked):
 
     def _message(self) -> str:
         return (
-            f"this process no longer owns execution {self.execution_id!r}: {self.owner} "
-            "took it over after our lease expired (was this process paused?). Our writes "
-            "are refused so that the new owner's checkpoints stay intact; nothing was lost."
+            f"this process no longer owns execution {self.execution_id!r}: "
+            f"{_owner_text(self.owner)} took it over after our lease expired (was this "
+            "process paused?). Our writes are refused so that the new owner's checkpoints "
+            "stay intact; nothing was lost."
         )
 
 

@@ -142,21 +142,29 @@ def _names(instruction: dis.Instruction) -> tuple[str, ...]:
     return (str(value),)
 
 
+def exception_entries(code: CodeType) -> list[tuple[int, int, int]]:
+    """(start, end, handler) offsets of the 3.11+ exception table; `end` is
+    exclusive. dis.Bytecode.exception_entries exists since 3.11 but typeshed
+    does not declare it."""
+    entries = getattr(dis.Bytecode(code), "exception_entries", [])
+    return [(e.start, e.end, e.target) for e in entries]
+
+
 def _graph(instructions: list[dis.Instruction], code: CodeType) -> list[list[int]]:
     index_of = {ins.offset: i for i, ins in enumerate(instructions)}
     successors: list[list[int]] = [[] for _ in instructions]
     for i, ins in enumerate(instructions):
         if ins.opcode in JUMPS and isinstance(ins.argval, int) and ins.argval in index_of:
             successors[i].append(index_of[ins.argval])
-        if ins.opname not in UNCONDITIONAL_JUMPS and ins.opname not in TERMINAL:
-            if i + 1 < len(instructions):
-                successors[i].append(i + 1)
-    for entry in dis.Bytecode(code).exception_entries:
-        target = index_of.get(entry.target)
+        falls_through = ins.opname not in UNCONDITIONAL_JUMPS and ins.opname not in TERMINAL
+        if falls_through and i + 1 < len(instructions):
+            successors[i].append(i + 1)
+    for start, end, handler in exception_entries(code):
+        target = index_of.get(handler)
         if target is None:
             continue
         for i, ins in enumerate(instructions):
-            if entry.start <= ins.offset < entry.end:
+            if start <= ins.offset < end:
                 successors[i].append(target)
     return successors
 
@@ -165,7 +173,7 @@ def _block_starts(instructions: list[dis.Instruction], code: CodeType) -> set[in
     """Offsets where control can arrive from elsewhere: the abstract stack is
     reset there, because we do not merge states from several predecessors."""
     starts = {ins.argval for ins in instructions if ins.opcode in JUMPS}
-    starts.update(entry.target for entry in dis.Bytecode(code).exception_entries)
+    starts.update(handler for _, _, handler in exception_entries(code))
     return {s for s in starts if isinstance(s, int)}
 
 
@@ -212,9 +220,7 @@ def _liveness(facts: CodeFacts) -> list[frozenset[str]]:
 def _pop(stack: list[Value], n: int = 1) -> list[Value]:
     """Pop n values (unknown when the tracked stack is shorter: we reset it
     at block starts and do not know what lies below)."""
-    popped: list[Value] = []
-    for _ in range(n):
-        popped.append(stack.pop() if stack else None)
+    popped = [stack.pop() if stack else None for _ in range(n)]
     popped.reverse()
     return popped
 
@@ -339,15 +345,82 @@ def _generic(ins: dis.Instruction, stack: list[Value]) -> None:
 
 # Methods that read their receiver; calling them is not a mutation.
 READ_ONLY_METHODS = frozenset(
-    """get keys values items copy count index find rfind startswith endswith format
-    format_map join split rsplit splitlines strip lstrip rstrip lower upper casefold
-    title capitalize encode decode replace partition rpartition zfill center ljust
-    rjust isdigit isalpha isalnum isspace isupper islower isdecimal isnumeric
-    isidentifier istitle isascii isprintable translate expandtabs removeprefix
-    removesuffix issubset issuperset isdisjoint union intersection difference
-    symmetric_difference hex fromhex bit_length bit_count to_bytes conjugate
-    as_integer_ratio is_integer isoformat timestamp date time weekday strftime
-    most_common elements total""".split()
+    [
+        "get",
+        "keys",
+        "values",
+        "items",
+        "copy",
+        "count",
+        "index",
+        "find",
+        "rfind",
+        "startswith",
+        "endswith",
+        "format",
+        "format_map",
+        "join",
+        "split",
+        "rsplit",
+        "splitlines",
+        "strip",
+        "lstrip",
+        "rstrip",
+        "lower",
+        "upper",
+        "casefold",
+        "title",
+        "capitalize",
+        "encode",
+        "decode",
+        "replace",
+        "partition",
+        "rpartition",
+        "zfill",
+        "center",
+        "ljust",
+        "rjust",
+        "isdigit",
+        "isalpha",
+        "isalnum",
+        "isspace",
+        "isupper",
+        "islower",
+        "isdecimal",
+        "isnumeric",
+        "isidentifier",
+        "istitle",
+        "isascii",
+        "isprintable",
+        "translate",
+        "expandtabs",
+        "removeprefix",
+        "removesuffix",
+        "issubset",
+        "issuperset",
+        "isdisjoint",
+        "union",
+        "intersection",
+        "difference",
+        "symmetric_difference",
+        "hex",
+        "fromhex",
+        "bit_length",
+        "bit_count",
+        "to_bytes",
+        "conjugate",
+        "as_integer_ratio",
+        "is_integer",
+        "isoformat",
+        "timestamp",
+        "date",
+        "time",
+        "weekday",
+        "strftime",
+        "most_common",
+        "elements",
+        "total",
+    ]
 )
 
 

@@ -10,10 +10,10 @@ restored loop finds its checkpoint, and how a divergence is noticed.
 
 from __future__ import annotations
 
+from collections.abc import Collection, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from types import FrameType
-from collections.abc import Collection, Mapping
 from typing import TYPE_CHECKING, Any
 
 from resumable.runtime import bytecode, faults

@@ -110,7 +110,9 @@ async def prepare_new(
     )
     lease = await settings.store.create(record, identity.this_owner(), settings.lease_ttl)
     if lease is not None:
-        return Prepared(target, record, lease, {}, False, False, args, kwargs)
+        return Prepared(
+            target, record, lease, {}, resumed=False, restart=False, args=args, kwargs=kwargs
+        )
     return await prepare_existing(record.id, settings, target)
 
 
@@ -138,7 +140,16 @@ async def prepare_existing(
         restart = settings.on_code_change == "restart"
     args, kwargs = codec.loads(record.args, execution_id=execution_id, key="arguments")
     checkpoints = {} if restart else await store.load(execution_id)
-    return Prepared(target, record, lease, checkpoints, True, restart, tuple(args), dict(kwargs))
+    return Prepared(
+        target,
+        record,
+        lease,
+        checkpoints,
+        resumed=True,
+        restart=restart,
+        args=tuple(args),
+        kwargs=dict(kwargs),
+    )
 
 
 def resolve_target(record: ExecutionRecord) -> Target:
@@ -192,7 +203,9 @@ async def run(prepared: Prepared, settings: Settings) -> Any:
     # A fresh copy of the caller's context: nothing the run sets leaks back.
     task = asyncio.get_running_loop().create_task(body(), context=contextvars.copy_context())
     lost: list[LeaseLost] = []
-    renewer = asyncio.get_running_loop().create_task(_renew(context, settings.lease_ttl, task, lost))
+    renewer = asyncio.get_running_loop().create_task(
+        _renew(context, settings.lease_ttl, task, lost)
+    )
     try:
         result = await task
     except faults.SimulatedCrash as crash:

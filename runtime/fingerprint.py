@@ -7,10 +7,11 @@ is a small JSON document so that a mismatch can say what changed.
 
 from __future__ import annotations
 
+import dis
 import hashlib
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from types import CodeType
 from typing import Any
 
@@ -33,7 +34,7 @@ def fingerprint(function: Callable[..., Any], version: str | None = None) -> str
     return json.dumps(
         {
             "sha": digest.hexdigest()[:32],
-            "py": "%d.%d" % sys.version_info[:2],
+            "py": f"{sys.version_info[0]}.{sys.version_info[1]}",
             "version": version,
             "names": sorted(set(code.co_names)),
             "locals": list(code.co_varnames),
@@ -43,9 +44,7 @@ def fingerprint(function: Callable[..., Any], version: str | None = None) -> str
     )
 
 
-def _async_fors(code: CodeType) -> Any:
-    import dis
-
+def _async_fors(code: CodeType) -> Iterator[dis.Instruction]:
     return (ins for ins in dis.get_instructions(code) if ins.opname == "GET_AITER")
 
 

@@ -45,7 +45,7 @@ def is_dead_local(owner: str | None) -> bool:
     """True only when the owner is a process of this host that no longer runs."""
     if not owner:
         return False
-    host, pid_text, ticks = (owner.split(":") + ["", ""])[:3]
+    host, pid_text, ticks = [*owner.split(":"), "", ""][:3]
     if host != socket.gethostname() or not pid_text.isdigit():
         return False
     pid = int(pid_text)

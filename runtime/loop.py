@@ -18,6 +18,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
 from types import FrameType
 from typing import Any, Final, Generic, TypeVar
 
+from resumable.errors import CorruptCheckpoint, NonDeterminismError
 from resumable.runtime import frames, records
 from resumable.runtime.context import (
     ExecutionContext,
@@ -164,13 +165,22 @@ class CheckpointedLoop(AsyncIterator[T], Generic[T]):
         if header is None:
             return
         values = records.load_value(context, header["c"], self._key)
+        recorded = set(values) | set(header["a"])
+        current = set(self._names) | set(self._weak)
+        if not recorded <= current:
+            raise NonDeterminismError(
+                context.execution_id,
+                f"loop {self._label} ({self._site.location})",
+                f"a loop carrying {', '.join(sorted(recorded))}",
+                f"a loop carrying {', '.join(sorted(current)) or 'nothing'}",
+            )
         for name, last in header["a"].items():
             items: list[Any] = []
             for seq in range(last + 1):
                 key = f"{self._key}+{name}.{seq}"
                 data = context.records.get(key)
                 if data is None:
-                    raise records.CorruptCheckpoint(
+                    raise CorruptCheckpoint(
                         context.execution_id, key, "a delta record of this list is missing"
                     )
                 items.extend(records.load_value(context, data, key))
@@ -211,7 +221,7 @@ class CheckpointedLoop(AsyncIterator[T], Generic[T]):
         self._tracks = tracks
         self._flushed = self._index
 
-    def _append_delta(
+    def _append_delta(  # noqa: PLR0917
         self,
         context: ExecutionContext,
         name: str,
@@ -250,7 +260,7 @@ def _carried(
     append-only lists checkpointed as deltas)."""
     if isinstance(carry, _Auto):
         return site.strong, site.weak, tuple(sorted(site.append_only))
-    if isinstance(carry, str) or not all(isinstance(n, str) for n in carry):
+    if not isinstance(carry, tuple) or not all(isinstance(n, str) for n in carry):
         raise TypeError(f"carry must be AUTO or a tuple of variable names, got {carry!r}")
     code = frame.f_code
     known = set(code.co_varnames) | set(code.co_cellvars) | set(code.co_freevars)

@@ -24,10 +24,32 @@ from resumable.runtime import bytecode
 # carried whatever its type. Other methods (client.post(...)) only make a
 # name carried if its value turns out to be data (see `LoopSite.carried`).
 CONTAINER_MUTATORS = frozenset(
-    """append extend insert add update pop popitem remove discard clear setdefault
-    sort reverse appendleft extendleft popleft rotate difference_update
-    intersection_update symmetric_difference_update __setitem__ __delitem__
-    __iadd__ __ior__""".split()
+    [
+        "append",
+        "extend",
+        "insert",
+        "add",
+        "update",
+        "pop",
+        "popitem",
+        "remove",
+        "discard",
+        "clear",
+        "setdefault",
+        "sort",
+        "reverse",
+        "appendleft",
+        "extendleft",
+        "popleft",
+        "rotate",
+        "difference_update",
+        "intersection_update",
+        "symmetric_difference_update",
+        "__setitem__",
+        "__delitem__",
+        "__iadd__",
+        "__ior__",
+    ]
 )
 APPEND_METHODS = frozenset({"append", "extend"})
 
@@ -111,7 +133,9 @@ def _analyse(code: CodeType, lasti: int) -> LoopSite:
     weak -= strong
     return LoopSite(
         code=code,
-        site=f"{code.co_qualname}:loop{ordinal}",
+        # Ordinal and loop variables: stable across edits elsewhere in the
+        # function, yet a different loop at the same place is told apart.
+        site=f"{code.co_qualname}:loop{ordinal}({','.join(sorted(targets))})",
         location=f"{code.co_filename}:{_line(instructions[call + 1], code)}",
         body=body,
         targets=frozenset(targets),

@@ -44,7 +44,9 @@ def seal(context: ExecutionContext, header: dict[str, Any]) -> bytes:
     return context.codec.dumps(header)
 
 
-def read(context: ExecutionContext, key: str, kind: str, site: str, where: str) -> dict[str, Any] | None:
+def read(
+    context: ExecutionContext, key: str, kind: str, site: str, where: str
+) -> dict[str, Any] | None:
     """The record at `key`, checked to be the same kind of helper at the same
     site that the code reaches now (guarantee §3.5)."""
     data = context.records.get(key)
@@ -65,4 +67,8 @@ def read(context: ExecutionContext, key: str, kind: str, site: str, where: str) 
 
 def _type_name(value: object) -> str:
     kind = type(value)
-    return kind.__qualname__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"
+    return (
+        kind.__qualname__
+        if kind.__module__ == "builtins"
+        else f"{kind.__module__}.{kind.__qualname__}"
+    )

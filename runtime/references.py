@@ -41,7 +41,7 @@ def _module(module_name: str, location: str, qualname: str) -> ModuleType:
     if module_name not in ("__main__", MAIN_ALIAS):
         return importlib.import_module(module_name)
     main = sys.modules.get("__main__")
-    if main is not None and hasattr(main, qualname.split(".")[0]):
+    if main is not None and hasattr(main, qualname.split(".", maxsplit=1)[0]):
         return main
     if MAIN_ALIAS in sys.modules:
         return sys.modules[MAIN_ALIAS]

@@ -24,9 +24,21 @@ def environment() -> dict[str, str]:
     return env
 
 
-def start(store: str, execution_id: str, job: str, n: int, log: Path, delay: float) -> subprocess.Popen[str]:
+def start(
+    store: str, execution_id: str, job: str, n: int, log: Path, delay: float
+) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "jobs.child", store, execution_id, job, str(n), str(log), str(delay)],
+        [
+            sys.executable,
+            "-m",
+            "jobs.child",
+            store,
+            execution_id,
+            job,
+            str(n),
+            str(log),
+            str(delay),
+        ],
         env=environment(),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -46,7 +46,16 @@ class TestKillAndResume:
 
     # (lines logged before the kill, extra seconds): lands before, inside and
     # right after loop bodies and checkpoint writes.
-    POINTS = [(1, 0), (2, 0.001), (5, 0.0025), (9, 0), (13, 0.003), (21, 0.0005), (34, 0.002), (39, 0.0039)]
+    POINTS = [
+        (1, 0),
+        (2, 0.001),
+        (5, 0.0025),
+        (9, 0),
+        (13, 0.003),
+        (21, 0.0005),
+        (34, 0.002),
+        (39, 0.0039),
+    ]
 
     @pytest.mark.parametrize(("lines", "extra"), POINTS)
     def test_flat_loop(self, tmp_path: Path, store_url: str, lines: int, extra: float):

@@ -305,9 +305,7 @@ class TestOversize:
         lease = await created(store, make_record("e1"))
         await store.write(lease, {"a": b"old", "gone": b"x"})
         with pytest.raises(ValueError, match="1,001 bytes") as info:
-            await store.write(
-                lease, {"a": b"new", "big": b"x" * 1001}, deletes=["gone"]
-            )
+            await store.write(lease, {"a": b"new", "big": b"x" * 1001}, deletes=["gone"])
         message = str(info.value)
         assert "'big'" in message
         assert "'e1'" in message
@@ -400,9 +398,8 @@ class TestUpdate:
         assert await store.load("e1") == {"a": b"1"}
 
     async def test_stale_token_raises_lease_lost_and_changes_nothing(self, store, make_record):
-        old, _ = await taken_over(store, make_record("e1"))
-        lease = await store.acquire("e1", "owner-b", TTL, steal_token=old.token + 1)
-        await store.write(lease, {"a": b"1"})
+        old, new = await taken_over(store, make_record("e1"))
+        await store.write(new, {"a": b"1"})
         before = await store.get("e1")
         with pytest.raises(LeaseLost):
             await store.update(
@@ -535,14 +532,13 @@ class TestDelete:
         lease = await created(store, make_record("e1"))
         await store.write(lease, {"a": b"1"})
         await store.delete("e1")
-        again = await created(store, make_record("e1"))
+        again = await created(store, make_record("e1"), owner="owner-b")
         assert again.token == 1
         assert await store.load("e1") == {}
+        # The first life's lease has the same token number: its owner differs.
         with pytest.raises(LeaseLost):
-            # Same id, same token number, but a write from the first life
-            # must not land: here it happens to share the token, so the owner
-            # tells them apart.
-            await store.write(lease.__class__(lease.execution_id, "someone-else", 1, 0.0), {})
+            await store.write(lease, {"a": b"stale"})
+        assert await store.load("e1") == {}
 
 
 class TestStats:

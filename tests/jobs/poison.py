@@ -1,0 +1,21 @@
+"""A loop whose carried value becomes unpicklable when POISON is set."""
+
+from __future__ import annotations
+
+import threading
+
+from resumable import aiter_checkpointed, resumable
+
+POISON = {"at": 3}
+RUNS: list[int] = []
+
+
+@resumable
+async def job(n: int) -> tuple[int, object]:
+    total = 0
+    holder: object = None
+    async for i in aiter_checkpointed(range(n)):
+        RUNS.append(i)
+        total += i
+        holder = threading.Lock() if i == POISON["at"] else i
+    return total, holder

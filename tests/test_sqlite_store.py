@@ -1,0 +1,348 @@
+"""What SQLiteStore promises beyond the contract: a file that outlives processes.
+
+Other processes are real subprocesses of this interpreter, and the crash test
+kills one with SIGKILL in the middle of its writes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sqlite3
+import sys
+import textwrap
+import threading
+from contextlib import closing
+
+import pytest
+
+from resumable.errors import LeaseLost, StoreUnavailable
+from resumable.stores import ExecutionUpdate, SQLiteStore, open_store
+
+TTL = 30.0
+
+
+async def python(script: str, *args: str) -> asyncio.subprocess.Process:
+    """Start `script` in a child interpreter, with pipes for its stdin and stdout."""
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        textwrap.dedent(script),
+        *args,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+
+
+async def finished(proc: asyncio.subprocess.Process) -> str:
+    out, err = await proc.communicate()
+    assert proc.returncode == 0, err.decode()
+    return out.decode()
+
+
+@pytest.fixture(name="path")
+def _path(tmp_path):
+    return tmp_path / "nested" / "dir" / "state.db"
+
+
+@pytest.fixture(name="sqlite")
+async def _sqlite(path):
+    store = SQLiteStore(path)
+    yield store
+    await store.close()
+
+
+class TestFile:
+    """The database is a real file, created with its directories, in WAL mode."""
+
+    async def test_creates_parent_directories(self, sqlite, path):
+        assert path.is_file()
+        assert sqlite.url == f"sqlite:///{path}"
+
+    async def test_url_reopens_the_same_file(self, sqlite, make_record):
+        lease = await sqlite.create(make_record("e1"), "a", TTL)
+        await sqlite.write(lease, {"k": b"v"})
+        other = open_store(sqlite.url)
+        try:
+            assert isinstance(other, SQLiteStore)
+            assert other.path == sqlite.path
+            assert await other.load("e1") == {"k": b"v"}
+        finally:
+            await other.close()
+
+    async def test_wal_mode(self, sqlite, path):
+        with closing(sqlite3.connect(path)) as conn:
+            assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+    async def test_synchronous_normal_by_default(self, sqlite):
+        assert sqlite._conn.execute("PRAGMA synchronous").fetchone()[0] == 1
+
+    async def test_synchronous_full_from_the_url(self, path):
+        store = open_store(f"sqlite:///{path}?synchronous=full")
+        try:
+            assert isinstance(store, SQLiteStore)
+            assert store._conn.execute("PRAGMA synchronous").fetchone()[0] == 2
+            assert store.url.endswith("?synchronous=full")
+        finally:
+            await store.close()
+
+    async def test_garbage_file_is_unavailable(self, tmp_path):
+        bad = tmp_path / "bad.db"
+        bad.write_bytes(b"this is not a database" * 100)
+        with pytest.raises(StoreUnavailable, match="opening the database"):
+            SQLiteStore(bad)
+
+    async def test_newer_schema_is_refused(self, path):
+        await SQLiteStore(path).close()
+        with closing(sqlite3.connect(path)) as conn:
+            conn.execute("PRAGMA user_version = 99")
+        with pytest.raises(StoreUnavailable, match="upgrade resumable"):
+            SQLiteStore(path)
+
+    async def test_closed_store_is_unavailable(self, path, make_record):
+        store = SQLiteStore(path)
+        await store.close()
+        with pytest.raises(StoreUnavailable, match="closed"):
+            await store.get("e1")
+
+
+class TestReopen:
+    """Everything written survives closing and reopening the file."""
+
+    async def test_records_and_checkpoints_survive(self, path, make_record):
+        store = SQLiteStore(path)
+        lease = await store.create(make_record("e1", args=b"\x00args"), "a", TTL)
+        assert lease is not None
+        await store.write(lease, {"k": b"v", "gone": b"x"})
+        await store.write(lease, {"k2": b"v2"}, deletes=["gone"])
+        await store.update(lease, ExecutionUpdate(status="failed", error_text="boom"))
+        before = await store.get("e1")
+        await store.close()
+
+        reopened = SQLiteStore(path)
+        try:
+            assert await reopened.get("e1") == before
+            assert await reopened.load("e1") == {"k": b"v", "k2": b"v2"}
+            await reopened.write(lease, {"k3": b"v3"})  # the lease is in the file too
+        finally:
+            await reopened.close()
+
+    async def test_two_connections_see_each_other(self, path, make_record):
+        one, two = SQLiteStore(path), SQLiteStore(path)
+        try:
+            lease = await one.create(make_record("e1"), "a", TTL)
+            assert lease is not None
+            await one.write(lease, {"k": b"1"})
+            assert await two.load("e1") == {"k": b"1"}
+            assert await two.create(make_record("e1"), "b", TTL) is None
+        finally:
+            await one.close()
+            await two.close()
+
+
+class TestProcesses:
+    """Processes sharing the file see each other's commits, and are fenced."""
+
+    CHILD_WRITES = """
+        import asyncio, sys
+        from resumable.stores.sqlite import SQLiteStore
+
+        async def main():
+            store = SQLiteStore(sys.argv[1])
+            lease = await store.acquire("e1", "child", 30)
+            await store.write(lease, {"from": b"child"}, deletes=["parent"])
+            print(lease.token)
+            await store.close()
+
+        asyncio.run(main())
+    """
+
+    CHILD_READS = """
+        import asyncio, json, sys
+        from resumable.stores.sqlite import SQLiteStore
+
+        async def main():
+            store = SQLiteStore(sys.argv[1])
+            loaded = await store.load("e1")
+            record = await store.get("e1")
+            print(json.dumps({k: v.decode() for k, v in loaded.items()} | {"@": record.owner}))
+            await store.close()
+
+        asyncio.run(main())
+    """
+
+    async def test_child_write_is_visible_here(self, sqlite, path, make_record):
+        lease = await sqlite.create(make_record("e1"), "parent", TTL)
+        assert lease is not None
+        await sqlite.write(lease, {"parent": b"1"})
+        await sqlite.release(lease)
+        out = await finished(await python(self.CHILD_WRITES, str(path)))
+        assert int(out) == lease.token + 1
+        assert await sqlite.load("e1") == {"from": b"child"}
+        record = await sqlite.get("e1")
+        assert record is not None
+        assert record.owner == "child"
+
+    async def test_our_write_is_visible_to_a_child(self, sqlite, path, make_record):
+        lease = await sqlite.create(make_record("e1"), "parent", TTL)
+        assert lease is not None
+        await sqlite.write(lease, {"a": b"1", "b": b"2"})
+        out = await finished(await python(self.CHILD_READS, str(path)))
+        assert json.loads(out) == {"a": "1", "b": "2", "@": "parent"}
+
+    async def test_a_child_taking_over_fences_us(self, sqlite, path, make_record):
+        lease = await sqlite.create(make_record("e1"), "parent", 0.01)
+        assert lease is not None
+        await sqlite.write(lease, {"parent": b"1"})
+        await asyncio.sleep(0.05)
+        await finished(await python(self.CHILD_WRITES, str(path)))
+        with pytest.raises(LeaseLost, match="child"):
+            await sqlite.write(lease, {"parent": b"2"})
+        assert await sqlite.load("e1") == {"from": b"child"}
+
+
+class TestCrash:
+    """SIGKILL in the middle of writes leaves the last committed state intact."""
+
+    WRITER = """
+        import asyncio, sys
+        from resumable.stores.sqlite import SQLiteStore
+
+        async def main():
+            store = SQLiteStore(sys.argv[1])
+            lease = await store.acquire("e1", "child", 60, steal_token=int(sys.argv[2]))
+            loaded = await store.load("e1")
+            i = int(loaded.get("counter", b"-1")) + 1
+            while True:
+                # Three records and a delete per write: a torn write would
+                # show as counter != mirror, or a wrong window of items.
+                await store.write(
+                    lease,
+                    {"counter": b"%d" % i, "mirror": b"%d" % i, f"item-{i}": b"x" * 200},
+                    deletes=[f"item-{i - 20}"],
+                )
+                print(i, flush=True)
+                i += 1
+
+        asyncio.run(main())
+    """
+
+    def check_consistent(self, loaded: dict[str, bytes], acknowledged: int) -> int:
+        counter = int(loaded["counter"])
+        assert loaded["mirror"] == loaded["counter"]
+        assert counter >= acknowledged  # every acknowledged write survived
+        items = sorted(int(key[5:]) for key in loaded if key.startswith("item-"))
+        assert items == list(range(max(0, counter - 19), counter + 1))
+        return counter
+
+    async def test_sigkill_mid_write(self, sqlite, path, make_record):
+        lease = await sqlite.create(make_record("e1"), "parent", TTL)
+        assert lease is not None
+        token = lease.token
+        acknowledged = -1
+        for round_ in range(3):
+            proc = await python(self.WRITER, str(path), str(token))
+            assert proc.stdout is not None
+            target = acknowledged + 150 + 37 * round_
+            while acknowledged < target:
+                line = await asyncio.wait_for(proc.stdout.readline(), 30)
+                assert line, (await proc.stderr.read()).decode() if proc.stderr else ""
+                acknowledged = int(line)
+            proc.send_signal(signal.SIGKILL)
+            await proc.wait()
+            assert proc.returncode == -signal.SIGKILL
+
+            counter = self.check_consistent(await sqlite.load("e1"), acknowledged)
+            acknowledged = counter
+            record = await sqlite.get("e1")
+            assert record is not None
+            assert record.owner == "child"
+            token = record.lease_token
+        with closing(sqlite3.connect(path)) as conn:
+            assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+class TestInline:
+    """Writes run on the event-loop thread, not through a worker thread."""
+
+    async def test_statements_run_on_the_loop_thread(self, sqlite, make_record):
+        lease = await sqlite.create(make_record("e1"), "a", TTL)
+        assert lease is not None
+        seen: list[tuple[int, str]] = []
+        sqlite._conn.set_trace_callback(lambda sql: seen.append((threading.get_ident(), sql)))
+        for i in range(20):
+            await sqlite.write(lease, {f"k{i}": b"v"})
+        sqlite._conn.set_trace_callback(None)
+        assert sum("INSERT INTO checkpoints" in sql for _, sql in seen) == 20
+        assert {ident for ident, _ in seen} == {threading.get_ident()}
+
+
+@pytest.fixture(name="locker")
+def _locker(sqlite, path):
+    """Another connection to the file, ready to hold its write lock."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    yield conn
+    if conn.in_transaction:
+        conn.execute("ROLLBACK")
+    conn.close()
+
+
+class TestBusy:
+    """When another connection holds the lock, the wait moves off the event loop."""
+
+    async def test_write_waits_without_blocking_the_loop(self, sqlite, locker, make_record):
+        lease = await sqlite.create(make_record("e1"), "a", TTL)
+        assert lease is not None
+        locker.execute("BEGIN IMMEDIATE")
+        first = asyncio.create_task(sqlite.write(lease, {"k": b"first"}))
+        second = asyncio.create_task(sqlite.write(lease, {"k": b"second", "two": b"2"}))
+        ticks = 0
+        for _ in range(30):
+            await asyncio.sleep(0.01)
+            ticks += 1
+        assert not first.done()
+        assert not second.done()
+        assert ticks == 30
+        locker.execute("COMMIT")
+        await asyncio.wait_for(asyncio.gather(first, second), 10)
+        # The queued write ran after the waiting one: order is kept.
+        assert await sqlite.load("e1") == {"k": b"second", "two": b"2"}
+        assert sqlite.stats.extra["busy_retries"] >= 1
+        assert sqlite.stats.writes == 2
+
+    async def test_lock_held_too_long_raises_store_unavailable(self, path, locker, make_record):
+        store = SQLiteStore(path, busy_timeout=0.2)
+        try:
+            lease = await store.create(make_record("e1"), "a", TTL)
+            assert lease is not None
+            locker.execute("BEGIN IMMEDIATE")
+            with pytest.raises(StoreUnavailable, match="writing a checkpoint") as info:
+                await store.write(lease, {"k": b"v"})
+            assert "0.2s" in str(info.value)
+            locker.execute("COMMIT")
+            assert await store.load("e1") == {}
+            assert store.stats.writes == 0
+            await store.write(lease, {"k": b"v"})  # usable again once the lock is gone
+            assert await store.load("e1") == {"k": b"v"}
+        finally:
+            await store.close()
+
+    async def test_cancelled_waiter_does_not_free_the_connection_early(
+        self, sqlite, locker, make_record
+    ):
+        lease = await sqlite.create(make_record("e1"), "a", TTL)
+        assert lease is not None
+        locker.execute("BEGIN IMMEDIATE")
+        waiting = asyncio.create_task(sqlite.write(lease, {"k": b"first"}))
+        await asyncio.sleep(0.05)
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        after = asyncio.create_task(sqlite.write(lease, {"k": b"after"}))
+        await asyncio.sleep(0.05)
+        assert not after.done()  # still queued behind the worker thread
+        locker.execute("COMMIT")
+        await asyncio.wait_for(after, 10)
+        assert await sqlite.load("e1") == {"k": b"after"}

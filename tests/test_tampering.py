@@ -1,0 +1,64 @@
+"""Guarantee §3.6: a corrupt or tampered record is refused, naming the
+execution and the key, before anything is unpickled."""
+
+from __future__ import annotations
+
+import sqlite3
+import uuid
+from pathlib import Path
+
+import pytest
+from jobs import carry
+
+from resumable import CorruptCheckpoint, SQLiteStore, _config, configure, resume
+from resumable.testing import SimulatedCrash, crash_after
+
+
+@pytest.fixture(name="signed")
+def _signed():
+    configure(secret_key="test-secret")
+    yield
+    _config.reset()
+
+
+async def crashed_run(store: SQLiteStore) -> str:
+    execution_id = uuid.uuid4().hex
+    with crash_after(3), pytest.raises(SimulatedCrash) as crash:
+        await carry.numbers.options(execution_id=execution_id, store=store)(6)
+    await store.release(crash.value.lease)
+    return execution_id
+
+
+class TestTamperedCheckpoint:
+    """With a secret key, a modified record stops the resume."""
+
+    @pytest.mark.usefixtures("signed")
+    async def test_flipped_byte_is_refused(self, tmp_path: Path):
+        store = SQLiteStore(tmp_path / "state.db")
+        execution_id = await crashed_run(store)
+        with sqlite3.connect(tmp_path / "state.db") as db:
+            ((key, value),) = db.execute(
+                "SELECT key, value FROM checkpoints WHERE execution_id = ?", (execution_id,)
+            ).fetchall()
+            tampered = value[:-1] + bytes([value[-1] ^ 1])
+            db.execute(
+                "UPDATE checkpoints SET value = ? WHERE execution_id = ? AND key = ?",
+                (tampered, execution_id, key),
+            )
+        with pytest.raises(CorruptCheckpoint) as caught:
+            await resume(execution_id, store=store)
+        assert caught.value.execution_id == execution_id
+        assert caught.value.key == key
+        await store.close()
+
+    async def test_garbage_without_a_key_is_refused(self, tmp_path: Path):
+        store = SQLiteStore(tmp_path / "state.db")
+        execution_id = await crashed_run(store)
+        with sqlite3.connect(tmp_path / "state.db") as db:
+            db.execute(
+                "UPDATE checkpoints SET value = ? WHERE execution_id = ?",
+                (b"\xff\x00junk", execution_id),
+            )
+        with pytest.raises(CorruptCheckpoint):
+            await resume(execution_id, store=store)
+        await store.close()
