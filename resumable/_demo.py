@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import logging
 import os
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
+
+import structlog
 
 from resumable import aiter_checkpointed, resumable
 
@@ -44,9 +46,14 @@ async def digest(docs: list[str], calls_log: str) -> dict[str, object]:
     return {"documents": len(summaries), "chars": chars, "last": summaries[-1]}
 
 
+def _quiet() -> None:
+    """The story is the output here; the library's INFO lines would interleave."""
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+
+
 def _child(store: str, execution_id: str, calls_log: str) -> None:
     """Runs in the child process that will be killed."""
-    os.environ["RESUMABLE_STORE"] = store
+    _quiet()
     docs = [f"doc-{i:03d}" for i in range(DOCUMENTS)]
     asyncio.run(digest.options(execution_id=execution_id)(docs, calls_log))
 
@@ -65,11 +72,15 @@ def _resume(store: str, execution_id: str) -> object:
 
 
 def main(kill_after: int = 80) -> int:
-    workdir = Path(tempfile.mkdtemp(prefix="resumable-demo-"))
+    _quiet()
+    # The embedded default store, so `resumable list` / `show` find the run after.
+    workdir = Path(".resumable").resolve()
+    workdir.mkdir(exist_ok=True)
     store = f"sqlite:///{workdir / 'state.db'}"
-    calls_log = str(workdir / "api-calls.log")
-    execution_id = f"demo-{int(time.time())}"
-    print(f"resumable demo: {DOCUMENTS} documents through a slow API, store {store}")
+    execution_id = f"demo-{time.strftime('%Y%m%d-%H%M%S')}"
+    calls_log = str(workdir / f"{execution_id}-api-calls.log")
+    print(f"resumable demo: {DOCUMENTS} documents through a slow API ({API_LATENCY * 1000:.0f} ms")
+    print(f"per call), checkpointed in {store}")
     print(f"1. a child process starts execution {execution_id!r}")
     child = subprocess.Popen(
         [

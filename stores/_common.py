@@ -57,7 +57,12 @@ def fence_holds(lease: Lease, token: int, owner: str | None) -> bool:
 
 
 def lease_lost(
-    lease: Lease, found: bool, owner: str | None, expires_at: float, now: float
+    lease: Lease,
+    *,
+    found: bool,
+    owner: str | None = None,
+    expires_at: float = 0.0,
+    now: float = 0.0,
 ) -> LeaseLost:
     if not found:
         holder = "nobody (the execution was deleted)"

@@ -24,7 +24,7 @@ import hmac
 import pickle
 import re
 import threading
-from typing import Any, Literal, NoReturn
+from typing import Any, Literal
 
 import cloudpickle
 import msgpack
@@ -168,6 +168,10 @@ class Codec:
 
     __slots__ = ("_mac", "_mode", "_packers")
 
+    _mac: hmac.HMAC | None
+    _mode: CodecMode
+    _packers: _Packers
+
     def __init__(self, *, mode: CodecMode = "auto", secret_key: bytes | None = None) -> None:
         if mode not in ("auto", "msgpack"):
             raise ValueError(f"Codec(mode={mode!r}): mode must be 'auto' or 'msgpack'")
@@ -189,7 +193,7 @@ class Codec:
 
     @property
     def mode(self) -> CodecMode:
-        return self._mode  # type: ignore[return-value]
+        return self._mode
 
     @property
     def signed(self) -> bool:
@@ -201,11 +205,14 @@ class Codec:
     def dumps(self, value: Any) -> bytes:
         """Encode `value`; raises `UnserializableValue` if it cannot be stored."""
         try:
-            packed = self._packers.packer.pack(value)
+            # Packed inside a 1-element list whose header byte is then dropped:
+            # msgpack packs 1024 levels of nesting but unpacks only 1023, and
+            # the extra level makes pack refuse what unpack would refuse.
+            packed: bytes = self._packers.packer.pack([value])
             if _MAYBE_INEXACT(packed) is not None:
                 _check_exact(value)
-            blob = _MSGPACK_TAG + packed
-        except Exception as exc:  # _NotPlain, or a string with lone surrogates, nesting > 511...
+            blob = _MSGPACK_TAG + packed[1:]
+        except Exception as exc:  # _NotPlain, a string with lone surrogates, deep nesting...
             blob = self._dumps_slow(value, exc)
         if self._mac is None:
             return blob
@@ -226,25 +233,29 @@ class Codec:
     def loads(self, data: bytes, *, execution_id: str = "?", key: str = "?") -> Any:
         """Decode a blob made by `dumps`; raises `CorruptCheckpoint` for anything else."""
 
-        def refuse(reason: str, cause: BaseException | None = None) -> NoReturn:
-            raise CorruptCheckpoint(execution_id, key, reason) from cause
+        def corrupt(reason: str) -> CorruptCheckpoint:
+            return CorruptCheckpoint(execution_id, key, reason)
 
         if not data:
-            refuse("the record is empty")
+            raise corrupt("the record is empty")
         view = memoryview(data)
         tag = data[0]
         if tag == _SIGNED:
             if self._mac is None:
-                refuse("this record is signed; set RESUMABLE_SECRET_KEY to the key it was written with")
+                raise corrupt(
+                    "this record is signed; set RESUMABLE_SECRET_KEY to the key it was written with"
+                )
             if len(data) <= 1 + _MAC_SIZE:
-                refuse("the signed record is truncated")
+                raise corrupt("the signed record is truncated")
             signature = data[1 : 1 + _MAC_SIZE]
             view = view[1 + _MAC_SIZE :]
             if not hmac.compare_digest(signature, self._sign(view)):
-                refuse("its signature does not match (it was changed, or signed with another key)")
+                raise corrupt(
+                    "its signature does not match (it was changed, or signed with another key)"
+                )
             tag = view[0]
         elif self._mac is not None:
-            refuse(
+            raise corrupt(
                 "the record is not signed, and unsigned records are refused while a secret "
                 "key is set (it was written without RESUMABLE_SECRET_KEY, or tampered with)"
             )
@@ -253,19 +264,18 @@ class Codec:
             try:
                 return _unpackb(payload)
             except Exception as exc:  # msgpack raises many types for bad bytes
-                refuse(f"its msgpack data cannot be decoded ({_describe(exc)})", exc)
+                raise corrupt(f"its msgpack data cannot be decoded ({_describe(exc)})") from exc
         if tag == _PICKLE:
             if self._mode == "msgpack":
-                refuse("it holds a pickle, and the codec is in msgpack-only mode")
+                raise corrupt("it holds a pickle, and the codec is in msgpack-only mode")
             try:
                 return pickle.loads(payload)
             except Exception as exc:  # unpickling can raise anything, even from user code
-                refuse(
+                raise corrupt(
                     f"it cannot be unpickled ({_describe(exc)}); if a module or class is "
-                    "missing, import the code that wrote the record",
-                    exc,
-                )
-        refuse(f"unknown format tag {bytes([tag])!r}")
+                    "missing, import the code that wrote the record"
+                ) from exc
+        raise corrupt(f"unknown format tag {bytes([tag])!r}")
 
     def _sign(self, blob: bytes | memoryview) -> bytes:
         assert self._mac is not None
@@ -275,6 +285,17 @@ class Codec:
 
 
 def _pickle(value: Any) -> bytes:
+    data = _plain_pickle(value)
+    if data is not None:
+        return data
+    try:
+        pickled: bytes = cloudpickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception as exc:  # TypeError, PicklingError, AttributeError, RecursionError...
+        raise UnserializableValue(_describe(exc)) from exc
+    return pickled
+
+
+def _plain_pickle(value: Any) -> bytes | None:
     # Plain pickle first: 4-7x faster than cloudpickle for importable classes.
     # But pickle stores __main__ classes and functions by reference, and the
     # process that resumes has another __main__; cloudpickle stores those by
@@ -283,15 +304,10 @@ def _pickle(value: Any) -> bytes:
     try:
         data = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
     except Exception:  # lambdas, closures, local classes: cloudpickle's job
-        pass
-    else:
-        if b"__main__" not in data and not cloudpickle.list_registry_pickle_by_value():
-            return data
-    try:
-        pickled: bytes = cloudpickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
-    except Exception as exc:  # TypeError, PicklingError, AttributeError, RecursionError...
-        raise UnserializableValue(_describe(exc)) from exc
-    return pickled
+        return None
+    if b"__main__" in data or cloudpickle.list_registry_pickle_by_value():
+        return None
+    return data
 
 
 def _describe(exc: BaseException) -> str:

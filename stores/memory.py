@@ -170,7 +170,11 @@ class MemoryStore:
     @staticmethod
     def _lost(lease: Lease, record: ExecutionRecord | None) -> Exception:
         if record is None:
-            return _common.lease_lost(lease, False, None, 0.0, 0.0)
+            return _common.lease_lost(lease, found=False)
         return _common.lease_lost(
-            lease, True, record.owner, record.lease_expires_at, time.time()
+            lease,
+            found=True,
+            owner=record.owner,
+            expires_at=record.lease_expires_at,
+            now=time.time(),
         )

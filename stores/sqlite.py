@@ -125,7 +125,9 @@ class SQLiteStore:
             raise ValueError(f"synchronous={synchronous!r}: expected 'normal' or 'full'")
         _common.check_max_record_bytes(max_record_bytes)
         if not busy_timeout > 0:
-            raise ValueError(f"busy_timeout={busy_timeout!r}: expected a positive number of seconds")
+            raise ValueError(
+                f"busy_timeout={busy_timeout!r}: expected a positive number of seconds"
+            )
         self.path = os.path.abspath(os.fspath(path))
         self.synchronous: Synchronous = synchronous
         self.max_record_bytes = max_record_bytes
@@ -167,22 +169,14 @@ class SQLiteStore:
         return conn
 
     def _migrate(self, conn: sqlite3.Connection) -> None:
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with _Immediate(conn):
             version = conn.execute("PRAGMA user_version").fetchone()[0]
             if version > SCHEMA_VERSION:
-                raise sqlite3.OperationalError(
-                    f"the file has schema version {version}, newer than this version of "
-                    f"resumable understands ({SCHEMA_VERSION}); upgrade resumable"
-                )
+                raise _schema_too_new(version)
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
                     conn.execute(statement)
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-            conn.execute("COMMIT")
-        except BaseException:
-            _rollback(conn)
-            raise
 
     # -- the Store protocol ---------------------------------------------------
 
@@ -287,7 +281,7 @@ class SQLiteStore:
         loop = asyncio.get_running_loop()
         future = loop.run_in_executor(None, self._patiently, operation, fn, args)
         self._pending = future
-        return await asyncio.shield(future)
+        return await future
 
     def _patiently(self, operation: str, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
         conn = self._conn
@@ -309,8 +303,17 @@ class SQLiteStore:
         return StoreUnavailable(self.url, operation, reason)
 
 
+def _schema_too_new(version: int) -> sqlite3.OperationalError:
+    return sqlite3.OperationalError(
+        f"the file has schema version {version}, newer than this version of resumable "
+        f"understands ({SCHEMA_VERSION}); upgrade resumable"
+    )
+
+
 def _is_busy(exc: sqlite3.Error) -> bool:
-    code = getattr(exc, "sqlite_errorcode", 0) & 0xFF  # extended codes keep the primary in the low byte
+    code = (
+        getattr(exc, "sqlite_errorcode", 0) & 0xFF
+    )  # extended codes keep the primary in the low byte
     return code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 
 
@@ -320,29 +323,58 @@ def _rollback(conn: sqlite3.Connection) -> None:
             conn.execute("ROLLBACK")
 
 
+class _Immediate:
+    """`with _Immediate(conn):` runs the block as one BEGIN IMMEDIATE transaction.
+
+    IMMEDIATE takes the write lock at BEGIN, so what the block reads (the
+    fencing token) cannot change before it commits, and SQLITE_BUSY can only
+    happen at BEGIN, before anything was done. Any exception rolls back.
+    A class rather than @contextmanager: it is on the hot path, and ~3x cheaper.
+    """
+
+    __slots__ = ("conn",)
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def __enter__(self) -> None:
+        self.conn.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        if kind is None:
+            try:
+                self.conn.execute("COMMIT")
+            except BaseException:
+                _rollback(self.conn)
+                raise
+        else:
+            _rollback(self.conn)
+
+
 def _record(row: tuple[Any, ...]) -> ExecutionRecord:
-    return ExecutionRecord(*row[:-1], cancel_requested=bool(row[-1]))
+    values = list(row)
+    values[-1] = bool(values[-1])  # cancel_requested is stored as 0/1
+    return ExecutionRecord(*values)
 
 
 def _fence(conn: sqlite3.Connection, lease: Lease) -> None:
     """Raise LeaseLost unless `lease` is current; call inside the transaction."""
     row = conn.execute(_SELECT_LEASE, (lease.execution_id,)).fetchone()
     if row is None:
-        raise _common.lease_lost(lease, False, None, 0.0, 0.0)
+        raise _common.lease_lost(lease, found=False)
     if not _common.fence_holds(lease, row[0], row[1]):
-        raise _common.lease_lost(lease, True, row[1], row[2], time.time())
+        raise _common.lease_lost(
+            lease, found=True, owner=row[1], expires_at=row[2], now=time.time()
+        )
 
 
-# Each transaction below runs as a whole on one thread (see SQLiteStore._run);
-# each starts with BEGIN IMMEDIATE, so it holds the write lock from its first
-# read and what it read cannot change before it commits.
+# Each function below runs as a whole on one thread (see SQLiteStore._run).
 
 
 def _create(
     conn: sqlite3.Connection, record: ExecutionRecord, owner: str, ttl: float
 ) -> Lease | None:
-    conn.execute("BEGIN IMMEDIATE")
-    try:
+    with _Immediate(conn):
         now = time.time()
         lease = Lease(record.id, owner, record.lease_token + 1, now + ttl)
         row = dataclasses.replace(
@@ -354,16 +386,12 @@ def _create(
             lease_expires_at=lease.expires_at,
         )
         values = tuple(getattr(row, column) for column in _COLUMNS)
-        inserted = conn.execute(_INSERT_RECORD, values).rowcount
-        if inserted:
-            # Leftovers cannot exist (delete is atomic), but a new execution
-            # must never see records it did not write.
-            conn.execute("DELETE FROM checkpoints WHERE execution_id = ?", (record.id,))
-        conn.execute("COMMIT")
-    except BaseException:
-        _rollback(conn)
-        raise
-    return lease if inserted else None
+        if not conn.execute(_INSERT_RECORD, values).rowcount:
+            return None
+        # Leftovers cannot exist (delete is atomic), but a new execution must
+        # never see records it did not write.
+        conn.execute("DELETE FROM checkpoints WHERE execution_id = ?", (record.id,))
+    return lease
 
 
 def _get(conn: sqlite3.Connection, execution_id: str) -> ExecutionRecord | None:
@@ -374,11 +402,9 @@ def _get(conn: sqlite3.Connection, execution_id: str) -> ExecutionRecord | None:
 def _acquire(
     conn: sqlite3.Connection, execution_id: str, owner: str, ttl: float, steal_token: int | None
 ) -> Lease | None:
-    conn.execute("BEGIN IMMEDIATE")
-    try:
+    with _Immediate(conn):
         row = conn.execute(_SELECT_LEASE, (execution_id,)).fetchone()
         if row is None:
-            conn.execute("COMMIT")
             return None
         token, current_owner, expires_at = row
         now = time.time()
@@ -390,16 +416,11 @@ def _acquire(
             "updated_at = ? WHERE id = ?",
             (owner, lease.token, lease.expires_at, now, execution_id),
         )
-        conn.execute("COMMIT")
-    except BaseException:
-        _rollback(conn)
-        raise
     return lease
 
 
 def _renew(conn: sqlite3.Connection, lease: Lease, ttl: float) -> Lease:
-    conn.execute("BEGIN IMMEDIATE")
-    try:
+    with _Immediate(conn):
         _fence(conn, lease)
         now = time.time()
         renewed = dataclasses.replace(lease, expires_at=now + ttl)
@@ -407,38 +428,26 @@ def _renew(conn: sqlite3.Connection, lease: Lease, ttl: float) -> Lease:
             "UPDATE executions SET lease_expires_at = ?, updated_at = ? WHERE id = ?",
             (renewed.expires_at, now, lease.execution_id),
         )
-        conn.execute("COMMIT")
-    except BaseException:
-        _rollback(conn)
-        raise
     return renewed
 
 
 def _release(conn: sqlite3.Connection, lease: Lease) -> None:
-    conn.execute("BEGIN IMMEDIATE")
-    try:
+    with _Immediate(conn):
         row = conn.execute(_SELECT_LEASE, (lease.execution_id,)).fetchone()
         if row is not None and row[0] == lease.token and row[1] is None:
-            conn.execute("COMMIT")  # already released by this lease: idempotent
-            return
+            return  # already released by this lease: releasing is idempotent
         _fence(conn, lease)
         conn.execute(
-            "UPDATE executions SET owner = NULL, lease_expires_at = 0, updated_at = ? "
-            "WHERE id = ?",
+            "UPDATE executions SET owner = NULL, lease_expires_at = 0, updated_at = ? WHERE id = ?",
             (time.time(), lease.execution_id),
         )
-        conn.execute("COMMIT")
-    except BaseException:
-        _rollback(conn)
-        raise
 
 
 def _write(
     conn: sqlite3.Connection, lease: Lease, puts: Mapping[str, bytes], deletes: Collection[str]
 ) -> None:
     execution_id = lease.execution_id
-    conn.execute("BEGIN IMMEDIATE")
-    try:
+    with _Immediate(conn):
         _fence(conn, lease)
         if deletes:  # deletes first, so a key both deleted and put ends up put
             conn.executemany(_DELETE, [(execution_id, key) for key in deletes])
@@ -447,18 +456,13 @@ def _write(
             conn.execute(_PUT, (execution_id, key, value))
         elif puts:
             conn.executemany(_PUT, [(execution_id, key, value) for key, value in puts.items()])
-        conn.execute("COMMIT")
-    except BaseException:
-        _rollback(conn)
-        raise
 
 
 def _update(conn: sqlite3.Connection, lease: Lease, update: ExecutionUpdate) -> ExecutionRecord:
     changes = _common.update_changes(update)
     changes["updated_at"] = time.time()
     assignments = ", ".join(f"{name} = ?" for name in changes)  # names are constants
-    conn.execute("BEGIN IMMEDIATE")
-    try:
+    with _Immediate(conn):
         _fence(conn, lease)
         conn.execute(
             f"UPDATE executions SET {assignments} WHERE id = ?",  # noqa: S608
@@ -467,10 +471,6 @@ def _update(conn: sqlite3.Connection, lease: Lease, update: ExecutionUpdate) -> 
         if update.clear_checkpoints:
             conn.execute("DELETE FROM checkpoints WHERE execution_id = ?", (lease.execution_id,))
         row = conn.execute(f"{_SELECT_RECORD} WHERE id = ?", (lease.execution_id,)).fetchone()
-        conn.execute("COMMIT")
-    except BaseException:
-        _rollback(conn)
-        raise
     return _record(row)
 
 
@@ -484,7 +484,8 @@ def _load(conn: sqlite3.Connection, execution_id: str) -> dict[str, bytes]:
 def _list(
     conn: sqlite3.Connection, status: Status | None, function: str | None, limit: int
 ) -> list[ExecutionRecord]:
-    where, params = [], []
+    where: list[str] = []
+    params: list[object] = []
     if status is not None:
         where.append("status = ?")
         params.append(status)
@@ -494,7 +495,7 @@ def _list(
     clause = f" WHERE {' AND '.join(where)}" if where else ""
     # rowid breaks created_at ties newest-inserted first, like MemoryStore.
     rows = conn.execute(
-        f"{_SELECT_RECORD}{clause} ORDER BY created_at DESC, rowid DESC LIMIT ?",  # noqa: S608
+        f"{_SELECT_RECORD}{clause} ORDER BY created_at DESC, rowid DESC LIMIT ?",
         (*params, limit),
     ).fetchall()
     return [_record(row) for row in rows]
@@ -509,12 +510,7 @@ def _request_cancel(conn: sqlite3.Connection, execution_id: str) -> bool:
 
 
 def _delete(conn: sqlite3.Connection, execution_id: str) -> bool:
-    conn.execute("BEGIN IMMEDIATE")
-    try:
+    with _Immediate(conn):
         conn.execute("DELETE FROM checkpoints WHERE execution_id = ?", (execution_id,))
-        deleted = conn.execute("DELETE FROM executions WHERE id = ?", (execution_id,)).rowcount
-        conn.execute("COMMIT")
-    except BaseException:
-        _rollback(conn)
-        raise
+        deleted: int = conn.execute("DELETE FROM executions WHERE id = ?", (execution_id,)).rowcount
     return deleted > 0

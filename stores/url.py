@@ -48,9 +48,9 @@ def redact_url(url: str) -> str:
     try:
         parts = urlsplit(url)
     except ValueError:  # e.g. an unbalanced "[" in the host: fall back to patterns
-        return _SECRET_QUERY.sub(rf"\g<lead>{REDACTED}", _SECRET_USERINFO.sub(
-            rf"\g<lead>{REDACTED}", url
-        ))
+        return _SECRET_QUERY.sub(
+            rf"\g<lead>{REDACTED}", _SECRET_USERINFO.sub(rf"\g<lead>{REDACTED}", url)
+        )
     netloc = parts.netloc
     userinfo, at, host = netloc.rpartition("@")
     if at:
@@ -88,10 +88,10 @@ def parse_store_url(url: str) -> StoreURL:
     options = dict(parse_qsl(parts.query, keep_blank_values=True))
     if scheme != "sqlite":
         return StoreURL(scheme, url, "", options)
-    if parts.netloc:  # sqlite://dir/state.db: the "host" is the first path part
-        path = unquote(parts.netloc + parts.path)
-    else:  # SQLAlchemy: drop the slash after the empty host; "/abs" or "rel" remains
-        path = unquote(parts.path[1:])
+    # sqlite://dir/state.db: the "host" is the first part of a relative path.
+    # sqlite:///x: SQLAlchemy's reading, drop the slash after the empty host
+    # and keep the rest as written ("/abs/x" from four slashes, or "rel/x").
+    path = unquote(parts.netloc + parts.path if parts.netloc else parts.path[1:])
     if not path:
         raise ValueError(
             f"store URL {redact_url(url)!r} names no SQLite file. HINT: "
