@@ -7,10 +7,20 @@ continues from the last finished iteration, in any process.
 
 from __future__ import annotations
 
-from resumable._api import ExecutionStatus, LoopProgress, list_executions, resume, status
+from resumable._api import (
+    ExecutionStatus,
+    LoopProgress,
+    cancel,
+    list_executions,
+    resume,
+    status,
+)
 from resumable._config import configure
 from resumable._decorator import Execution, ResumableFunction, resumable
+from resumable._fanout import AMap, agather, amap
 from resumable._helpers import aiter_checkpointed
+from resumable._journal import Current, current, now, random, sleep, uuid4
+from resumable._step import Step, step
 from resumable.errors import (
     CheckpointError,
     CodeChangedError,
@@ -24,13 +34,16 @@ from resumable.errors import (
     StoreUnavailable,
 )
 from resumable.runtime.loop import AUTO
+from resumable.runtime.retry import Retry
 from resumable.stores import MemoryStore, SQLiteStore, Store, open_store
 
 __all__ = [
+    "AMap",
     "AUTO",
     "CheckpointError",
     "CodeChangedError",
     "CorruptCheckpoint",
+    "Current",
     "Execution",
     "ExecutionCancelled",
     "ExecutionLocked",
@@ -42,14 +55,25 @@ __all__ = [
     "NonDeterminismError",
     "ResumableError",
     "ResumableFunction",
+    "Retry",
     "SQLiteStore",
+    "Step",
     "Store",
     "StoreUnavailable",
+    "agather",
     "aiter_checkpointed",
+    "amap",
+    "cancel",
     "configure",
+    "current",
     "list_executions",
+    "now",
     "open_store",
+    "random",
     "resumable",
     "resume",
+    "sleep",
     "status",
+    "step",
+    "uuid4",
 ]

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from dataclasses import dataclass
 from typing import Any
 
 from resumable import _config
+from resumable.errors import ExecutionLocked, ExecutionNotFound
 from resumable.runtime import engine, identity
-from resumable.stores.base import ExecutionRecord, Status, Store
+from resumable.stores.base import ExecutionRecord, ExecutionUpdate, Status, Store
 from resumable.stores.codec import Codec
 
 
@@ -69,10 +71,34 @@ async def resume(
     return await asyncio.get_running_loop().create_task(engine.run(prepared, settings))
 
 
+async def cancel(execution_id: str, *, store: Store | str | None = None) -> None:
+    """Cancel an execution at its next await; its checkpoints are kept and
+    `resume` continues it. Running in this process: cancelled now, and this
+    waits until it has stopped. Running elsewhere: its owner notices the
+    request within about half a second. Owned by nobody (orphaned): marked
+    cancelled here, so `recover()` leaves it alone.
+    """
+    task = engine.cancel_local(execution_id)
+    if task is not None:
+        await asyncio.wait([task])
+        return
+    settings = _config.settings(store)
+    chosen = settings.store
+    if not await chosen.request_cancel(execution_id):
+        raise ExecutionNotFound(execution_id, chosen.url)
+    record = await chosen.get(execution_id)
+    if record is None or record.status != "running":
+        return
+    try:
+        lease = await engine.acquire(chosen, record, settings.lease_ttl)
+    except ExecutionLocked:
+        return  # a live owner will see the request
+    await chosen.update(lease, ExecutionUpdate(status="cancelled", finished_at=time.time()))
+    await chosen.release(lease)
+
+
 async def status(execution_id: str, *, store: Store | str | None = None) -> ExecutionStatus:
     """The execution's record with per-loop progress. Raises ExecutionNotFound."""
-    from resumable.errors import ExecutionNotFound
-
     chosen = _config.resolve_store(store)
     record = await chosen.get(execution_id)
     if record is None:

@@ -38,12 +38,12 @@ class Execution(Generic[R]):
         return await status(self.id, store=self._store)
 
     async def cancel(self) -> None:
-        """Cancel the run at its next await; checkpoints are kept."""
-        self._task.cancel()
-        try:
-            await self._task
-        except (asyncio.CancelledError, Exception):  # the outcome is recorded in the store
-            return
+        """Cancel the run at its next await and wait until it stopped;
+        checkpoints are kept and `resume` continues it."""
+        from resumable._api import cancel
+
+        if not self._task.done():
+            await cancel(self.id, store=self._store)
 
     def __repr__(self) -> str:
         return f"<Execution {self.id}>"

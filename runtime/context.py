@@ -11,6 +11,7 @@ restored loop finds its checkpoint, and how a divergence is noticed.
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
+import asyncio
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from types import FrameType
@@ -65,24 +66,95 @@ class ExecutionContext:
     records: dict[str, bytes]  # checkpoint records loaded when the run began
     resumed: bool
     counters: dict[str, int] = field(default_factory=dict)
-    extra: dict[str, Any] = field(default_factory=dict)
+    # Records of synchronous journaled values (now(), uuid4(), ...): they go
+    # out with the next write, before anything that could depend on them.
+    pending: dict[str, bytes] = field(default_factory=dict)
+    memo: dict[str, asyncio.Future[Any]] = field(default_factory=dict)
+    cancel_requested: bool = False
+    _group: _GroupCommit | None = None
+    _items: dict[str, dict[int, bytes]] | None = None
 
     async def write(self, puts: Mapping[str, bytes], deletes: Collection[str] = ()) -> None:
         """Write one atomic checkpoint, fenced by this run's lease."""
         faults.before_write()
+        if self.pending:
+            puts = {**self.pending, **puts}
+            self.pending = {}
         await self.store.write(self.lease, puts, deletes)
+
+    async def write_grouped(self, puts: Mapping[str, bytes]) -> None:
+        """Write `puts` together with every other grouped write of the same
+        event-loop turn, in one transaction (group commit). Returns once the
+        transaction holding them is acknowledged."""
+        if self._group is None:
+            self._group = _GroupCommit(self)
+        await self._group.add(puts)
+
+    def item_records(self, key: str) -> dict[int, bytes]:
+        """Recorded item outcomes of the fan-out at `key`, by index."""
+        if self._items is None:
+            self._items = {}
+            for name, data in self.records.items():
+                head, sep, index = name.rpartition("=")
+                if sep and index.isdigit():
+                    self._items.setdefault(head, {})[int(index)] = data
+        return self._items.get(key, {})
 
     def next_position(self) -> str:
         """The key of the next helper call in the current scope."""
-        scope = current_scope()
-        path = scope.base + "".join(loop.scope() for loop in scope.loops)
+        path = scope_path()
         seq = self.counters.get(path, 0)
         self.counters[path] = seq + 1
         return f"{path}#{seq}"
 
 
+class _GroupCommit:
+    """Coalesces the writes that arrive while one is being prepared: the
+    first write of a turn schedules a flush; every write until the flush
+    joins it and waits for the same acknowledgement."""
+
+    def __init__(self, context: ExecutionContext) -> None:
+        self._context = context
+        self._puts: dict[str, bytes] = {}
+        self._waiters: list[asyncio.Future[None]] = []
+
+    async def add(self, puts: Mapping[str, bytes]) -> None:
+        loop = asyncio.get_running_loop()
+        if not self._waiters:
+            loop.call_soon(self._start_flush)
+        self._puts.update(puts)
+        waiter: asyncio.Future[None] = loop.create_future()
+        self._waiters.append(waiter)
+        await waiter
+
+    def _start_flush(self) -> None:
+        puts, waiters = self._puts, self._waiters
+        self._puts, self._waiters = {}, []
+        task = asyncio.get_running_loop().create_task(self._flush(puts, waiters))
+        _flushes.add(task)
+        task.add_done_callback(_flushes.discard)
+
+    async def _flush(self, puts: dict[str, bytes], waiters: list[asyncio.Future[None]]) -> None:
+        try:
+            await self._context.write(puts)
+        except BaseException as exc:  # noqa: BLE001 - every waiter gets the failure
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_exception(exc)
+        else:
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
+
+
+_flushes: set[asyncio.Task[None]] = set()  # strong references while flushes run
+
 _execution: ContextVar[ExecutionContext | None] = ContextVar("resumable_execution", default=None)
 _scope: ContextVar[Scope] = ContextVar("resumable_scope", default=Scope())  # noqa: B039
+
+
+# The step or item running now: what current().idempotency_key() names.
+position: ContextVar[str | None] = ContextVar("resumable_position", default=None)
 
 
 def current_execution() -> ExecutionContext | None:
@@ -106,6 +178,17 @@ def current_scope() -> Scope:
         scope = Scope(scope.base, loops)
         _scope.set(scope)
     return scope
+
+
+def scope_path() -> str:
+    """The current scope as a key prefix ("" at the top of an execution)."""
+    scope = current_scope()
+    return scope.base + "".join(loop.scope() for loop in scope.loops)
+
+
+def enter_item_scope(path: str) -> None:
+    """Make this task (an `amap`/`agather` item) a scope of its own."""
+    _scope.set(Scope(path, ()))
 
 
 def push_loop(loop: OpenLoop) -> None:

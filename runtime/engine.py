@@ -22,6 +22,7 @@ import structlog
 from resumable.errors import (
     CheckpointError,
     CodeChangedError,
+    ExecutionCancelled,
     ExecutionLocked,
     ExecutionNotFound,
     LeaseLost,
@@ -35,6 +36,11 @@ OnCodeChange = Literal["error", "continue", "restart"]
 ON_CODE_CHANGE: tuple[OnCodeChange, ...] = ("error", "continue", "restart")
 
 log = structlog.get_logger("resumable")
+
+CANCEL_POLL = 0.5  # seconds between checks for a cancel requested elsewhere
+
+# Executions this process is running now: id -> (context, task).
+running: dict[str, tuple[ExecutionContext, asyncio.Task[Any]]] = {}
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,7 +132,7 @@ async def prepare_existing(
     if record.status == "completed":
         return Finished(execution_id, _decode_result(record, codec))
     target = target or resolve_target(record)
-    lease = await _acquire(store, record, settings.lease_ttl)
+    lease = await acquire(store, record, settings.lease_ttl)
     restart = False
     if not fingerprint.same(record.fingerprint, target.fingerprint):
         if settings.on_code_change == "error":
@@ -160,7 +166,7 @@ def resolve_target(record: ExecutionRecord) -> Target:
     return target
 
 
-async def _acquire(store: Store, record: ExecutionRecord, ttl: float) -> Lease:
+async def acquire(store: Store, record: ExecutionRecord, ttl: float) -> Lease:
     owner = identity.this_owner()
     try:
         return await store.acquire(record.id, owner, ttl)
@@ -183,6 +189,7 @@ async def run(prepared: Prepared, settings: Settings) -> Any:
         attempts=record.attempts + 1,
         fingerprint=prepared.target.fingerprint,
         clear_checkpoints=prepared.restart,
+        cancel_requested=False,
     )
     await store.update(lease, lease_update)
     context = ExecutionContext(
@@ -203,9 +210,8 @@ async def run(prepared: Prepared, settings: Settings) -> Any:
     # A fresh copy of the caller's context: nothing the run sets leaks back.
     task = asyncio.get_running_loop().create_task(body(), context=contextvars.copy_context())
     lost: list[LeaseLost] = []
-    renewer = asyncio.get_running_loop().create_task(
-        _renew(context, settings.lease_ttl, task, lost)
-    )
+    watcher = asyncio.get_running_loop().create_task(_watch(context, settings.lease_ttl, task, lost))
+    running[record.id] = (context, task)
     try:
         result = await task
     except faults.SimulatedCrash as crash:
@@ -216,6 +222,8 @@ async def run(prepared: Prepared, settings: Settings) -> Any:
             raise lost[0] from None
         await _finish(context, "cancelled", None, None)
         bound.info("execution cancelled")
+        if context.cancel_requested:  # cancel(id): the caller was not cancelled
+            raise ExecutionCancelled(record.id) from None
         raise
     except LeaseLost:
         raise
@@ -224,7 +232,10 @@ async def run(prepared: Prepared, settings: Settings) -> Any:
         bound.info("execution failed", error=type(exc).__name__)
         raise
     finally:
-        renewer.cancel()
+        running.pop(record.id, None)
+        watcher.cancel()
+        for shared in context.memo.values():  # memoized calls nobody waits for now
+            shared.cancel()
     try:
         blob = settings.codec.dumps(result)
     except UnserializableValue as exc:
@@ -262,19 +273,42 @@ async def _finish(
     await context.store.release(context.lease)
 
 
-async def _renew(
+def cancel_local(execution_id: str) -> asyncio.Task[Any] | None:
+    """Cancel a run of this process at its next await; None if not here."""
+    found = running.get(execution_id)
+    if found is None:
+        return None
+    context, task = found
+    context.cancel_requested = True
+    task.cancel()
+    return task
+
+
+async def _watch(
     context: ExecutionContext, ttl: float, task: asyncio.Task[Any], lost: list[LeaseLost]
 ) -> None:
+    """Renew the lease every ttl/3, and notice cancel requests made by other
+    processes (`resumable cancel ID`) within CANCEL_POLL seconds."""
+    poll = min(ttl / 3, CANCEL_POLL)
+    next_renewal = time.monotonic() + ttl / 3
     while True:
-        await asyncio.sleep(ttl / 3)
+        await asyncio.sleep(poll)
         try:
-            context.lease = await context.store.renew(context.lease, ttl)
+            if time.monotonic() >= next_renewal:
+                context.lease = await context.store.renew(context.lease, ttl)
+                next_renewal = time.monotonic() + ttl / 3
+            record = await context.store.get(context.execution_id)
         except LeaseLost as exc:
             lost.append(exc)
             task.cancel()
             return
         except Exception as exc:  # a store hiccup: try again before the lease runs out
             log.warning("lease renewal failed", execution_id=context.execution_id, error=str(exc))
+            continue
+        if record is not None and record.cancel_requested:
+            context.cancel_requested = True
+            task.cancel()
+            return
 
 
 def _decode_result(record: ExecutionRecord, codec: Codec) -> Any:

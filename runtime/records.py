@@ -72,3 +72,38 @@ def _type_name(value: object) -> str:
         if kind.__module__ == "builtins"
         else f"{kind.__module__}.{kind.__qualname__}"
     )
+
+
+class ReplayedFailure(Exception):
+    """Stands in for a recorded exception that could not be pickled."""
+
+    def __init__(self, type_name: str, message: str) -> None:
+        super().__init__(f"{type_name}: {message} (recorded; the original could not be pickled)")
+        self.type_name = type_name
+        self.message = message
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.type_name, self.message))
+
+
+def dump_outcome(
+    context: ExecutionContext, value: Any, error: BaseException | None, where: str, what: str
+) -> bytes:
+    """A step's or item's outcome: b"r" + result, or b"e" + the exception."""
+    if error is None:
+        return b"r" + dump_value(context, value, where, what)
+    try:
+        return b"e" + context.codec.dumps(error)
+    except UnserializableValue:
+        stand_in = ReplayedFailure(_type_name(error), str(error))
+        return b"e" + context.codec.dumps(stand_in)
+
+
+def load_outcome(context: ExecutionContext, data: bytes, key: str) -> tuple[Any, BaseException | None]:
+    kind, blob = data[:1], data[1:]
+    value = load_value(context, blob, key)
+    if kind == b"r":
+        return value, None
+    if kind == b"e" and isinstance(value, BaseException):
+        return None, value
+    raise CorruptCheckpoint(context.execution_id, key, "not a recorded outcome")

@@ -281,7 +281,7 @@ class SQLiteStore:
         loop = asyncio.get_running_loop()
         future = loop.run_in_executor(None, self._patiently, operation, fn, args)
         self._pending = future
-        return await future
+        return await asyncio.shield(future)
 
     def _patiently(self, operation: str, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
         conn = self._conn

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 import signal
 import sqlite3
 import sys
 import textwrap
 import threading
+import time
 from contextlib import closing
 
 import pytest
@@ -242,14 +244,16 @@ class TestCrash:
         assert lease is not None
         token = lease.token
         acknowledged = -1
-        for round_ in range(3):
+        for round_ in range(6):
             proc = await python(self.WRITER, str(path), str(token))
             assert proc.stdout is not None
-            target = acknowledged + 150 + 37 * round_
+            target = acknowledged + 100 + 37 * round_
             while acknowledged < target:
                 line = await asyncio.wait_for(proc.stdout.readline(), 30)
                 assert line, (await proc.stderr.read()).decode() if proc.stderr else ""
                 acknowledged = int(line)
+            # A random moment inside the next write or so, not right after a print.
+            await asyncio.sleep(random.random() * 0.002)
             proc.send_signal(signal.SIGKILL)
             await proc.wait()
             assert proc.returncode == -signal.SIGKILL
@@ -330,19 +334,28 @@ class TestBusy:
             await store.close()
 
     async def test_cancelled_waiter_does_not_free_the_connection_early(
-        self, sqlite, locker, make_record
+        self, path, locker, make_record
     ):
-        lease = await sqlite.create(make_record("e1"), "a", TTL)
-        assert lease is not None
-        locker.execute("BEGIN IMMEDIATE")
-        waiting = asyncio.create_task(sqlite.write(lease, {"k": b"first"}))
-        await asyncio.sleep(0.05)
-        waiting.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await waiting
-        after = asyncio.create_task(sqlite.write(lease, {"k": b"after"}))
-        await asyncio.sleep(0.05)
-        assert not after.done()  # still queued behind the worker thread
-        locker.execute("COMMIT")
-        await asyncio.wait_for(after, 10)
-        assert await sqlite.load("e1") == {"k": b"after"}
+        store = SQLiteStore(path, busy_timeout=3)
+        try:
+            lease = await store.create(make_record("e1"), "a", TTL)
+            assert lease is not None
+            locker.execute("BEGIN IMMEDIATE")
+            waiting = asyncio.create_task(store.write(lease, {"k": b"first"}))
+            await asyncio.sleep(0.05)
+            waiting.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await waiting
+            # The worker thread still waits on the connection: a new write
+            # must queue behind it, not call into the connection from the
+            # loop thread (which would block the loop until the busy timeout).
+            after = asyncio.create_task(store.write(lease, {"k": b"after"}))
+            started = time.monotonic()
+            await asyncio.sleep(0.05)
+            assert time.monotonic() - started < 1.0
+            assert not after.done()
+            locker.execute("COMMIT")
+            await asyncio.wait_for(after, 10)
+            assert await store.load("e1") == {"k": b"after"}
+        finally:
+            await store.close()
