@@ -115,6 +115,7 @@ class ResumableFunction(Generic[P, R]):
             location=f"{code.co_filename}:{code.co_firstlineno}",
             fingerprint=fingerprint.fingerprint(function, version),
         )
+        engine.defined[self.target.reference] = self.target
         self._defaults = _Configured(self, None, store, on_code_change)
         self._store = store
         self._on_code_change = on_code_change

@@ -51,9 +51,11 @@ class AMap(Generic[R]):
         return self._fanout.stream()
 
     async def _collect(self) -> list[R]:
-        results: list[Any] = []
-        async for outcome in self._outcomes():
-            results.append(outcome.error if outcome.error is not None else outcome.value)
+        # With return_exceptions=True an item's result may be its exception.
+        results: list[Any] = [
+            outcome.error if outcome.error is not None else outcome.value
+            async for outcome in self._outcomes()
+        ]
         return results
 
     def __await__(self) -> Generator[Any, None, list[R]]:
@@ -133,7 +135,8 @@ async def agather(
                 "running, so it could not be skipped on resume. Pass the coroutine itself "
                 "(agather(fetch(a), fetch(b))) or a zero-argument callable."
             )
-        if not (inspect.isawaitable(item) or callable(item)):
+        candidate: object = item  # callers may pass anything at run time
+        if not (inspect.isawaitable(candidate) or callable(candidate)):
             for other in awaitables:
                 _close_unstarted(other)
             raise TypeError(f"agather() argument {position} is not awaitable: {item!r}")

@@ -83,7 +83,7 @@ def _same(value: T) -> T:
 
 def now() -> float:
     """`time.time()`, recorded: a resumed execution sees the same value."""
-    return _journaled("now", time.time, _same, float)
+    return float(_journaled("now", time.time, _same, float))
 
 
 def uuid4() -> _uuid.UUID:
@@ -93,7 +93,7 @@ def uuid4() -> _uuid.UUID:
 
 def random() -> float:
     """`random.random()`, recorded: a resumed execution sees the same value."""
-    return _journaled("random", _random.random, _same, float)
+    return float(_journaled("random", _random.random, _same, float))
 
 
 async def sleep(seconds: float) -> None:

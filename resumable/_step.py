@@ -128,7 +128,7 @@ class Step(Generic[P, R]):
             else:
                 shared = loop.create_task(self._fill(context, memo_key, args, kwargs))
             context.memo[memo_key] = shared
-        return await asyncio.shield(shared)  # type: ignore[no-any-return]
+        return await asyncio.shield(shared)
 
     async def _fill(
         self,

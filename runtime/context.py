@@ -10,8 +10,8 @@ restored loop finds its checkpoint, and how a divergence is noticed.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
 import asyncio
+from collections.abc import Collection, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from types import FrameType
@@ -137,7 +137,7 @@ class _GroupCommit:
     async def _flush(self, puts: dict[str, bytes], waiters: list[asyncio.Future[None]]) -> None:
         try:
             await self._context.write(puts)
-        except BaseException as exc:  # noqa: BLE001 - every waiter gets the failure
+        except BaseException as exc:  # every waiter gets the failure, whatever it is
             for waiter in waiters:
                 if not waiter.done():
                     waiter.set_exception(exc)

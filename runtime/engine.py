@@ -158,7 +158,16 @@ async def prepare_existing(
     )
 
 
+# Every @resumable function defined in this process, by reference (the
+# latest definition wins, as when a notebook cell is run again). Lets a
+# process resume functions it defined locally, which no import could find.
+defined: dict[str, Target] = {}
+
+
 def resolve_target(record: ExecutionRecord) -> Target:
+    known = defined.get(record.function)
+    if known is not None:
+        return known
     found = references.resolve(record.function, record.location)
     target = getattr(found, "target", None)
     if not isinstance(target, Target):
@@ -210,7 +219,9 @@ async def run(prepared: Prepared, settings: Settings) -> Any:
     # A fresh copy of the caller's context: nothing the run sets leaks back.
     task = asyncio.get_running_loop().create_task(body(), context=contextvars.copy_context())
     lost: list[LeaseLost] = []
-    watcher = asyncio.get_running_loop().create_task(_watch(context, settings.lease_ttl, task, lost))
+    watcher = asyncio.get_running_loop().create_task(
+        _watch(context, settings.lease_ttl, task, lost)
+    )
     running[record.id] = (context, task)
     try:
         result = await task

@@ -83,7 +83,11 @@ class Fanout:
         exhausted = False
         try:
             while True:
-                while not exhausted and len(running) < plan.concurrency and pulled - delivered < window:
+                while (
+                    not exhausted
+                    and len(running) < plan.concurrency
+                    and pulled - delivered < window
+                ):
                     try:
                         item = await anext(self._source)
                     except StopAsyncIteration:

@@ -99,7 +99,9 @@ def dump_outcome(
         return b"e" + context.codec.dumps(stand_in)
 
 
-def load_outcome(context: ExecutionContext, data: bytes, key: str) -> tuple[Any, BaseException | None]:
+def load_outcome(
+    context: ExecutionContext, data: bytes, key: str
+) -> tuple[Any, BaseException | None]:
     kind, blob = data[:1], data[1:]
     value = load_value(context, blob, key)
     if kind == b"r":

@@ -31,7 +31,7 @@ class Retry:
     """
 
     attempts: int = 3
-    on: type[BaseException] | tuple[type[BaseException], ...] = Exception
+    on: type[Exception] | tuple[type[Exception], ...] = Exception
     wait_initial: float = 0.1
     wait_max: float = 5.0
     wait_jitter: float = 1.0
@@ -69,15 +69,15 @@ def check_timeout(timeout: float | None, owner: str) -> float | None:
 async def call_with_policy(
     call: Callable[[], Awaitable[T]],
     policy: Retry | None,
-    timeout: float | None,
+    attempt_timeout: float | None,
     on_retry: Callable[[int, BaseException], None] | None = None,
 ) -> T:
-    """Run `call` with a per-attempt `timeout` and the retry `policy`."""
+    """Run `call` with a per-attempt timeout and the retry `policy`."""
 
     async def attempt() -> T:
-        if timeout is None:
+        if attempt_timeout is None:
             return await call()
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(attempt_timeout):
             return await call()
 
     if policy is None or policy.attempts == 1:
@@ -101,5 +101,3 @@ async def call_with_policy(
                     on_retry(number, exc)
                 raise
     raise AssertionError("unreachable: stamina re-raises the last failure")  # pragma: no cover
-
-

@@ -5,16 +5,15 @@ before it touches the payload:
 
 * ``m`` + msgpack: plain data. `strict_types=True` sends every type that
   msgpack would store inexactly (tuple, set, frozenset, ints past 64 bits,
-  subclasses of dict/list/str...) through `_Packers.default`, which gives it an
-  ExtType that decodes to the same type or gives up, and then:
+  subclasses of dict/list/str...) through `_default`, which gives it a form
+  that decodes to the same type, or gives up, and then:
 * ``p`` + pickle: everything else (dataclasses, closures, custom classes).
 * ``s`` + HMAC-SHA256 (32 bytes) + one of the above: a signed blob. The
   signature is checked before the payload is decoded, so a tampered or foreign
   record is refused before any of it is unpickled.
 
 `dumps` runs at every checkpoint, so its plain-data path is kept to one reused
-msgpack Packer call (~0.4 µs for a small dict here, against ~0.8 µs for
-`msgpack.packb`, which builds a Packer each time).
+msgpack Packer call and a regex search (~0.8 µs for a small dict here).
 """
 
 from __future__ import annotations
@@ -46,22 +45,96 @@ _MAC_SIZE = hashlib.sha256().digest_size
 # never be confused with some other use of the same secret key.
 _MAC_DOMAIN = b"resumable.codec.v1\x00"
 
-# ExtType codes of the msgpack format (part of the stored format: never reuse one).
+_PLAIN_TYPES = "None, bool, int, float, str, bytes, list, tuple, dict, set, frozenset"
+
+# Extension codes of the msgpack format (stored: never reuse one). A tuple,
+# set or frozenset is stored as an array whose first item is its marker, so
+# it is packed in the same pass as everything else (an ExtType holding the
+# packed items would need a nested pack() per tuple: ~4x slower).
 _EXT_TUPLE = 1
 _EXT_SET = 2
 _EXT_FROZENSET = 3
 _EXT_BIGINT = 4
 
-_PLAIN_TYPES = "None, bool, int, float, str, bytes, list, tuple, dict, set, frozenset"
+
+class _Marker:
+    """What a marker extension decodes to, until `_list_hook` replaces its array."""
+
+    __slots__ = ("build", "ext")
+
+    def __init__(self, code: int, build: type[tuple[Any, ...] | set[Any] | frozenset[Any]]) -> None:
+        self.build = build
+        # ExtType(code, data) validates its arguments in Python (~0.45 µs);
+        # this one is valid by construction, and built once.
+        self.ext: msgpack.ExtType = tuple.__new__(msgpack.ExtType, (code, b""))
+
+    def __repr__(self) -> str:
+        return f"<stray {self.build.__name__} marker>"
+
+
+_TUPLE = _Marker(_EXT_TUPLE, tuple)
+_SET = _Marker(_EXT_SET, set)
+_FROZENSET = _Marker(_EXT_FROZENSET, frozenset)
+_MARKERS = {_EXT_TUPLE: _TUPLE, _EXT_SET: _SET, _EXT_FROZENSET: _FROZENSET}
 
 # Even with strict_types, msgpack packs bytearray and memoryview as `bin`
 # (which decodes to bytes) and a user's own msgpack.ExtType as an extension
 # (which `_ext_hook` would misread). Such values can only be present if the
 # packed bytes contain a bin or ext marker byte, so a cheap search of the
-# output (~0.3 µs) decides whether the value needs the slower type walk.
+# output (~0.2 µs) decides whether the value needs the slower type walk.
 _MAYBE_INEXACT = re.compile(rb"[\xc4-\xc9\xd4-\xd8]").search
 _INEXACT_TYPES = (bytearray, memoryview, msgpack.ExtType)
 _SCALARS = frozenset({type(None), bool, int, float, str, bytes})
+
+
+def _default(value: Any) -> object:
+    # Called by msgpack for every value that is not exactly one of its
+    # native types, and for ints that overflow 64 bits. Exact type checks
+    # on purpose: a subclass (OrderedDict, IntEnum, ...) must keep its type,
+    # so it goes to pickle.
+    kind = type(value)
+    if kind is tuple:
+        return [_TUPLE.ext, *value]
+    if kind is set:
+        return [_SET.ext, *value]
+    if kind is frozenset:
+        return [_FROZENSET.ext, *value]
+    if kind is int:
+        number: int = value
+        size = (number.bit_length() + 8) // 8  # +8, not +7: room for the sign bit
+        data = number.to_bytes(size, "big", signed=True)
+        return tuple.__new__(msgpack.ExtType, (_EXT_BIGINT, data))
+    raise _NotPlain(value)
+
+
+def _ext_hook(code: int, data: bytes) -> object:
+    marker = _MARKERS.get(code)
+    if marker is not None:
+        return marker
+    if code == _EXT_BIGINT:
+        return int.from_bytes(data, "big", signed=True)
+    raise ValueError(f"unknown msgpack extension type {code}")
+
+
+def _list_hook(items: list[Any]) -> object:
+    if items and type(items[0]) is _Marker:
+        return items[0].build(items[1:])
+    return items
+
+
+def _unpackb(data: bytes | memoryview) -> Any:
+    return msgpack.unpackb(
+        data, ext_hook=_ext_hook, list_hook=_list_hook, strict_map_key=False, raw=False
+    )
+
+
+class _Packers(threading.local):
+    # A Packer is reused across calls (~2x faster than msgpack.packb, which
+    # builds one each time), but it is not re-entrant and `_default` runs
+    # Python code, during which another thread may call `dumps` on the same
+    # Codec: so one Packer per thread.
+    def __init__(self) -> None:
+        self.packer = msgpack.Packer(default=_default, strict_types=True)
 
 
 class UnserializableValue(Exception):
@@ -90,84 +163,21 @@ class _NotPlain(TypeError):
 def _check_exact(value: object) -> None:
     # Raises _NotPlain for a value msgpack packed without complaint but would
     # not give back with its type. Only exact containers need a look: any
-    # other container type already went to `default`, which refused it.
+    # other container type already went to `_default`, which refused it.
     kind = type(value)
     if kind in _SCALARS:
         return
     if kind is dict:
         for key, item in value.items():  # type: ignore[attr-defined]
-            _check_exact(key)
-            _check_exact(item)
+            if type(key) not in _SCALARS:
+                _check_exact(key)
+            if type(item) not in _SCALARS:
+                _check_exact(item)
     elif kind is list or kind is tuple or kind is set or kind is frozenset:
         for item in value:  # type: ignore[attr-defined]
             if type(item) not in _SCALARS:
                 _check_exact(item)
     elif isinstance(value, _INEXACT_TYPES):
-        raise _NotPlain(value)
-
-
-def _ext_hook(code: int, data: bytes) -> object:
-    if code == _EXT_TUPLE:
-        return tuple(_unpackb(data))
-    if code == _EXT_BIGINT:
-        return int.from_bytes(data, "big", signed=True)
-    if code == _EXT_SET:
-        return set(_unpackb(data))
-    if code == _EXT_FROZENSET:
-        return frozenset(_unpackb(data))
-    raise ValueError(f"unknown msgpack extension type {code}")
-
-
-def _unpackb(data: bytes | memoryview) -> Any:
-    return msgpack.unpackb(data, ext_hook=_ext_hook, strict_map_key=False, raw=False)
-
-
-class _Packers(threading.local):
-    """Reusable msgpack Packers, one set per thread.
-
-    Reusing a Packer is ~2x faster than `msgpack.packb`, which builds one per
-    call. But a Packer is not re-entrant: `default` packs a tuple's items
-    while the outer pack() is still running (so nested levels use packers of
-    their own, one per depth), and it runs Python code, during which another
-    thread may call `dumps` on the same Codec (so every thread has its own).
-    """
-
-    def __init__(self) -> None:
-        self.by_depth: list[msgpack.Packer] = []
-        self.depth = 0
-
-    def pack(self, value: object) -> bytes:
-        """msgpack of `value`, which must nest at most 1024 levels deep.
-
-        It is packed inside a 1-element list whose header byte (0x91) is then
-        dropped: msgpack 1.x packs 1025 levels but unpacks only 1024, and the
-        extra level makes pack refuse what unpack would refuse.
-        """
-        depth = self.depth
-        if depth == len(self.by_depth):
-            self.by_depth.append(msgpack.Packer(default=self.default, strict_types=True))
-        self.depth = depth + 1
-        try:
-            packed: bytes = self.by_depth[depth].pack([value])
-        finally:
-            self.depth = depth  # on errors too: pack() resets its own buffer
-        return packed[1:]
-
-    def default(self, value: object) -> msgpack.ExtType:
-        # Called by msgpack for every value that is not exactly one of its
-        # native types, and for ints that overflow 64 bits. Exact type checks
-        # on purpose: a subclass (OrderedDict, IntEnum, ...) must keep its
-        # type, so it goes to pickle.
-        kind = type(value)
-        if kind is tuple:
-            return msgpack.ExtType(_EXT_TUPLE, self.pack(list(value)))  # type: ignore[call-overload]
-        if kind is int:
-            number: int = value  # type: ignore[assignment]
-            size = (number.bit_length() + 8) // 8  # +8, not +7: room for the sign bit
-            return msgpack.ExtType(_EXT_BIGINT, number.to_bytes(size, "big", signed=True))
-        if kind is set or kind is frozenset:
-            code = _EXT_SET if kind is set else _EXT_FROZENSET
-            return msgpack.ExtType(code, self.pack(list(value)))  # type: ignore[call-overload]
         raise _NotPlain(value)
 
 
@@ -219,10 +229,13 @@ class Codec:
     def dumps(self, value: Any) -> bytes:
         """Encode `value`; raises `UnserializableValue` if it cannot be stored."""
         try:
-            packed = self._packers.pack(value)
+            # Packed inside a 1-element list whose header byte (0x91) is then
+            # dropped: msgpack 1.x packs 1025 levels of nesting but unpacks
+            # only 1024; the extra level makes pack refuse what unpack would.
+            packed: bytes = self._packers.packer.pack([value])
             if _MAYBE_INEXACT(packed) is not None:
                 _check_exact(value)
-            blob = _MSGPACK_TAG + packed
+            blob = _MSGPACK_TAG + packed[1:]
         except Exception as exc:  # _NotPlain, a string with lone surrogates, deep nesting...
             blob = self._dumps_slow(value, exc)
         if self._mac is None:
