@@ -12,6 +12,7 @@ from resumable._api import (
     LoopProgress,
     cancel,
     list_executions,
+    recover,
     resume,
     status,
 )
@@ -33,6 +34,7 @@ from resumable.errors import (
     ResumableError,
     StoreUnavailable,
 )
+from resumable.runtime.events import subscribe
 from resumable.runtime.loop import AUTO
 from resumable.runtime.retry import Retry
 from resumable.stores import MemoryStore, SQLiteStore, Store, open_store
@@ -70,10 +72,12 @@ __all__ = [
     "now",
     "open_store",
     "random",
+    "recover",
     "resumable",
     "resume",
     "sleep",
     "status",
     "step",
+    "subscribe",
     "uuid4",
 ]

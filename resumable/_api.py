@@ -97,6 +97,37 @@ async def cancel(execution_id: str, *, store: Store | str | None = None) -> None
     await chosen.release(lease)
 
 
+async def recover(
+    *, store: Store | str | None = None, on_code_change: engine.OnCodeChange = "error"
+) -> dict[str, Any]:
+    """Resume, in this process, every execution whose owner is gone (its
+    lease expired, or it was a process of this host that died): what a
+    worker runs at start-up. Returns {execution_id: result, or the exception
+    that ended it}; executions another live process owns are left alone."""
+    settings = _config.settings(store, on_code_change)
+    now = time.time()
+    orphans = [
+        record
+        for record in await settings.store.list(status="running", limit=100_000)
+        if record.id not in engine.running
+        and (record.lease_expires_at <= now or identity.is_dead_local(record.owner))
+    ]
+
+    async def one(execution_id: str) -> Any:
+        try:
+            prepared = await engine.prepare_existing(execution_id, settings)
+            if isinstance(prepared, engine.Finished):
+                return prepared.result
+            return await engine.run(prepared, settings)
+        except ExecutionLocked as exc:  # another recoverer was faster
+            return exc
+        except Exception as exc:
+            return exc
+
+    outcomes = await asyncio.gather(*(one(record.id) for record in orphans))
+    return {record.id: outcome for record, outcome in zip(orphans, outcomes, strict=True)}
+
+
 async def status(execution_id: str, *, store: Store | str | None = None) -> ExecutionStatus:
     """The execution's record with per-loop progress. Raises ExecutionNotFound."""
     chosen = _config.resolve_store(store)

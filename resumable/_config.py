@@ -24,7 +24,7 @@ class _Configuration:
     store: Store | str | None = None
     secret_key: bytes | None = None
     codec: Literal["auto", "msgpack"] = "auto"
-    lease_ttl: float = DEFAULT_LEASE_TTL
+    lease_ttl: float = float(os.environ.get("RESUMABLE_LEASE_TTL") or DEFAULT_LEASE_TTL)
 
 
 _config = _Configuration()

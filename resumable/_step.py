@@ -6,10 +6,11 @@ import asyncio
 import functools
 import hashlib
 import inspect
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
-from resumable.runtime import records
+from resumable.runtime import events, records
 from resumable.runtime.context import ExecutionContext, current_execution, position
 from resumable.runtime.retry import RetriesArg, Retry, as_policy, call_with_policy, check_timeout
 from resumable.stores.codec import UnserializableValue
@@ -77,19 +78,44 @@ class Step(Generic[P, R]):
             return await self._memoized(context, args, kwargs)
         recorded = records.read(context, key, "step", self.name, self.location)
         if recorded is not None:
+            if events.wanted():
+                events.emit(
+                    events.StepReplayed(
+                        execution_id=context.execution_id,
+                        at=time.time(),
+                        position=key,
+                        step=self.name,
+                    )
+                )
             if "e" in recorded:
                 raise records.load_value(context, recorded["e"], key)
             return records.load_value(context, recorded["r"], key)  # type: ignore[no-any-return]
         token = position.set(key)
+        began = time.perf_counter()
         try:
             result = await self._call(args, kwargs)
         except Exception as exc:
             await context.write({key: self._header(context, error=exc)})
+            self._recorded(context, key, began, failed=True)
             raise
         finally:
             position.reset(token)
         await context.write({key: self._header(context, result=result)})
+        self._recorded(context, key, began, failed=False)
         return result
+
+    def _recorded(self, context: ExecutionContext, key: str, began: float, failed: bool) -> None:
+        if events.wanted():
+            events.emit(
+                events.StepRecorded(
+                    execution_id=context.execution_id,
+                    at=time.time(),
+                    position=key,
+                    step=self.name,
+                    seconds=time.perf_counter() - began,
+                    failed=failed,
+                )
+            )
 
     async def _call(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
         return await call_with_policy(

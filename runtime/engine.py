@@ -27,7 +27,7 @@ from resumable.errors import (
     ExecutionNotFound,
     LeaseLost,
 )
-from resumable.runtime import faults, fingerprint, identity, references
+from resumable.runtime import events, faults, fingerprint, identity, references
 from resumable.runtime.context import ExecutionContext, enter_execution
 from resumable.stores.base import ExecutionRecord, ExecutionUpdate, Lease, Store
 from resumable.stores.codec import Codec, UnserializableValue
@@ -209,8 +209,19 @@ async def run(prepared: Prepared, settings: Settings) -> Any:
         records=prepared.records,
         resumed=prepared.resumed,
     )
-    bound = log.bind(execution_id=record.id, function=record.name)
-    bound.info("execution resumed" if prepared.resumed else "execution started")
+    began = time.time()
+    if prepared.resumed:
+        events.emit(
+            events.ExecutionResumed(
+                execution_id=record.id,
+                at=began,
+                function=record.name,
+                attempt=record.attempts + 1,
+                checkpoints=len(prepared.records),
+            )
+        )
+    else:
+        events.emit(events.ExecutionStarted(execution_id=record.id, at=began, function=record.name))
 
     async def body() -> Any:
         enter_execution(context)
@@ -232,7 +243,12 @@ async def run(prepared: Prepared, settings: Settings) -> Any:
         if lost:
             raise lost[0] from None
         await _finish(context, "cancelled", None, None)
-        bound.info("execution cancelled")
+        now = time.time()
+        events.emit(
+            events.ExecutionCancelled(
+                execution_id=record.id, at=now, function=record.name, seconds=now - began
+            )
+        )
         if context.cancel_requested:  # cancel(id): the caller was not cancelled
             raise ExecutionCancelled(record.id) from None
         raise
@@ -240,7 +256,7 @@ async def run(prepared: Prepared, settings: Settings) -> Any:
         raise
     except Exception as exc:
         await _finish(context, "failed", None, exc)
-        bound.info("execution failed", error=type(exc).__name__)
+        _failed(record, began, exc)
         raise
     finally:
         running.pop(record.id, None)
@@ -254,10 +270,29 @@ async def run(prepared: Prepared, settings: Settings) -> Any:
             f"the return of {record.name}", "return value", type(result).__name__, exc.reason
         )
         await _finish(context, "failed", None, error)
+        _failed(record, began, error)
         raise error from None
     await _finish(context, "completed", blob, None)
-    bound.info("execution completed")
+    now = time.time()
+    events.emit(
+        events.ExecutionCompleted(
+            execution_id=record.id, at=now, function=record.name, seconds=now - began
+        )
+    )
     return result
+
+
+def _failed(record: ExecutionRecord, began: float, error: BaseException) -> None:
+    now = time.time()
+    events.emit(
+        events.ExecutionFailed(
+            execution_id=record.id,
+            at=now,
+            function=record.name,
+            seconds=now - began,
+            error=type(error).__name__,
+        )
+    )
 
 
 async def _finish(

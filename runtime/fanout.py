@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-import structlog
-
-from resumable.runtime import records
+from resumable.runtime import events, records
 from resumable.runtime.context import (
     ExecutionContext,
     current_execution,
@@ -29,8 +28,6 @@ from resumable.runtime.context import (
     scope_path,
 )
 from resumable.runtime.retry import Retry, call_with_policy
-
-log = structlog.get_logger("resumable")
 
 Start = Callable[[Any], Awaitable[Any]]  # runs one item
 
@@ -153,9 +150,7 @@ class Fanout:
                 lambda: self._start(item),
                 self.plan.policy,
                 self.plan.timeout,
-                lambda attempt, exc: log.info(
-                    "item retried", index=index, attempt=attempt, error=type(exc).__name__
-                ),
+                lambda attempt, exc: self._retried(index, attempt, exc),
             )
             outcome = Outcome(index, value)
         except Exception as exc:
@@ -165,6 +160,19 @@ class Fanout:
         if context is not None and (outcome.error is None or self.plan.return_exceptions):
             await self._record(context, outcome)
         return outcome
+
+    def _retried(self, index: int, attempt: int, error: BaseException) -> None:
+        context = self._context
+        events.emit(
+            events.ItemRetried(
+                execution_id=context.execution_id if context else "-",
+                at=time.time(),
+                position=self._key,
+                index=index,
+                attempt=attempt,
+                error=type(error).__name__,
+            )
+        )
 
     async def _record(self, context: ExecutionContext, outcome: Outcome) -> None:
         where = f"{self.plan.kind} {self.plan.site} ({self.plan.location})"

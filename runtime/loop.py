@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import time
 from collections import Counter, OrderedDict, defaultdict, deque
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
 from types import FrameType
 from typing import Any, Final, Generic, TypeVar
 
 from resumable.errors import CorruptCheckpoint, NonDeterminismError
-from resumable.runtime import frames, records
+from resumable.runtime import events, frames, records
 from resumable.runtime.context import (
     ExecutionContext,
     OpenLoop,
@@ -189,6 +190,15 @@ class CheckpointedLoop(AsyncIterator[T], Generic[T]):
         frames.write_locals(self._frame, values)
         self._index = self._flushed = header["i"]
         self._done = header["d"]
+        events.emit(
+            events.LoopResumed(
+                execution_id=context.execution_id,
+                at=time.time(),
+                position=self._key,
+                loop=self._label,
+                index=self._index,
+            )
+        )
 
     async def _checkpoint(self, context: ExecutionContext) -> None:
         where = f"loop {self._label} ({self._site.location})"
@@ -217,9 +227,22 @@ class CheckpointedLoop(AsyncIterator[T], Generic[T]):
             "a": {name: track.seq for name, track in tracks.items()},
         }
         puts[self._key] = records.seal(context, header)
+        began = time.perf_counter()
         await context.write(puts, deletes)
         self._tracks = tracks
         self._flushed = self._index
+        if events.wanted():
+            events.emit(
+                events.CheckpointWritten(
+                    execution_id=context.execution_id,
+                    at=time.time(),
+                    position=self._key,
+                    kind="loop",
+                    index=self._index,
+                    records=len(puts),
+                    seconds=time.perf_counter() - began,
+                )
+            )
 
     def _append_delta(  # noqa: PLR0917
         self,

@@ -1,0 +1,156 @@
+"""The in-process event stream and the structlog lines that mirror it.
+
+`subscribe(callback)` receives typed, frozen events as they happen. Every
+event is also logged through structlog ("resumable" logger), bound with the
+execution id and, where there is one, the position (loop/step/item) and
+index. Argument and result values are never part of an event or a log line.
+Emitting costs one attribute check when nobody listens.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any, ClassVar, Literal
+
+import structlog
+
+log = structlog.get_logger("resumable")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Event:
+    """Base of all events; `at` is time.time() when it happened."""
+
+    name: ClassVar[str] = "event"
+    level: ClassVar[Literal["debug", "info", "warning"]] = "info"
+    execution_id: str
+    at: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ExecutionStarted(Event):
+    name: ClassVar[str] = "execution started"
+    function: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ExecutionResumed(Event):
+    name: ClassVar[str] = "execution resumed"
+    function: str
+    attempt: int
+    checkpoints: int  # records loaded; loops report where they resume
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ExecutionCompleted(Event):
+    name: ClassVar[str] = "execution completed"
+    function: str
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ExecutionFailed(Event):
+    name: ClassVar[str] = "execution failed"
+    level: ClassVar[Literal["debug", "info", "warning"]] = "warning"
+    function: str
+    seconds: float
+    error: str  # the exception's type name
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ExecutionCancelled(Event):
+    name: ClassVar[str] = "execution cancelled"
+    function: str
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LoopResumed(Event):
+    name: ClassVar[str] = "loop resumed"
+    position: str
+    loop: str
+    index: int  # the first unfinished iteration
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CheckpointWritten(Event):
+    name: ClassVar[str] = "checkpoint written"
+    level: ClassVar[Literal["debug", "info", "warning"]] = "debug"
+    position: str
+    kind: str  # loop, step, map, gather, value, sleep
+    index: int | None = None
+    records: int = 1
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StepRecorded(Event):
+    name: ClassVar[str] = "step recorded"
+    level: ClassVar[Literal["debug", "info", "warning"]] = "debug"
+    position: str
+    step: str
+    seconds: float
+    failed: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StepReplayed(Event):
+    name: ClassVar[str] = "step replayed"
+    level: ClassVar[Literal["debug", "info", "warning"]] = "debug"
+    position: str
+    step: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ItemRetried(Event):
+    name: ClassVar[str] = "item retried"
+    position: str
+    index: int | None
+    attempt: int
+    error: str
+
+
+@dataclass(slots=True)
+class _Hub:
+    subscribers: list[Callable[[Event], None]] = field(default_factory=list)
+    # Per-checkpoint debug lines are logged only when asked for (structlog's
+    # default configuration would print them): RESUMABLE_LOG_LEVEL=debug.
+    debug_logs: bool = os.environ.get("RESUMABLE_LOG_LEVEL", "").lower() == "debug"
+
+
+_hub = _Hub()
+
+
+def wanted(level: str = "debug") -> bool:
+    """Whether an event of `level` would reach anyone; hot paths check this
+    before building the event."""
+    return level != "debug" or _hub.debug_logs or bool(_hub.subscribers)
+
+
+def subscribe(callback: Callable[[Event], None]) -> Callable[[], None]:
+    """Call `callback(event)` for every event in this process; returns a
+    function that unsubscribes. Callbacks run inline, so keep them quick; an
+    exception in one is logged and does not disturb the execution."""
+    if not callable(callback):
+        raise TypeError(f"subscribe({callback!r}): expected a callable")
+    _hub.subscribers.append(callback)
+
+    def unsubscribe() -> None:
+        if callback in _hub.subscribers:
+            _hub.subscribers.remove(callback)
+
+    return unsubscribe
+
+
+def emit(event: Event) -> None:
+    if event.level != "debug" or _hub.debug_logs:
+        fields: dict[str, Any] = asdict(event)
+        fields.pop("at")
+        getattr(log, event.level)(event.name, **fields)
+    for callback in tuple(_hub.subscribers):
+        try:
+            callback(event)
+        except Exception as exc:
+            log.warning("event subscriber failed", subscriber=repr(callback), error=repr(exc))
