@@ -91,6 +91,7 @@ class Step(Generic[P, R]):
                 raise records.load_value(context, recorded["e"], key)
             return records.load_value(context, recorded["r"], key)  # type: ignore[no-any-return]
         token = position.set(key)
+        self._started(context, key)
         began = time.perf_counter()
         try:
             result = await self._call(args, kwargs)
@@ -103,6 +104,14 @@ class Step(Generic[P, R]):
         await context.write({key: self._header(context, result=result)})
         self._recorded(context, key, began, failed=False)
         return result
+
+    def _started(self, context: ExecutionContext, key: str) -> None:
+        if events.wanted():
+            events.emit(
+                events.StepStarted(
+                    execution_id=context.execution_id, at=time.time(), position=key, step=self.name
+                )
+            )
 
     def _recorded(self, context: ExecutionContext, key: str, began: float, failed: bool) -> None:
         if events.wanted():
@@ -165,6 +174,7 @@ class Step(Generic[P, R]):
     ) -> Any:
         where = f"step {self.name} ({self.location})"
         position.set(memo_key)  # this task's own context
+        self._started(context, memo_key)
         try:
             result = await self._call(args, kwargs)
         except Exception as exc:

@@ -86,6 +86,38 @@ class CheckpointWritten(Event):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class IterationStarted(Event):
+    """A checkpointed loop's body starts iteration `index` (replayed
+    iterations are skipped, so they never start)."""
+
+    name: ClassVar[str] = "iteration started"
+    level: ClassVar[Literal["debug", "info", "warning"]] = "debug"
+    position: str
+    loop: str
+    index: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ItemStarted(Event):
+    """An amap/agather item starts running (recorded items never start)."""
+
+    name: ClassVar[str] = "item started"
+    level: ClassVar[Literal["debug", "info", "warning"]] = "debug"
+    position: str
+    index: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StepStarted(Event):
+    """A step's function is about to be called (not when it is replayed)."""
+
+    name: ClassVar[str] = "step started"
+    level: ClassVar[Literal["debug", "info", "warning"]] = "debug"
+    position: str
+    step: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class StepRecorded(Event):
     name: ClassVar[str] = "step recorded"
     level: ClassVar[Literal["debug", "info", "warning"]] = "debug"

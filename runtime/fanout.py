@@ -145,6 +145,15 @@ class Fanout:
             enter_item_scope(f"{self._path}{self._key}[{index}]/")
             position.set(f"{self._key}[{index}]")
         self._in_flight += 1
+        if context is not None and events.wanted():
+            events.emit(
+                events.ItemStarted(
+                    execution_id=context.execution_id,
+                    at=time.time(),
+                    position=self._key,
+                    index=index,
+                )
+            )
         try:
             value = await call_with_policy(
                 lambda: self._start(item),

@@ -137,6 +137,16 @@ class CheckpointedLoop(AsyncIterator[T], Generic[T]):
             raise
         if context is not None:
             self._open.index = self._index
+            if events.wanted():
+                events.emit(
+                    events.IterationStarted(
+                        execution_id=context.execution_id,
+                        at=time.time(),
+                        position=self._key,
+                        loop=self._label,
+                        index=self._index,
+                    )
+                )
         return item
 
     async def _pull(self, source: Iterator[T] | AsyncIterator[T]) -> T:

@@ -1,0 +1,288 @@
+"""The SQL of SQLiteStore: its schema and one function per transaction.
+
+Each function takes the connection and runs one whole transaction on the
+calling thread; `SQLiteStore` decides which thread that is. Every transaction
+that reads before it writes is `BEGIN IMMEDIATE ... COMMIT` (`Immediate`), so
+the fencing check and the changes it guards are one atomic step.
+
+Schema: `executions` (one row per ExecutionRecord) and `checkpoints`
+(execution_id, key, value). `checkpoints` is a rowid table: WITHOUT ROWID was
+~13% faster for 100-byte values here but 50% slower, and 2.4x larger on disk,
+for 2 KB values (SQLite stores big rows of a WITHOUT ROWID table poorly), and
+item results are often that big.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import sqlite3
+import time
+from collections.abc import Collection, Mapping
+from typing import Any
+
+from resumable.stores import _common
+from resumable.stores.base import ExecutionRecord, ExecutionUpdate, Lease, Status
+
+SCHEMA_VERSION = 1
+
+_COLUMNS = tuple(f.name for f in dataclasses.fields(ExecutionRecord))
+assert _COLUMNS[-1] == "cancel_requested"  # the one column that needs a bool()
+_SELECT_RECORD = f"SELECT {', '.join(_COLUMNS)} FROM executions"  # noqa: S608 (constants)
+_INSERT_RECORD = (
+    f"INSERT INTO executions ({', '.join(_COLUMNS)}) "  # noqa: S608
+    f"VALUES ({', '.join('?' * len(_COLUMNS))}) ON CONFLICT(id) DO NOTHING"
+)
+_SELECT_LEASE = "SELECT lease_token, owner, lease_expires_at FROM executions WHERE id = ?"
+_PUT = (
+    "INSERT INTO checkpoints (execution_id, key, value) VALUES (?, ?, ?) "
+    "ON CONFLICT(execution_id, key) DO UPDATE SET value = excluded.value"
+)
+_DELETE = "DELETE FROM checkpoints WHERE execution_id = ? AND key = ?"
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS executions (
+    id TEXT PRIMARY KEY,
+    function TEXT NOT NULL,
+    name TEXT NOT NULL,
+    args BLOB NOT NULL,
+    fingerprint TEXT NOT NULL,
+    location TEXT NOT NULL,
+    status TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    started_at REAL,
+    finished_at REAL,
+    result BLOB,
+    error BLOB,
+    error_text TEXT,
+    owner TEXT,
+    lease_expires_at REAL NOT NULL,
+    lease_token INTEGER NOT NULL,
+    attempts INTEGER NOT NULL,
+    cancel_requested INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS executions_created_at ON executions (created_at);
+CREATE TABLE IF NOT EXISTS checkpoints (
+    execution_id TEXT NOT NULL,
+    key TEXT NOT NULL,
+    value BLOB NOT NULL,
+    PRIMARY KEY (execution_id, key)
+);
+"""
+
+
+
+
+def migrate(conn: sqlite3.Connection) -> None:
+    """Create the tables of a new file; refuse a file from a newer version."""
+    with Immediate(conn):
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise _schema_too_new(version)
+        for statement in _SCHEMA.split(";"):
+            if statement.strip():
+                conn.execute(statement)
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+
+def _schema_too_new(version: int) -> sqlite3.OperationalError:
+    return sqlite3.OperationalError(
+        f"the file has schema version {version}, newer than this version of resumable "
+        f"understands ({SCHEMA_VERSION}); upgrade resumable"
+    )
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    if conn.in_transaction:
+        with contextlib.suppress(sqlite3.Error):  # the original error matters more
+            conn.execute("ROLLBACK")
+
+
+class Immediate:
+    """`with Immediate(conn):` runs the block as one BEGIN IMMEDIATE transaction.
+
+    IMMEDIATE takes the write lock at BEGIN, so what the block reads (the
+    fencing token) cannot change before it commits, and SQLITE_BUSY can only
+    happen at BEGIN, before anything was done. Any exception rolls back.
+    A class rather than @contextmanager: it is on the hot path, and ~3x cheaper.
+    """
+
+    __slots__ = ("conn",)
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def __enter__(self) -> None:
+        self.conn.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        if kind is None:
+            try:
+                self.conn.execute("COMMIT")
+            except BaseException:
+                _rollback(self.conn)
+                raise
+        else:
+            _rollback(self.conn)
+
+
+def _record(row: tuple[Any, ...]) -> ExecutionRecord:
+    values = list(row)
+    values[-1] = bool(values[-1])  # cancel_requested is stored as 0/1
+    return ExecutionRecord(*values)
+
+
+def _fence(conn: sqlite3.Connection, lease: Lease) -> None:
+    """Raise LeaseLost unless `lease` is current; call inside the transaction."""
+    row = conn.execute(_SELECT_LEASE, (lease.execution_id,)).fetchone()
+    if row is None:
+        raise _common.lease_lost(lease, found=False)
+    if not _common.fence_holds(lease, row[0], row[1]):
+        raise _common.lease_lost(
+            lease, found=True, owner=row[1], expires_at=row[2], now=time.time()
+        )
+
+
+def create(
+    conn: sqlite3.Connection, record: ExecutionRecord, owner: str, ttl: float
+) -> Lease | None:
+    with Immediate(conn):
+        now = time.time()
+        lease = Lease(record.id, owner, record.lease_token + 1, now + ttl)
+        row = dataclasses.replace(
+            record,
+            created_at=record.created_at or now,
+            updated_at=now,
+            owner=owner,
+            lease_token=lease.token,
+            lease_expires_at=lease.expires_at,
+        )
+        values = tuple(getattr(row, column) for column in _COLUMNS)
+        if not conn.execute(_INSERT_RECORD, values).rowcount:
+            return None
+        # Leftovers cannot exist (delete is atomic), but a new execution must
+        # never see records it did not write.
+        conn.execute("DELETE FROM checkpoints WHERE execution_id = ?", (record.id,))
+    return lease
+
+
+def get(conn: sqlite3.Connection, execution_id: str) -> ExecutionRecord | None:
+    row = conn.execute(f"{_SELECT_RECORD} WHERE id = ?", (execution_id,)).fetchone()
+    return None if row is None else _record(row)
+
+
+def acquire(
+    conn: sqlite3.Connection, execution_id: str, owner: str, ttl: float, steal_token: int | None
+) -> Lease | None:
+    with Immediate(conn):
+        row = conn.execute(_SELECT_LEASE, (execution_id,)).fetchone()
+        if row is None:
+            return None
+        token, current_owner, expires_at = row
+        now = time.time()
+        if not _common.lease_is_free(current_owner, expires_at, token, now, steal_token):
+            raise _common.locked(execution_id, current_owner, expires_at, now)
+        lease = Lease(execution_id, owner, token + 1, now + ttl)
+        conn.execute(
+            "UPDATE executions SET owner = ?, lease_token = ?, lease_expires_at = ?, "
+            "updated_at = ? WHERE id = ?",
+            (owner, lease.token, lease.expires_at, now, execution_id),
+        )
+    return lease
+
+
+def renew(conn: sqlite3.Connection, lease: Lease, ttl: float) -> Lease:
+    with Immediate(conn):
+        _fence(conn, lease)
+        now = time.time()
+        renewed = dataclasses.replace(lease, expires_at=now + ttl)
+        conn.execute(
+            "UPDATE executions SET lease_expires_at = ?, updated_at = ? WHERE id = ?",
+            (renewed.expires_at, now, lease.execution_id),
+        )
+    return renewed
+
+
+def release(conn: sqlite3.Connection, lease: Lease) -> None:
+    with Immediate(conn):
+        row = conn.execute(_SELECT_LEASE, (lease.execution_id,)).fetchone()
+        if row is not None and row[0] == lease.token and row[1] is None:
+            return  # already released by this lease: releasing is idempotent
+        _fence(conn, lease)
+        conn.execute(
+            "UPDATE executions SET owner = NULL, lease_expires_at = 0, updated_at = ? WHERE id = ?",
+            (time.time(), lease.execution_id),
+        )
+
+
+def write(
+    conn: sqlite3.Connection, lease: Lease, puts: Mapping[str, bytes], deletes: Collection[str]
+) -> None:
+    execution_id = lease.execution_id
+    with Immediate(conn):
+        _fence(conn, lease)
+        if deletes:  # deletes first, so a key both deleted and put ends up put
+            conn.executemany(_DELETE, [(execution_id, key) for key in deletes])
+        if len(puts) == 1:  # the common case; execute() is cheaper than executemany()
+            [(key, value)] = puts.items()
+            conn.execute(_PUT, (execution_id, key, value))
+        elif puts:
+            conn.executemany(_PUT, [(execution_id, key, value) for key, value in puts.items()])
+
+
+def update(conn: sqlite3.Connection, lease: Lease, update: ExecutionUpdate) -> ExecutionRecord:
+    changes = _common.update_changes(update)
+    changes["updated_at"] = time.time()
+    assignments = ", ".join(f"{name} = ?" for name in changes)  # names are constants
+    with Immediate(conn):
+        _fence(conn, lease)
+        conn.execute(
+            f"UPDATE executions SET {assignments} WHERE id = ?",  # noqa: S608
+            (*changes.values(), lease.execution_id),
+        )
+        if update.clear_checkpoints:
+            conn.execute("DELETE FROM checkpoints WHERE execution_id = ?", (lease.execution_id,))
+        row = conn.execute(f"{_SELECT_RECORD} WHERE id = ?", (lease.execution_id,)).fetchone()
+    return _record(row)
+
+
+def load(conn: sqlite3.Connection, execution_id: str) -> dict[str, bytes]:
+    rows = conn.execute(
+        "SELECT key, value FROM checkpoints WHERE execution_id = ?", (execution_id,)
+    ).fetchall()
+    return dict(rows)
+
+
+def list(
+    conn: sqlite3.Connection, status: Status | None, function: str | None, limit: int
+) -> list[ExecutionRecord]:
+    where: list[str] = []
+    params: list[object] = []
+    if status is not None:
+        where.append("status = ?")
+        params.append(status)
+    if function is not None:
+        where.append("function = ?")
+        params.append(function)
+    clause = f" WHERE {' AND '.join(where)}" if where else ""
+    # rowid breaks created_at ties newest-inserted first, like MemoryStore.
+    rows = conn.execute(
+        f"{_SELECT_RECORD}{clause} ORDER BY created_at DESC, rowid DESC LIMIT ?",
+        (*params, limit),
+    ).fetchall()
+    return [_record(row) for row in rows]
+
+
+def request_cancel(conn: sqlite3.Connection, execution_id: str) -> bool:
+    cursor = conn.execute(
+        "UPDATE executions SET cancel_requested = 1, updated_at = ? WHERE id = ?",
+        (time.time(), execution_id),
+    )
+    return cursor.rowcount > 0
+
+
+def delete(conn: sqlite3.Connection, execution_id: str) -> bool:
+    with Immediate(conn):
+        conn.execute("DELETE FROM checkpoints WHERE execution_id = ?", (execution_id,))
+        deleted: int = conn.execute("DELETE FROM executions WHERE id = ?", (execution_id,)).rowcount
+    return deleted > 0
