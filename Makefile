@@ -23,6 +23,7 @@ demo: $(STAMP)
 	$(BIN)/resumable demo
 
 bench: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python -m benchmarks
 
 bench-quick: $(STAMP)

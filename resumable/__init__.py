@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from resumable._api import (
     ExecutionStatus,
+    FanoutProgress,
     LoopProgress,
     cancel,
     list_executions,
@@ -51,6 +52,7 @@ __all__ = [
     "ExecutionLocked",
     "ExecutionNotFound",
     "ExecutionStatus",
+    "FanoutProgress",
     "LeaseLost",
     "LoopProgress",
     "MemoryStore",

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import re
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from resumable import _config
 from resumable.errors import ExecutionLocked, ExecutionNotFound
@@ -28,6 +28,38 @@ class LoopProgress:
 
 
 @dataclass(frozen=True, slots=True)
+class FanoutProgress:
+    """How far one `amap` or `agather` got, in items.
+
+    `done` items succeeded and `failed` ones were recorded as failures
+    (`return_exceptions=True`); both counts come from the item records, so
+    they are exact across resumes. `in_flight` is how many were running at
+    the last recorded item, and 0 unless the execution is running with a live
+    owner. `total` is None for an input without a length (an async generator).
+    """
+
+    position: str
+    kind: Literal["amap", "agather"]
+    site: str
+    location: str
+    total: int | None
+    done: int
+    failed: int
+    in_flight: int
+
+    @property
+    def pending(self) -> int | None:
+        """Items neither finished nor running (None when the total is unknown)."""
+        if self.total is None:
+            return None
+        return max(0, self.total - self.done - self.failed - self.in_flight)
+
+    @property
+    def finished(self) -> bool:
+        return self.total is not None and self.done + self.failed >= self.total
+
+
+@dataclass(frozen=True, slots=True)
 class ExecutionStatus:
     """A readable view of an execution record (times are Unix seconds)."""
 
@@ -45,10 +77,20 @@ class ExecutionStatus:
     lease_expires_at: float
     error: str | None
     progress: tuple[LoopProgress, ...] = ()
+    fanouts: tuple[FanoutProgress, ...] = ()
+    cancel_requested: bool = False
 
     @property
     def owner_description(self) -> str:
         return identity.describe(self.owner)
+
+    @property
+    def orphaned(self) -> bool:
+        """Running, but its owner is gone (lease expired, or a dead process
+        of this host): `resume` or `recover` can take it over now."""
+        return self.status == "running" and (
+            self.lease_expires_at <= time.time() or identity.is_dead_local(self.owner)
+        )
 
 
 async def resume(
@@ -129,13 +171,28 @@ async def recover(
 
 
 async def status(execution_id: str, *, store: Store | str | None = None) -> ExecutionStatus:
-    """The execution's record with per-loop progress. Raises ExecutionNotFound."""
-    chosen = _config.resolve_store(store)
-    record = await chosen.get(execution_id)
+    """The execution's record with progress per loop and per amap/agather.
+    Raises ExecutionNotFound."""
+    return (await snapshot(execution_id, _config.resolve_store(store))).status
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """One read of an execution, for viewers (`resumable show`)."""
+
+    record: ExecutionRecord
+    status: ExecutionStatus
+    progress: Progress
+
+
+async def snapshot(execution_id: str, store: Store) -> Snapshot:
+    record = await store.get(execution_id)
     if record is None:
-        raise ExecutionNotFound(execution_id, chosen.url)
-    checkpoints = await chosen.load(execution_id)
-    return _view(record, _progress(execution_id, checkpoints, _config.codec()))
+        raise ExecutionNotFound(execution_id, store.url)
+    checkpoints = await store.load(execution_id)
+    live = record.status == "running" and not _view(record).orphaned
+    progress = read_progress(execution_id, checkpoints, _config.codec(), live=live)
+    return Snapshot(record, _view(record, progress), progress)
 
 
 async def list_executions(
@@ -152,10 +209,10 @@ async def list_executions(
     if function is not None and not records:
         by_name = await chosen.list(status=status, limit=max(limit, 1000))
         records = [r for r in by_name if r.name == function][:limit]
-    return [_view(record, ()) for record in records]
+    return [_view(record) for record in records]
 
 
-def _view(record: ExecutionRecord, progress: tuple[LoopProgress, ...]) -> ExecutionStatus:
+def _view(record: ExecutionRecord, progress: Progress | None = None) -> ExecutionStatus:
     return ExecutionStatus(
         id=record.id,
         name=record.name,
@@ -170,30 +227,105 @@ def _view(record: ExecutionRecord, progress: tuple[LoopProgress, ...]) -> Execut
         owner=record.owner,
         lease_expires_at=record.lease_expires_at,
         error=record.error_text,
-        progress=progress,
+        progress=progress.loops if progress else (),
+        fanouts=progress.fanouts if progress else (),
+        cancel_requested=record.cancel_requested,
     )
 
 
-def _progress(
-    execution_id: str, checkpoints: dict[str, bytes], codec: Codec
-) -> tuple[LoopProgress, ...]:
-    """Loop headers are plain data inside a (signed) blob: reading them never
-    unpickles user values, so any process can show progress."""
-    found = []
+def _loop_location(
+    execution_id: str, checkpoints: dict[str, bytes], key: str, codec: Codec
+) -> str:
+    data = checkpoints.get(f"{key}@")
+    if data is None:
+        return "?"
+    return str(codec.loads(data, execution_id=execution_id, key=f"{key}@").get("w", "?"))
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """Everything the checkpoint records say about progress; `unreadable`
+    counts headers that could not be decoded (signed with a key this process
+    does not have, say), so a viewer can say why progress is missing."""
+
+    loops: tuple[LoopProgress, ...] = ()
+    fanouts: tuple[FanoutProgress, ...] = ()
+    unreadable: int = 0
+    first_error: str | None = None
+
+
+_FANOUT_KINDS: dict[str, Literal["amap", "agather"]] = {"map": "amap", "gather": "agather"}
+
+
+def read_progress(
+    execution_id: str, checkpoints: dict[str, bytes], codec: Codec, *, live: bool
+) -> Progress:
+    """Progress from the records alone, so any process sharing the store can
+    show it and nothing extra is written. Headers are plain data inside a
+    (signed) blob and item records start with a one-byte outcome tag (b"r"
+    result, b"e" exception): nothing of the user's is ever unpickled.
+    `live=False` (the run is not running, or its owner is gone) reports
+    nothing in flight."""
+    loops: list[LoopProgress] = []
+    fanouts: list[FanoutProgress] = []
+    items: dict[str, list[int]] = {}  # fan-out position -> [done, failed]
+    headers: dict[str, dict[str, Any]] = {}
+    unreadable = 0
+    first_error: str | None = None
     for key, data in checkpoints.items():
-        if "+" in key:  # delta records of append-only lists
+        head, sep, index = key.rpartition("=")
+        if sep and index.isdigit():  # an amap/agather item's outcome
+            counts = items.setdefault(head, [0, 0])
+            counts[data[:1] == b"e"] += 1
             continue
-        with contextlib.suppress(Exception):
+        if "+" in key or key.endswith("@"):  # list deltas, loop locations
+            continue
+        try:
             header = codec.loads(data, execution_id=execution_id, key=key)
-            if isinstance(header, dict) and header.get("k") == "loop":
-                found.append(
-                    LoopProgress(
-                        position=key,
-                        site=str(header["s"]),
-                        location=str(header["w"]),
-                        done=int(header["i"]),
-                        total=header["n"],
-                        finished=bool(header["d"]),
-                    )
+        except Exception as exc:  # a key we lack, a tampered record: say so, go on
+            unreadable += 1
+            first_error = first_error or str(exc)
+            continue
+        if isinstance(header, dict) and header.get("k") in ("loop", "map", "gather"):
+            headers[key] = header
+    for key, header in headers.items():
+        if header["k"] == "loop":
+            loops.append(
+                LoopProgress(
+                    position=key,
+                    site=str(header["s"]),
+                    location=_loop_location(execution_id, checkpoints, key, codec),
+                    done=int(header["i"]),
+                    total=header["n"],
+                    finished=bool(header["d"]),
                 )
-    return tuple(sorted(found, key=lambda p: p.position))
+            )
+            continue
+        done, failed = items.get(key, (0, 0))
+        fanouts.append(
+            FanoutProgress(
+                position=key,
+                kind=_FANOUT_KINDS[header["k"]],
+                site=str(header["s"]),
+                location=str(header["w"]),
+                total=header.get("n"),
+                done=done,
+                failed=failed,
+                in_flight=int(header.get("f") or 0) if live else 0,
+            )
+        )
+    return Progress(
+        loops=tuple(sorted(loops, key=lambda p: position_order(p.position))),
+        fanouts=tuple(sorted(fanouts, key=lambda p: position_order(p.position))),
+        unreadable=unreadable,
+        first_error=first_error,
+    )
+
+
+def position_order(position: str) -> tuple[int | str, ...]:
+    """Sort key for positions in program order: "#2" before "#10", and a
+    scope ("#1[3]/#0") right after the helper that opened it."""
+    return tuple(int(part) if part.isdigit() else part for part in _NUMBERS.split(position))
+
+
+_NUMBERS = re.compile(r"(\d+)")

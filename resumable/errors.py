@@ -178,7 +178,7 @@ class CorruptCheckpoint(ResumableError):
     def _message(self) -> str:
         return (
             f"refusing record {self.key!r} of execution {self.execution_id!r}: {self.reason}. "
-            "Nothing was unpickled. HINT: check RESUMABLE_SECRET_KEY matches the key the "
+            "The record was not used. HINT: check RESUMABLE_SECRET_KEY matches the key the "
             "run was written with; a record that was tampered with cannot be trusted."
         )
 

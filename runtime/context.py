@@ -11,7 +11,7 @@ restored loop finds its checkpoint, and how a divergence is noticed.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Collection, Mapping
+from collections.abc import Awaitable, Collection, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from types import FrameType
@@ -74,13 +74,15 @@ class ExecutionContext:
     _group: _GroupCommit | None = None
     _items: dict[str, dict[int, bytes]] | None = None
 
-    async def write(self, puts: Mapping[str, bytes], deletes: Collection[str] = ()) -> None:
-        """Write one atomic checkpoint, fenced by this run's lease."""
+    def write(self, puts: Mapping[str, bytes], deletes: Collection[str] = ()) -> Awaitable[None]:
+        """Write one atomic checkpoint, fenced by this run's lease. A plain
+        function returning the store's awaitable: one coroutine frame less
+        on the per-iteration path."""
         faults.before_write()
         if self.pending:
             puts = {**self.pending, **puts}
             self.pending = {}
-        await self.store.write(self.lease, puts, deletes)
+        return self.store.write(self.lease, puts, deletes)
 
     async def write_grouped(self, puts: Mapping[str, bytes]) -> None:
         """Write `puts` together with every other grouped write of the same

@@ -15,7 +15,7 @@ import dataclasses
 import itertools
 import time
 from collections import Counter, OrderedDict, defaultdict, deque
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
 from types import FrameType
 from typing import Any, Final, Generic, TypeVar
 
@@ -95,6 +95,7 @@ class CheckpointedLoop(AsyncIterator[T], Generic[T]):
         self._iterable = iterable
         self._every = every
         self._source: Iterator[T] | AsyncIterator[T] | None = None
+        self._sync_next: Callable[[], T] | None = None
         self._index = 0
         self._flushed = 0
         self._done = False
@@ -104,8 +105,11 @@ class CheckpointedLoop(AsyncIterator[T], Generic[T]):
         self._frame = frame
         self._site = loop_site(frame.f_code, frame.f_lasti)
         self._label = name or self._site.site
+        self._where = f"loop {self._label} ({self._site.location})"  # for error messages
         self._names, self._weak, self._append = _carried(self._site, carry, frame)
+        self._read = self._names + self._weak
         self._tracks: dict[str, _AppendTrack] = {}
+        self._located = False  # has this run written the loop's location record?
         total = len(iterable) if hasattr(iterable, "__len__") else None  # type: ignore[arg-type]
         self._total: int | None = total
         self._key = self._context.next_position()
@@ -128,7 +132,13 @@ class CheckpointedLoop(AsyncIterator[T], Generic[T]):
             if self._index - self._flushed >= self._every:
                 await self._checkpoint(context)
         try:
-            item = await self._pull(self._source)
+            if self._sync_next is not None:
+                try:
+                    item = self._sync_next()
+                except StopIteration:
+                    raise StopAsyncIteration from None
+            else:
+                item = await self._source.__anext__()  # type: ignore[union-attr]
         except StopAsyncIteration:
             self._done = True
             if context is not None:
@@ -149,20 +159,14 @@ class CheckpointedLoop(AsyncIterator[T], Generic[T]):
                 )
         return item
 
-    async def _pull(self, source: Iterator[T] | AsyncIterator[T]) -> T:
-        if isinstance(source, Iterator):
-            try:
-                return next(source)
-            except StopIteration:
-                raise StopAsyncIteration from None
-        return await source.__anext__()
-
     async def _position(self) -> Iterator[T] | AsyncIterator[T]:
         """A source positioned at the first unfinished index. Finished items
         are skipped without running any loop body; deterministic iterables
         are required (the same items in the same order on replay)."""
         if isinstance(self._iterable, Iterable):
-            return itertools.islice(self._iterable, self._index, None)
+            sync_source = itertools.islice(self._iterable, self._index, None)
+            self._sync_next = sync_source.__next__
+            return sync_source
         source = aiter(self._iterable)
         for _ in range(self._index):
             try:
@@ -198,6 +202,7 @@ class CheckpointedLoop(AsyncIterator[T], Generic[T]):
             values[name] = items
             self._tracks[name] = _AppendTrack(last, items, len(items), items[-1] if items else None)
         frames.write_locals(self._frame, values)
+        self._located = True
         self._index = self._flushed = header["i"]
         self._done = header["d"]
         events.emit(
@@ -211,25 +216,27 @@ class CheckpointedLoop(AsyncIterator[T], Generic[T]):
         )
 
     async def _checkpoint(self, context: ExecutionContext) -> None:
-        where = f"loop {self._label} ({self._site.location})"
-        values = frames.read_locals(self._frame, self._names)
+        where = self._where
+        values = frames.read_locals(self._frame, self._read)
         for name in self._weak:
-            value = frames.read_locals(self._frame, (name,)).get(name, _MISSING)
-            if value is not _MISSING and _is_data(value):
-                values[name] = value
+            if name in values and not _is_data(values[name]):
+                del values[name]  # a client or session, say: not state
         puts: dict[str, bytes] = {}
         deletes: list[str] = []
-        tracks = dict(self._tracks)
+        tracks = dict(self._tracks) if self._append else self._tracks
         for name in self._append:
             value = values.get(name, _MISSING)
             if type(value) is not list:
                 continue  # not a list at run time (a deque, say): carried whole
             del values[name]
             tracks[name] = self._append_delta(context, name, value, puts, deletes, where)
+        if not self._located:
+            # file:line goes out once per loop, not in every iteration's header.
+            puts[f"{self._key}@"] = records.seal(context, {"w": self._site.location})
+            self._located = True
         header = {
             "k": "loop",
             "s": self._site.site,
-            "w": self._site.location,
             "i": self._index,
             "n": self._total,
             "d": self._done,
@@ -237,11 +244,12 @@ class CheckpointedLoop(AsyncIterator[T], Generic[T]):
             "a": {name: track.seq for name, track in tracks.items()},
         }
         puts[self._key] = records.seal(context, header)
-        began = time.perf_counter()
+        watched = events.wanted()
+        began = time.perf_counter() if watched else 0.0
         await context.write(puts, deletes)
         self._tracks = tracks
         self._flushed = self._index
-        if events.wanted():
+        if watched:
             events.emit(
                 events.CheckpointWritten(
                     execution_id=context.execution_id,

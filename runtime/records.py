@@ -41,7 +41,9 @@ def load_value(context: ExecutionContext, data: bytes, key: str) -> Any:
 
 
 def seal(context: ExecutionContext, header: dict[str, Any]) -> bytes:
-    return context.codec.dumps(header)
+    """Encode a record header: plain data we built ourselves (user values
+    inside it are already codec blobs), so the exactness check is skipped."""
+    return context.codec.dumps_plain(header)
 
 
 def read(
@@ -59,10 +61,18 @@ def read(
         raise NonDeterminismError(
             context.execution_id,
             f"position {key}",
-            f"{header['k']} {header.get('s')} ({header.get('w')})",
+            f"{header['k']} {header.get('s')} ({header.get('w') or _location(context, key)})",
             f"{kind} {site} ({where})",
         )
     return header
+
+
+def _location(context: ExecutionContext, key: str) -> str:
+    """A loop's file:line lives in a record of its own (written once)."""
+    data = context.records.get(f"{key}@")
+    if data is None:
+        return "?"
+    return str(load_value(context, data, f"{key}@").get("w", "?"))
 
 
 def _type_name(value: object) -> str:

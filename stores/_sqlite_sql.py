@@ -71,8 +71,6 @@ CREATE TABLE IF NOT EXISTS checkpoints (
 """
 
 
-
-
 def migrate(conn: sqlite3.Connection) -> None:
     """Create the tables of a new file; refuse a file from a newer version."""
     with Immediate(conn):
@@ -104,7 +102,8 @@ class Immediate:
     IMMEDIATE takes the write lock at BEGIN, so what the block reads (the
     fencing token) cannot change before it commits, and SQLITE_BUSY can only
     happen at BEGIN, before anything was done. Any exception rolls back.
-    A class rather than @contextmanager: it is on the hot path, and ~3x cheaper.
+    A class rather than @contextmanager: it is on the hot path, and costs
+    ~0.25 µs here against ~0.9 µs.
     """
 
     __slots__ = ("conn",)
@@ -143,7 +142,7 @@ def _fence(conn: sqlite3.Connection, lease: Lease) -> None:
         )
 
 
-def create(
+def create_execution(
     conn: sqlite3.Connection, record: ExecutionRecord, owner: str, ttl: float
 ) -> Lease | None:
     with Immediate(conn):
@@ -166,12 +165,12 @@ def create(
     return lease
 
 
-def get(conn: sqlite3.Connection, execution_id: str) -> ExecutionRecord | None:
+def get_record(conn: sqlite3.Connection, execution_id: str) -> ExecutionRecord | None:
     row = conn.execute(f"{_SELECT_RECORD} WHERE id = ?", (execution_id,)).fetchone()
     return None if row is None else _record(row)
 
 
-def acquire(
+def acquire_lease(
     conn: sqlite3.Connection, execution_id: str, owner: str, ttl: float, steal_token: int | None
 ) -> Lease | None:
     with Immediate(conn):
@@ -191,7 +190,7 @@ def acquire(
     return lease
 
 
-def renew(conn: sqlite3.Connection, lease: Lease, ttl: float) -> Lease:
+def renew_lease(conn: sqlite3.Connection, lease: Lease, ttl: float) -> Lease:
     with Immediate(conn):
         _fence(conn, lease)
         now = time.time()
@@ -203,7 +202,7 @@ def renew(conn: sqlite3.Connection, lease: Lease, ttl: float) -> Lease:
     return renewed
 
 
-def release(conn: sqlite3.Connection, lease: Lease) -> None:
+def release_lease(conn: sqlite3.Connection, lease: Lease) -> None:
     with Immediate(conn):
         row = conn.execute(_SELECT_LEASE, (lease.execution_id,)).fetchone()
         if row is not None and row[0] == lease.token and row[1] is None:
@@ -215,7 +214,7 @@ def release(conn: sqlite3.Connection, lease: Lease) -> None:
         )
 
 
-def write(
+def write_records(
     conn: sqlite3.Connection, lease: Lease, puts: Mapping[str, bytes], deletes: Collection[str]
 ) -> None:
     execution_id = lease.execution_id
@@ -230,7 +229,9 @@ def write(
             conn.executemany(_PUT, [(execution_id, key, value) for key, value in puts.items()])
 
 
-def update(conn: sqlite3.Connection, lease: Lease, update: ExecutionUpdate) -> ExecutionRecord:
+def update_execution(
+    conn: sqlite3.Connection, lease: Lease, update: ExecutionUpdate
+) -> ExecutionRecord:
     changes = _common.update_changes(update)
     changes["updated_at"] = time.time()
     assignments = ", ".join(f"{name} = ?" for name in changes)  # names are constants
@@ -246,14 +247,14 @@ def update(conn: sqlite3.Connection, lease: Lease, update: ExecutionUpdate) -> E
     return _record(row)
 
 
-def load(conn: sqlite3.Connection, execution_id: str) -> dict[str, bytes]:
+def load_records(conn: sqlite3.Connection, execution_id: str) -> dict[str, bytes]:
     rows = conn.execute(
         "SELECT key, value FROM checkpoints WHERE execution_id = ?", (execution_id,)
     ).fetchall()
     return dict(rows)
 
 
-def list(
+def list_records(
     conn: sqlite3.Connection, status: Status | None, function: str | None, limit: int
 ) -> list[ExecutionRecord]:
     where: list[str] = []
@@ -281,7 +282,7 @@ def request_cancel(conn: sqlite3.Connection, execution_id: str) -> bool:
     return cursor.rowcount > 0
 
 
-def delete(conn: sqlite3.Connection, execution_id: str) -> bool:
+def delete_execution(conn: sqlite3.Connection, execution_id: str) -> bool:
     with Immediate(conn):
         conn.execute("DELETE FROM checkpoints WHERE execution_id = ?", (execution_id,))
         deleted: int = conn.execute("DELETE FROM executions WHERE id = ?", (execution_id,)).rowcount

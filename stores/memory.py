@@ -45,10 +45,10 @@ class MemoryStore:
 
     async def create(self, record: ExecutionRecord, owner: str, ttl: float) -> Lease | None:
         _common.check_ttl(ttl)
-        if record.id in self._records:
-            return None
         if len(record.args) > self.max_record_bytes:
             raise _common.record_too_big(record.id, "args", len(record.args), self.max_record_bytes)
+        if record.id in self._records:
+            return None
         now = time.time()
         lease = Lease(record.id, owner, record.lease_token + 1, now + ttl)
         self._records[record.id] = record.replace(

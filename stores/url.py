@@ -18,7 +18,7 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 __all__ = ["StoreURL", "parse_store_url", "redact_url", "sqlite_url"]
 
@@ -64,8 +64,12 @@ def redact_url(url: str) -> str:
 
 
 def sqlite_url(path: str | os.PathLike[str]) -> str:
-    """The canonical URL of a SQLite file: ``sqlite:///`` + its absolute path."""
-    return "sqlite:///" + os.path.abspath(os.fspath(path))
+    """The canonical URL of a SQLite file: ``sqlite:///`` + its absolute path.
+
+    Percent-encoded where needed ("?", "#", "%", spaces...), so that
+    `parse_store_url` gives back the same path.
+    """
+    return "sqlite:///" + quote(os.path.abspath(os.fspath(path)), safe="/")
 
 
 def parse_store_url(url: str) -> StoreURL:

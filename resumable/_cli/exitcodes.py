@@ -1,0 +1,82 @@
+"""The exit codes of the `resumable` command, defined once.
+
+The README's table is checked against `MEANINGS` by tests/test_cli.py, so
+the two cannot drift apart. Scripts can rely on them:
+
+    resumable show "$ID" --follow && deploy-the-report   # 0 only if it completed
+"""
+
+from __future__ import annotations
+
+import enum
+
+from resumable.errors import (
+    CodeChangedError,
+    CorruptCheckpoint,
+    ExecutionLocked,
+    ExecutionNotFound,
+    NonDeterminismError,
+    StoreUnavailable,
+)
+
+
+class ExitCode(enum.IntEnum):
+    OK = 0
+    EXECUTION_FAILED = 1
+    USAGE = 2
+    NOT_FOUND = 3
+    LOCKED = 4
+    STORE_UNAVAILABLE = 5
+    CODE_CHANGED = 6
+    CORRUPT = 7
+    NOT_IMPORTABLE = 8
+    INTERRUPTED = 130
+
+
+MEANINGS: dict[ExitCode, str] = {
+    ExitCode.OK: "success (`show --follow`, `resume`: the execution completed)",
+    ExitCode.EXECUTION_FAILED: "the execution failed or was cancelled (`resume`, "
+    "`show --follow`, `recover`: one of them)",
+    ExitCode.USAGE: "bad arguments or a bad store URL",
+    ExitCode.NOT_FOUND: "no execution with that id in the store",
+    ExitCode.LOCKED: "a live process owns the execution (its lease has not expired)",
+    ExitCode.STORE_UNAVAILABLE: "the store cannot be opened or reached",
+    ExitCode.CODE_CHANGED: "the code changed since the execution started "
+    "(see `--on-code-change`)",
+    ExitCode.CORRUPT: "a record failed its signature check or cannot be decoded",
+    ExitCode.NOT_IMPORTABLE: "the execution's function cannot be imported in this process",
+    ExitCode.INTERRUPTED: "interrupted (Ctrl-C)",
+}
+
+
+def for_error(error: BaseException) -> ExitCode:
+    """The exit code for an error of `resumable` (or EXECUTION_FAILED for
+    anything else: the user's own exception ended the execution)."""
+    if isinstance(error, ExecutionNotFound):
+        return ExitCode.NOT_FOUND
+    if isinstance(error, ExecutionLocked):  # LeaseLost too
+        return ExitCode.LOCKED
+    if isinstance(error, StoreUnavailable):
+        return ExitCode.STORE_UNAVAILABLE
+    if isinstance(error, CodeChangedError | NonDeterminismError):
+        return ExitCode.CODE_CHANGED
+    if isinstance(error, CorruptCheckpoint):
+        return ExitCode.CORRUPT
+    # ExecutionCancelled, CheckpointError, and the user's own exceptions.
+    return ExitCode.EXECUTION_FAILED
+
+
+def epilog() -> str:
+    """The table for `resumable --help`."""
+    lines = ["exit codes:"]
+    lines.extend(f"  {int(code):>3}  {text.replace('`', '')}" for code, text in MEANINGS.items())
+    return "\n".join(lines)
+
+
+class CommandError(Exception):
+    """A one-line message for the user and the exit code to leave with."""
+
+    def __init__(self, message: str, code: ExitCode) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code

@@ -1,0 +1,153 @@
+"""Tables, times and durations for people; stable dicts for `--json`.
+
+JSON keys are part of the command's interface: add keys, never rename or
+remove them. Times are Unix seconds (floats) in JSON and local wall-clock
+time in tables.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Sequence
+from typing import Any, TextIO
+
+from resumable._api import ExecutionStatus, FanoutProgress, LoopProgress
+
+
+def when(timestamp: float | None) -> str:
+    if timestamp is None:
+        return "-"
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(timestamp))
+
+
+def span(seconds: float | None) -> str:
+    """1.3s, 4m 05s, 2h 03m, 3d 4h."""
+    if seconds is None:
+        return "-"
+    seconds = max(0.0, seconds)
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, secs = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"{minutes}m {secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 24:
+        return f"{hours}h {minutes:02d}m"
+    days, hours = divmod(hours, 24)
+    return f"{days}d {hours}h"
+
+
+def ago(timestamp: float | None, now: float | None = None) -> str:
+    if timestamp is None:
+        return "-"
+    return f"{span((now or time.time()) - timestamp)} ago"
+
+
+def where(location: str) -> str:
+    """A code location relative to the current directory when inside it."""
+    path, sep, line = location.rpartition(":")
+    if not sep or not os.path.isabs(path):
+        return location
+    try:
+        relative = os.path.relpath(path)
+    except ValueError:  # another drive (Windows)
+        return location
+    return location if relative.startswith("..") else f"{relative}:{line}"
+
+
+def ran_for(view: ExecutionStatus, now: float | None = None) -> float | None:
+    """How long the latest attempt ran (so far, if it still runs)."""
+    if view.started_at is None:
+        return None
+    end = view.finished_at if view.status != "running" else None
+    return (end or now or time.time()) - view.started_at
+
+
+def state(view: ExecutionStatus) -> str:
+    """The status, with what a person needs to know about a running one."""
+    if view.status != "running":
+        return view.status
+    if view.orphaned:
+        return "running (owner gone)"
+    if view.cancel_requested:
+        return "running (cancel requested)"
+    return "running"
+
+
+def owner(view: ExecutionStatus) -> str:
+    if view.status != "running" or not view.owner:
+        return "-"
+    return view.owner_description + (" (gone)" if view.orphaned else "")
+
+
+def error_line(text: str | None) -> str | None:
+    """The last line of a formatted traceback: "ValueError: boom"."""
+    if not text:
+        return None
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return lines[-1].strip() if lines else None
+
+
+def table(rows: Sequence[Sequence[str]], headers: Sequence[str], out: TextIO) -> None:
+    """Columns padded to their widest cell, two spaces apart; the last
+    column is not padded, so long values do not push trailing blanks."""
+    widths = [len(h) for h in headers]
+    for row in rows:
+        widths = [max(w, len(cell)) for w, cell in zip(widths, row, strict=True)]
+    for row in (headers, *rows):
+        cells = [cell.ljust(width) for cell, width in zip(row[:-1], widths, strict=False)]
+        out.write("  ".join([*cells, row[-1]]).rstrip() + "\n")
+
+
+def dump(data: object, out: TextIO) -> None:
+    json.dump(data, out, indent=2, ensure_ascii=False)
+    out.write("\n")
+
+
+def execution_json(view: ExecutionStatus, now: float | None = None) -> dict[str, Any]:
+    """The keys every JSON view of an execution has (list, show, gc)."""
+    return {
+        "id": view.id,
+        "name": view.name,
+        "function": view.function,
+        "location": view.location,
+        "status": view.status,
+        "orphaned": view.orphaned,
+        "cancel_requested": view.cancel_requested,
+        "attempts": view.attempts,
+        "owner": view.owner if view.status == "running" else None,
+        "created_at": view.created_at,
+        "started_at": view.started_at,
+        "finished_at": view.finished_at if view.status != "running" else None,
+        "updated_at": view.updated_at,
+        "ran_seconds": ran_for(view, now),
+        "error": error_line(view.error),
+    }
+
+
+def loop_json(loop: LoopProgress) -> dict[str, Any]:
+    return {
+        "position": loop.position,
+        "site": loop.site,
+        "location": loop.location,
+        "done": loop.done,
+        "total": loop.total,
+        "finished": loop.finished,
+    }
+
+
+def fanout_json(fanout: FanoutProgress) -> dict[str, Any]:
+    return {
+        "position": fanout.position,
+        "kind": fanout.kind,
+        "site": fanout.site,
+        "location": fanout.location,
+        "done": fanout.done,
+        "total": fanout.total,
+        "in_flight": fanout.in_flight,
+        "pending": fanout.pending,
+        "failed": fanout.failed,
+        "finished": fanout.finished,
+    }

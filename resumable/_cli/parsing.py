@@ -1,0 +1,163 @@
+"""The command line's grammar: commands, options, and durations like "7d"."""
+
+from __future__ import annotations
+
+import argparse
+import re
+
+from resumable._cli.exitcodes import epilog
+from resumable.runtime.engine import ON_CODE_CHANGE
+from resumable.stores.base import STATUSES
+
+DESCRIPTION = """\
+Inspect and drive resumable executions: list them, watch their progress,
+resume, cancel, recover orphaned ones, and delete old ones.
+
+The store is --store URL, else $RESUMABLE_STORE, else .resumable/state.db in
+the current directory (the library's default). Functions are imported by
+their stored reference from the current directory and $PYTHONPATH.
+"""
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def duration(text: str) -> float:
+    """'30m', '12h', '7d', '45s' -> seconds; argparse reports the ValueError."""
+    match = _DURATION.fullmatch(text.strip().lower())
+    if match is None:
+        raise argparse.ArgumentTypeError(
+            f"invalid duration {text!r}: expected a number and a unit, "
+            "s, m, h or d (30m, 12h, 7d)"
+        )
+    return float(match[1]) * _UNITS[match[2]]
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"invalid count {text!r}: expected an integer >= 1")
+    return value
+
+
+def _interval(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not 0.01 <= value <= 3600:
+        raise argparse.ArgumentTypeError(
+            f"invalid interval {text!r}: expected seconds between 0.01 and 3600"
+        )
+    return value
+
+
+def _common(top: bool) -> argparse.ArgumentParser:
+    """--store and --json, accepted before or after the command. After it,
+    their default is SUPPRESS so that the value given before is kept."""
+    common = argparse.ArgumentParser(add_help=False)
+    default = None if top else argparse.SUPPRESS
+    common.add_argument(
+        "--store",
+        metavar="URL",
+        default=default,
+        help="sqlite:///path.db, redis://host:6379/0, ... (default: $RESUMABLE_STORE, "
+        "else .resumable/state.db)",
+    )
+    common.add_argument(
+        "--json",
+        action="store_true",
+        default=False if top else argparse.SUPPRESS,
+        help="print JSON for machines (stable keys) instead of tables",
+    )
+    return common
+
+
+def build() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="resumable",
+        description=DESCRIPTION,
+        epilog=epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        parents=[_common(top=True)],
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    common = [_common(top=False)]
+
+    listing = sub.add_parser("list", parents=common, help="executions, newest first")
+    listing.add_argument("--status", choices=STATUSES, help="only executions with this status")
+    listing.add_argument(
+        "--function", metavar="NAME", help="only this function ('module:qualname' or its name)"
+    )
+    listing.add_argument(
+        "--limit", type=_positive_int, default=50, metavar="N", help="at most N (default 50)"
+    )
+
+    show = sub.add_parser(
+        "show", parents=common, help="status, progress, timings and error of one execution"
+    )
+    show.add_argument("id", metavar="ID")
+    show.add_argument(
+        "--values",
+        action="store_true",
+        help="also print argument values (decodes them: pickled ones need your code importable)",
+    )
+    show.add_argument(
+        "--follow",
+        "-f",
+        action="store_true",
+        help="redraw live progress bars until the execution ends; exit 0 if it completed",
+    )
+    show.add_argument(
+        "--interval",
+        type=_interval,
+        default=0.5,
+        metavar="SECONDS",
+        help="how often --follow reads the store (default 0.5)",
+    )
+
+    resume = sub.add_parser(
+        "resume", parents=common, help="continue an execution here and print its result"
+    )
+    resume.add_argument("id", metavar="ID")
+    _on_code_change(resume)
+
+    cancel = sub.add_parser(
+        "cancel", parents=common, help="stop an execution at its next await (resumable later)"
+    )
+    cancel.add_argument("id", metavar="ID")
+
+    recover = sub.add_parser(
+        "recover", parents=common, help="resume here every execution whose owner is gone"
+    )
+    _on_code_change(recover)
+
+    gc = sub.add_parser(
+        "gc", parents=common, help="delete executions that ended before a cutoff"
+    )
+    gc.add_argument(
+        "--older-than",
+        type=duration,
+        required=True,
+        metavar="DURATION",
+        help="ended (completed, failed, cancelled) more than this long ago: 30m, 12h, 7d",
+    )
+    gc.add_argument("--dry-run", action="store_true", help="list them, delete nothing")
+
+    sub.add_parser(
+        "demo", help="run a pipeline, kill it with SIGKILL, resume it (.resumable/state.db)"
+    )
+    return parser
+
+
+def _on_code_change(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--on-code-change",
+        choices=ON_CODE_CHANGE,
+        default="error",
+        help="if the function's code changed since the execution started: error "
+        "(default), continue while the checkpoints still line up, or restart",
+    )

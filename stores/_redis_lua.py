@@ -1,0 +1,268 @@
+"""The Lua of RedisStore, and how an ExecutionRecord lives in a Redis hash.
+
+Keys of one execution share the hash tag ``{<prefix>:<id>}``, so every script
+below touches a single Redis Cluster slot: ``{p:id}:record`` (a hash of the
+ExecutionRecord's fields) and ``{p:id}:checkpoints`` (a hash of checkpoint
+key -> bytes). Each script is one atomic step on the server: the fencing check
+and the changes it guards cannot be separated by another client's command.
+
+Lease state (owner, lease_token, lease_expires_at) lives in the record hash
+and only these scripts change it. Times come from the server's TIME, never
+from the clients: every lease decision of every process on every machine is
+then made by one clock, so a client whose clock runs fast cannot take a live
+lease early. Times are stored as "%.17g" strings, which round-trip a double
+exactly, and scripts return the string they stored: the `Lease` a client gets
+holds exactly the value that `get` reads back.
+
+A fencing failure is an error reply, ``RESUMABLE_LEASE_LOST <state> <expires>
+<now> <owner in hex>`` (state 0: no record, 1: another owner, 2: released),
+so that one failed script in a pipeline leaves the others' replies intact.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from collections.abc import Mapping
+
+from resumable.stores.base import ExecutionRecord, Lease
+
+LEASE_LOST = "RESUMABLE_LEASE_LOST"
+
+# Lua's C stack holds ~8000 values: unpack() argument lists in chunks.
+_PRELUDE = """
+local function now()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) + tonumber(t[2]) / 1000000
+end
+local function fmt(x) return string.format('%.17g', x) end
+local function hex(s)
+  return (string.gsub(s, '.', function(c) return string.format('%02x', string.byte(c)) end))
+end
+local function fence(rec, owner, token)
+  local cur = redis.call('HMGET', rec, 'lease_token', 'owner', 'lease_expires_at')
+  if not cur[1] then
+    return redis.error_reply('RESUMABLE_LEASE_LOST 0 0 0 -')
+  end
+  if cur[1] ~= token or cur[2] ~= owner then
+    local state = cur[2] and '1 ' or '2 '
+    return redis.error_reply('RESUMABLE_LEASE_LOST ' .. state .. cur[3] .. ' ' .. fmt(now())
+      .. ' ' .. (cur[2] and hex(cur[2]) or '-'))
+  end
+  return nil
+end
+local function chunked(command, key, first, last, step)
+  local i = first
+  while i <= last do
+    local j = math.min(i + step - 1, last)
+    redis.call(command, key, unpack(ARGV, i, j))
+    i = j + 1
+  end
+end
+"""
+
+# KEYS: record, checkpoints. ARGV: ttl, token, nonce, owner, field, value, ...
+# Returns {1, expires} for a new lease (or for our own retried call: the
+# nonce matches), {0} when the id exists.
+CREATE = """
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  local mine = redis.call('HMGET', KEYS[1], 'lease_nonce', 'lease_expires_at')
+  if mine[1] == ARGV[3] then return {1, mine[2]} end
+  return {0}
+end
+local t = now()
+local expires = fmt(t + tonumber(ARGV[1]))
+redis.call('DEL', KEYS[2])
+redis.call('HSET', KEYS[1], 'owner', ARGV[4], 'lease_token', ARGV[2], 'lease_expires_at', expires,
+  'updated_at', fmt(t), 'lease_nonce', ARGV[3], unpack(ARGV, 5))
+return {1, expires}
+"""
+
+# KEYS: record. ARGV: owner, ttl, steal token or '', nonce.
+# Returns {1, token, expires}, {0, owner, expires, now} (locked), or {-1}.
+ACQUIRE = """
+local cur = redis.call('HMGET', KEYS[1], 'lease_token', 'owner', 'lease_expires_at', 'lease_nonce')
+if not cur[1] then return {-1} end
+if cur[4] == ARGV[4] and cur[2] == ARGV[1] then return {1, cur[1], cur[3]} end
+local t = now()
+if cur[2] and tonumber(cur[3]) > t and ARGV[3] ~= cur[1] then
+  return {0, cur[2], cur[3], fmt(t)}
+end
+local token = string.format('%d', tonumber(cur[1]) + 1)
+local expires = fmt(t + tonumber(ARGV[2]))
+redis.call('HSET', KEYS[1], 'owner', ARGV[1], 'lease_token', token, 'lease_expires_at', expires,
+  'updated_at', fmt(t), 'lease_nonce', ARGV[4])
+return {1, token, expires}
+"""
+
+# KEYS: record. ARGV: owner, token, ttl. Returns the new expiry.
+RENEW = """
+local lost = fence(KEYS[1], ARGV[1], ARGV[2])
+if lost then return lost end
+local t = now()
+local expires = fmt(t + tonumber(ARGV[3]))
+redis.call('HSET', KEYS[1], 'lease_expires_at', expires, 'updated_at', fmt(t))
+return expires
+"""
+
+# KEYS: record. ARGV: owner, token.
+RELEASE = """
+local cur = redis.call('HMGET', KEYS[1], 'lease_token', 'owner')
+if cur[1] == ARGV[2] and not cur[2] then return 0 end
+local lost = fence(KEYS[1], ARGV[1], ARGV[2])
+if lost then return lost end
+redis.call('HDEL', KEYS[1], 'owner')
+redis.call('HSET', KEYS[1], 'lease_expires_at', '0', 'updated_at', fmt(now()))
+return 1
+"""
+
+# KEYS: record, checkpoints. ARGV: owner, token, then one or more writes of
+# the same lease, in order, each: number of deletes, number of puts, the
+# deleted keys, then key, value pairs. Deletes go first within a write, so a
+# key both deleted and put ends up put.
+WRITE = """
+local lost = fence(KEYS[1], ARGV[1], ARGV[2])
+if lost then return lost end
+local i = 3
+while i <= #ARGV do
+  local deletes, puts = tonumber(ARGV[i]), tonumber(ARGV[i + 1])
+  i = i + 2
+  chunked('HDEL', KEYS[2], i, i + deletes - 1, 1000)
+  i = i + deletes
+  chunked('HSET', KEYS[2], i, i + 2 * puts - 1, 2000)
+  i = i + 2 * puts
+end
+return 1
+"""
+
+# KEYS: record, checkpoints. ARGV: owner, token, clear ('1' or '0'), field,
+# value, ... Returns the whole record hash.
+UPDATE = """
+local lost = fence(KEYS[1], ARGV[1], ARGV[2])
+if lost then return lost end
+redis.call('HSET', KEYS[1], 'updated_at', fmt(now()), unpack(ARGV, 4))
+if ARGV[3] == '1' then redis.call('DEL', KEYS[2]) end
+return redis.call('HGETALL', KEYS[1])
+"""
+
+# KEYS: record. Returns 1, or 0 for an unknown id (which stays unknown).
+REQUEST_CANCEL = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], 'cancel_requested', '1', 'updated_at', fmt(now()))
+return 1
+"""
+
+# KEYS: record, checkpoints. Returns 1 if the record existed.
+DELETE = """
+local found = redis.call('DEL', KEYS[1])
+redis.call('DEL', KEYS[2])
+return found
+"""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Script:
+    name: str
+    source: str
+    sha: str
+
+
+def _script(name: str, body: str) -> Script:
+    source = _PRELUDE + body
+    return Script(name, source, hashlib.sha1(source.encode()).hexdigest())  # noqa: S324 (Redis names scripts by SHA-1)
+
+
+SCRIPTS: dict[str, Script] = {
+    name: _script(name, body)
+    for name, body in (
+        ("create", CREATE),
+        ("acquire", ACQUIRE),
+        ("renew", RENEW),
+        ("release", RELEASE),
+        ("write", WRITE),
+        ("update", UPDATE),
+        ("request_cancel", REQUEST_CANCEL),
+        ("delete", DELETE),
+    )
+}
+
+
+# -- records as hashes ----------------------------------------------------------
+
+_FLOATS = frozenset(
+    {"created_at", "updated_at", "started_at", "finished_at", "lease_expires_at"}
+)
+_INTS = frozenset({"lease_token", "attempts"})
+_BLOBS = frozenset({"args", "result", "error"})
+_FIELDS = tuple(f.name for f in dataclasses.fields(ExecutionRecord))
+# Fields the scripts set themselves when a lease is taken.
+_LEASE_FIELDS = frozenset({"owner", "lease_token", "lease_expires_at", "updated_at"})
+
+
+def encode_value(name: str, value: object) -> bytes:
+    """One field as stored: text as UTF-8, numbers as text that round-trips."""
+    if name in _BLOBS:
+        assert isinstance(value, bytes)
+        return value
+    if isinstance(value, bool):
+        return b"1" if value else b"0"
+    if isinstance(value, float):
+        return repr(value).encode()
+    if isinstance(value, int):
+        return b"%d" % value
+    assert isinstance(value, str), (name, value)
+    # surrogatepass: a traceback (error_text) may hold lone surrogates.
+    return value.encode("utf-8", "surrogatepass")
+
+
+def encode_fields(values: Mapping[str, object]) -> list[bytes]:
+    """field, value, ... for HSET; None values are left out (absent = None)."""
+    flat: list[bytes] = []
+    for name, value in values.items():
+        if value is not None:
+            flat += (name.encode(), encode_value(name, value))
+    return flat
+
+
+def record_fields(record: ExecutionRecord) -> list[bytes]:
+    """A new record's fields, except those the create script sets."""
+    return encode_fields(
+        {name: getattr(record, name) for name in _FIELDS if name not in _LEASE_FIELDS}
+    )
+
+
+def decode_record(stored: Mapping[bytes, bytes]) -> ExecutionRecord | None:
+    """The record in a hash as HGETALL returns it; None for an empty hash."""
+    if not stored:
+        return None
+    values: dict[str, object] = {}
+    for raw_name, raw in stored.items():
+        name = raw_name.decode()
+        if name in _BLOBS:
+            values[name] = bytes(raw)
+        elif name in _FLOATS:
+            values[name] = float(raw)
+        elif name in _INTS:
+            values[name] = int(raw)
+        elif name == "cancel_requested":
+            values[name] = raw == b"1"
+        elif name in _FIELDS:
+            values[name] = raw.decode("utf-8", "surrogatepass")
+        # else: bookkeeping of the scripts (lease_nonce)
+    return ExecutionRecord(**values)  # type: ignore[arg-type]
+
+
+def pairs(flat: list[bytes]) -> dict[bytes, bytes]:
+    """A flat field, value, ... list (a script's HGETALL) as a dict."""
+    return dict(zip(flat[::2], flat[1::2], strict=True))
+
+
+def write_args(lease: Lease, writes: list[tuple[Mapping[str, bytes], list[str]]]) -> list[object]:
+    """ARGV of WRITE for several writes of one lease."""
+    args: list[object] = [lease.owner, lease.token]
+    for puts, deletes in writes:
+        args += (len(deletes), len(puts))
+        args += deletes
+        for key, value in puts.items():
+            args += (key, value)
+    return args
