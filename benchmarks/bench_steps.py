@@ -19,7 +19,6 @@ import time
 from pathlib import Path
 
 from benchmarks._harness import Report, Sample, arguments, repeat
-
 from resumable import open_store, resumable, step
 
 
@@ -56,7 +55,7 @@ def ours(store, n: int) -> float:
     return (time.perf_counter() - began - plain) / n
 
 
-DBOS_RUNNER = r'''
+DBOS_RUNNER = r"""
 import asyncio, sys, time
 mode, path, n, runs = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 if mode == "wal":
@@ -98,7 +97,7 @@ async def main():
         await many_steps(n)
         print((time.perf_counter() - began - plain) / n, flush=True)
 asyncio.run(main())
-'''
+"""
 
 
 def dbos(mode: str, tmp: str, n: int, runs: int) -> list[float] | None:
@@ -109,7 +108,10 @@ def dbos(mode: str, tmp: str, n: int, runs: int) -> list[float] | None:
     path = str(Path(tmp) / f"dbos-{mode}.sqlite")
     out = subprocess.run(
         [sys.executable, "-c", DBOS_RUNNER, mode, path, str(n), str(runs)],
-        capture_output=True, text=True, timeout=600,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
         env={**os.environ, "DBOS__CLOUD": "false"},
     )
     if out.returncode != 0:
@@ -124,9 +126,15 @@ def main() -> None:
     report = Report("Per-step overhead: @step vs a plain call vs DBOS Transact", args.quick)
     with tempfile.TemporaryDirectory() as tmp:
         store = open_store(f"sqlite:///{Path(tmp) / 'bench.db'}")
-        mine = report.add(Sample("resumable @step, SQLite (WAL, NORMAL)", repeat(runs, lambda: ours(store, n))))
-        report.add(Sample("resumable @step, memory store",
-                          repeat(runs, lambda: ours(open_store("memory://"), n))))
+        mine = report.add(
+            Sample("resumable @step, SQLite (WAL, NORMAL)", repeat(runs, lambda: ours(store, n)))
+        )
+        report.add(
+            Sample(
+                "resumable @step, memory store",
+                repeat(runs, lambda: ours(open_store("memory://"), n)),
+            )
+        )
         asyncio.run(store.close())
         wal = dbos("wal", tmp, n // 4, runs)
         if wal is None:
@@ -139,8 +147,11 @@ def main() -> None:
             shipped = dbos("shipped", tmp, n // 4, runs)
             assert shipped is not None
             report.add(Sample("DBOS @DBOS.step (async), SQLite as it ships", shipped))
-            report.target("our step overhead / DBOS's (same SQLite settings)",
-                          mine.median / theirs.median, 1 / 30)
+            report.target(
+                "our step overhead / DBOS's (same SQLite settings)",
+                mine.median / theirs.median,
+                1 / 30,
+            )
     report.show("us", scale=1e6, digits=1)
     report.save("steps")
 

@@ -33,9 +33,10 @@ class FanoutProgress:
 
     `done` items succeeded and `failed` ones were recorded as failures
     (`return_exceptions=True`); both counts come from the item records, so
-    they are exact across resumes. `in_flight` is how many were running at
-    the last recorded item, and 0 unless the execution is running with a live
-    owner. `total` is None for an input without a length (an async generator).
+    they are exact across resumes. `in_flight` is an estimate (nothing is
+    written when an item starts): min(concurrency, unfinished items) while
+    the execution runs with a live owner, else 0. `total` is None for an
+    input without a length (an async generator).
     """
 
     position: str
@@ -233,9 +234,7 @@ def _view(record: ExecutionRecord, progress: Progress | None = None) -> Executio
     )
 
 
-def _loop_location(
-    execution_id: str, checkpoints: dict[str, bytes], key: str, codec: Codec
-) -> str:
+def _loop_location(execution_id: str, checkpoints: dict[str, bytes], key: str, codec: Codec) -> str:
     data = checkpoints.get(f"{key}@")
     if data is None:
         return "?"
@@ -278,8 +277,8 @@ def read_progress(
             counts = items.setdefault(head, [0, 0])
             counts[data[:1] == b"e"] += 1
             continue
-        if "+" in key or key.endswith("@"):  # list deltas, loop locations
-            continue
+        if "+" in key or key.endswith("@") or data[:1] in (b"r", b"e"):
+            continue  # list deltas, loop locations, memoized step outcomes
         try:
             header = codec.loads(data, execution_id=execution_id, key=key)
         except Exception as exc:  # a key we lack, a tampered record: say so, go on
@@ -294,7 +293,10 @@ def read_progress(
                 LoopProgress(
                     position=key,
                     site=str(header["s"]),
-                    location=_loop_location(execution_id, checkpoints, key, codec),
+                    # Records written before the location moved to "KEY@" hold it.
+                    location=str(
+                        header.get("w") or _loop_location(execution_id, checkpoints, key, codec)
+                    ),
                     done=int(header["i"]),
                     total=header["n"],
                     finished=bool(header["d"]),
@@ -311,7 +313,7 @@ def read_progress(
                 total=header.get("n"),
                 done=done,
                 failed=failed,
-                in_flight=int(header.get("f") or 0) if live else 0,
+                in_flight=_in_flight(header, done + failed) if live else 0,
             )
         )
     return Progress(
@@ -320,6 +322,19 @@ def read_progress(
         unreadable=unreadable,
         first_error=first_error,
     )
+
+
+def _in_flight(header: dict[str, Any], finished: int) -> int:
+    """Items running now, estimated. The header is written as items finish,
+    when the finishing ones no longer count and their replacements have not
+    started yet ("f" is often 0 while `concurrency` items run); between two
+    writes a live fan-out keeps min(concurrency, unfinished items) running."""
+    concurrency, total = header.get("c"), header.get("n")
+    if concurrency is None:  # written before "c" was recorded
+        return int(header.get("f") or 0)
+    if total is None:
+        return int(concurrency)
+    return max(0, min(int(concurrency), int(total) - finished))
 
 
 def position_order(position: str) -> tuple[int | str, ...]:

@@ -9,6 +9,8 @@ execution in a process shares one connection per store.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Literal
 
@@ -99,3 +101,15 @@ def settings(store: Store | str | None = None, on_code_change: OnCodeChange = "e
         lease_ttl=_config.lease_ttl,
         on_code_change=on_code_change,
     )
+
+
+@contextmanager
+def default_store(store: Store | str) -> Iterator[None]:
+    """Make `store` the process default while the block runs (the pytest
+    fixture does this), then put back whatever was configured before."""
+    previous = _config.store
+    _config.store = store
+    try:
+        yield
+    finally:
+        _config.store = previous

@@ -202,6 +202,8 @@ class Fanout:
             "i": self._done + len(self._recorded),
             "x": self._failed,
             "f": self._in_flight,
+            # Progress viewers estimate what runs between two writes from it.
+            "c": self.plan.concurrency,
         }
         await context.write_grouped(
             {f"{self._key}={outcome.index}": data, self._key: records.seal(context, header)}

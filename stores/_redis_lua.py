@@ -189,9 +189,7 @@ SCRIPTS: dict[str, Script] = {
 
 # -- records as hashes ----------------------------------------------------------
 
-_FLOATS = frozenset(
-    {"created_at", "updated_at", "started_at", "finished_at", "lease_expires_at"}
-)
+_FLOATS = frozenset({"created_at", "updated_at", "started_at", "finished_at", "lease_expires_at"})
 _INTS = frozenset({"lease_token", "attempts"})
 _BLOBS = frozenset({"args", "result", "error"})
 _FIELDS = tuple(f.name for f in dataclasses.fields(ExecutionRecord))

@@ -39,6 +39,13 @@ _PUT = (
     "ON CONFLICT(execution_id, key) DO UPDATE SET value = excluded.value"
 )
 _DELETE = "DELETE FROM checkpoints WHERE execution_id = ? AND key = ?"
+# The first put of a write carries the fencing check itself: one statement
+# instead of a SELECT then an INSERT, on the path every checkpoint takes.
+_PUT_FENCED = (
+    "INSERT INTO checkpoints (execution_id, key, value) SELECT ?, ?, ? "
+    "WHERE EXISTS (SELECT 1 FROM executions WHERE id = ? AND lease_token = ? AND owner = ?) "
+    "ON CONFLICT(execution_id, key) DO UPDATE SET value = excluded.value"
+)
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS executions (
     id TEXT PRIMARY KEY,
@@ -219,14 +226,23 @@ def write_records(
 ) -> None:
     execution_id = lease.execution_id
     with Immediate(conn):
-        _fence(conn, lease)
-        if deletes:  # deletes first, so a key both deleted and put ends up put
+        if deletes or not puts:
+            _fence(conn, lease)
+            # deletes first, so a key both deleted and put ends up put
             conn.executemany(_DELETE, [(execution_id, key) for key in deletes])
-        if len(puts) == 1:  # the common case; execute() is cheaper than executemany()
-            [(key, value)] = puts.items()
-            conn.execute(_PUT, (execution_id, key, value))
-        elif puts:
             conn.executemany(_PUT, [(execution_id, key, value) for key, value in puts.items()])
+            return
+        # BEGIN IMMEDIATE holds the write lock: once the fenced first put has
+        # landed, the token cannot change before COMMIT.
+        pairs = iter(puts.items())
+        key, value = next(pairs)
+        fenced = (execution_id, key, value, execution_id, lease.token, lease.owner)
+        if conn.execute(_PUT_FENCED, fenced).rowcount != 1:
+            _fence(conn, lease)  # raises LeaseLost, saying who owns it now
+            raise AssertionError("fenced put refused although the lease holds")
+        rest = [(execution_id, key, value) for key, value in pairs]
+        if rest:
+            conn.executemany(_PUT, rest)
 
 
 def update_execution(

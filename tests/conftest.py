@@ -15,15 +15,21 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from redis_server import _redis_url, fresh_prefix  # noqa: F401 (_redis_url: a fixture)
 
 from resumable.stores import MemoryStore, SQLiteStore, Store
 from resumable.stores.base import ExecutionRecord
+from resumable.stores.redis import RedisStore
 
 StoreFactory = Callable[[pytest.FixtureRequest, Path, dict[str, Any]], Store]
 
 STORES: dict[str, StoreFactory] = {
     "memory": lambda request, tmp_path, options: MemoryStore(**options),
     "sqlite": lambda request, tmp_path, options: SQLiteStore(tmp_path / "state.db", **options),
+    # One server for the session (tests/redis_server.py), a fresh key prefix per store.
+    "redis": lambda request, tmp_path, options: RedisStore(
+        request.getfixturevalue("redis_url"), prefix=fresh_prefix(), **options
+    ),
 }
 
 _ids = itertools.count()

@@ -41,8 +41,7 @@ MEANINGS: dict[ExitCode, str] = {
     ExitCode.NOT_FOUND: "no execution with that id in the store",
     ExitCode.LOCKED: "a live process owns the execution (its lease has not expired)",
     ExitCode.STORE_UNAVAILABLE: "the store cannot be opened or reached",
-    ExitCode.CODE_CHANGED: "the code changed since the execution started "
-    "(see `--on-code-change`)",
+    ExitCode.CODE_CHANGED: "the code changed since the execution started (see `--on-code-change`)",
     ExitCode.CORRUPT: "a record failed its signature check or cannot be decoded",
     ExitCode.NOT_IMPORTABLE: "the execution's function cannot be imported in this process",
     ExitCode.INTERRUPTED: "interrupted (Ctrl-C)",

@@ -27,8 +27,7 @@ def duration(text: str) -> float:
     match = _DURATION.fullmatch(text.strip().lower())
     if match is None:
         raise argparse.ArgumentTypeError(
-            f"invalid duration {text!r}: expected a number and a unit, "
-            "s, m, h or d (30m, 12h, 7d)"
+            f"invalid duration {text!r}: expected a number and a unit, s, m, h or d (30m, 12h, 7d)"
         )
     return float(match[1]) * _UNITS[match[2]]
 
@@ -135,9 +134,7 @@ def build() -> argparse.ArgumentParser:
     )
     _on_code_change(recover)
 
-    gc = sub.add_parser(
-        "gc", parents=common, help="delete executions that ended before a cutoff"
-    )
+    gc = sub.add_parser("gc", parents=common, help="delete executions that ended before a cutoff")
     gc.add_argument(
         "--older-than",
         type=duration,

@@ -84,11 +84,11 @@ def _counts(entry: Entry, rate: float | None) -> str:
             extra.append(f"{entry.pending} pending")
         extra.append(f"{entry.failed} failed")
         text += "  " + ", ".join(extra)
-    elif entry.finished:
-        text += "  finished"
-    if rate is not None:
+    elif entry.finished and total is None:
+        text += ", finished"
+    if rate is not None and not entry.finished:
         text += f"  {rate:.1f}/s"
-        if total is not None and not entry.finished:
+        if total is not None:
             text += f"  eta {span((total - done - _failed(entry)) / rate)}"
     return text
 
@@ -138,12 +138,13 @@ def lines(
     ]
     left_width = max((len(text) for text in lefts), default=0)
     right_width = max((len(text) for text in rights), default=0)
-    room = width - 2 - left_width - right_width - 4
-    bar_width = min(BAR_MAX, room)
+    # "  LEFT  [BAR]  RIGHT", kept one column short of the terminal's width.
+    bar_width = min(BAR_MAX, width - 1 - left_width - right_width - 8)
     drawn = []
     for entry, left, right in zip(entries, lefts, rights, strict=True):
         shape = bar(entry, bar_width, glyphs) if bar_width >= BAR_MIN else ""
-        line = f"  {left.ljust(left_width)}  {shape.ljust(bar_width + 2) if shape else ''}{right}"
+        middle = f"{shape:<{bar_width + 2}}  " if bar_width >= BAR_MIN else ""
+        line = f"  {left:<{left_width}}  {middle}{right}"
         drawn.append(line.rstrip()[: max(width - 1, 20)])
     if hidden:
         drawn.append(f"  ... and {hidden} more (finished nested loops and maps: see --json)")

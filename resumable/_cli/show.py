@@ -130,9 +130,10 @@ def frame(snap: Snapshot, width: int, glyphs: progress.Glyphs, rates: progress.R
     head = f"{view.name}  {view.id}  {fmt.state(view)}"
     if view.attempts > 1:
         head += f"  attempt {view.attempts}"
-    if view.status == "running" and not view.orphaned:
-        head += f"  {fmt.owner(view)}"
-    head += f"  ran {fmt.span(fmt.ran_for(view))}"
+    if view.status == "running":
+        if not view.orphaned:
+            head += f"  {fmt.owner(view)}"
+        head += f"  ran {fmt.span(fmt.ran_for(view))}"
     lines = [head[: max(width - 1, 20)]]
     lines.extend(progress.lines(snap.progress, width, glyphs, rates, show_location=False))
     ran = fmt.span(fmt.ran_for(view))

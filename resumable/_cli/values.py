@@ -35,7 +35,7 @@ class _Opaque:
 
     type_name: ClassVar[str] = "?"
 
-    def __new__(cls, *args: Any, **kwargs: Any) -> _Opaque:  # noqa: ARG004
+    def __new__(cls, *args: Any, **kwargs: Any) -> _Opaque:
         return object.__new__(cls)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

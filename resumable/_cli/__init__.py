@@ -1,0 +1,82 @@
+"""The `resumable` command: list, show (--follow), resume, cancel, recover,
+gc and demo, over any store.
+
+Built on argparse from the standard library, not click or typer: the command
+has eight subcommands with a few options each, which argparse handles well,
+and the core library's dependencies stay at cloudpickle, msgpack, structlog
+and stamina (DESIGN §12: anything else must earn its place). argparse also
+gives the conventional exit status 2 for usage errors for free.
+
+Modules: `parsing` (the grammar), `exitcodes` (the exit codes, defined
+once), `formatting` (tables, times, JSON views), `values` (describing
+arguments without running code), `progress` (bars), `show` (show and
+--follow) and `commands` (the rest).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+import structlog
+
+from resumable._cli import parsing
+from resumable._cli.exitcodes import CommandError, ExitCode, for_error
+from resumable.errors import ResumableError
+
+_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING}
+
+
+def _configure_logging() -> None:
+    """The library's structlog lines go to stderr, so stdout stays clean for
+    tables and --json; left alone if the application configured structlog."""
+    if structlog.is_configured():
+        return
+    level = _LEVELS.get(os.environ.get("RESUMABLE_LOG_LEVEL", "").lower(), logging.INFO)
+    structlog.configure(
+        wrapper_class=structlog.make_filtering_bound_logger(level),
+        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+    )
+
+
+def _import_from_cwd() -> None:
+    """Functions are imported by their stored reference; like `python -m`,
+    the console script finds modules in the current directory."""
+    cwd = os.getcwd()
+    if cwd not in sys.path and "" not in sys.path:
+        sys.path.insert(0, cwd)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command; returns its exit code (see exitcodes.MEANINGS)."""
+    args = parsing.build().parse_args(argv)  # exits with 2 on bad usage
+    if args.command == "demo":
+        from resumable._demo import main as demo
+
+        return demo()
+    from resumable._cli import commands
+
+    _configure_logging()
+    _import_from_cwd()
+    try:
+        return asyncio.run(commands.run(args, sys.stdout))
+    except CommandError as exc:
+        return _fail(exc.message, exc.code)
+    except ResumableError as exc:
+        return _fail(str(exc), for_error(exc))
+    except KeyboardInterrupt:
+        return ExitCode.INTERRUPTED
+    except BrokenPipeError:
+        # `resumable list | head`: the reader has all it wanted. Point stdout
+        # at /dev/null so the interpreter's final flush does not complain.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return ExitCode.OK
+
+
+def _fail(message: str, code: ExitCode) -> int:
+    sys.stdout.flush()
+    print(f"resumable: {message}", file=sys.stderr)
+    return int(code)

@@ -1,0 +1,277 @@
+"""The commands that read or change executions: list, resume, cancel,
+recover and gc (`show` has a module of its own)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pprint
+import time
+from typing import Any, TextIO
+
+from resumable import _api, _config
+from resumable._cli import formatting as fmt
+from resumable._cli.exitcodes import CommandError, ExitCode, for_error
+from resumable._cli.show import show
+from resumable.errors import ExecutionLocked, ExecutionNotFound, ResumableError
+from resumable.runtime import engine, identity
+from resumable.stores.base import ExecutionRecord, Status, Store
+from resumable.stores.url import parse_store_url, redact_url
+
+ENDED: tuple[Status, ...] = ("completed", "failed", "cancelled")
+EVERYTHING = 1_000_000_000  # a `limit` that means "all of them"
+
+
+def open_store(url: str | None) -> Store:
+    """The store the command works on, with errors a person can act on.
+
+    For a SQLite file that does not exist yet, say so instead of creating an
+    empty database: that is almost always the wrong directory or URL.
+    """
+    chosen = url or os.environ.get("RESUMABLE_STORE") or _config.DEFAULT_STORE_URL
+    try:
+        parsed = parse_store_url(chosen)
+    except ValueError as exc:
+        raise CommandError(str(exc), ExitCode.USAGE) from None
+    if parsed.scheme == "sqlite" and not os.path.exists(parsed.path):
+        source = "--store" if url else "RESUMABLE_STORE" if "RESUMABLE_STORE" in os.environ else ""
+        raise CommandError(
+            f"no store at {os.path.abspath(parsed.path)}: nothing has run with it yet. HINT: "
+            + (
+                f"check {source}"
+                if source
+                else "run this where your jobs run (the default store is "
+                ".resumable/state.db in the current directory), or pass --store"
+            ),
+            ExitCode.STORE_UNAVAILABLE,
+        )
+    try:
+        return _config.resolve_store(chosen)
+    except ValueError as exc:
+        raise CommandError(str(exc), ExitCode.USAGE) from None
+
+
+async def run(args: argparse.Namespace, out: TextIO) -> int:
+    store = open_store(args.store)
+    try:
+        command = COMMANDS[args.command]
+        return await command(args, store, out)
+    finally:
+        await store.close()
+
+
+async def list_(args: argparse.Namespace, store: Store, out: TextIO) -> int:
+    views = await _api.list_executions(
+        store=store, status=args.status, function=args.function, limit=args.limit
+    )
+    if args.json:
+        executions = [fmt.execution_json(view) for view in views]
+        fmt.dump({"store": store.url, "executions": executions}, out)
+        return ExitCode.OK
+    if not views:
+        given = (("status", args.status), ("function", args.function))
+        filters = ", ".join(f"{name}={value}" for name, value in given if value)
+        out.write(f"no executions in {store.url}" + (f" with {filters}" if filters else "") + "\n")
+        return ExitCode.OK
+    now = time.time()
+    rows = [
+        (
+            view.id,
+            view.name,
+            fmt.state(view),
+            fmt.ago(view.created_at, now),
+            fmt.span(fmt.ran_for(view, now)),
+            str(view.attempts),
+            fmt.error_line(view.error) or "",
+        )
+        for view in views
+    ]
+    fmt.table(rows, ("ID", "FUNCTION", "STATUS", "CREATED", "RAN", "ATTEMPTS", "ERROR"), out)
+    return ExitCode.OK
+
+
+def _importable(record: ExecutionRecord) -> None:
+    """Import the function now, so that a failing import is reported as
+    such, not as the execution failing."""
+    try:
+        engine.resolve_target(record)
+    except Exception as exc:
+        module = record.function.partition(":")[0]
+        raise CommandError(
+            f"cannot import {record.function} here ({type(exc).__name__}: {exc}). HINT: run "
+            f"from your project's directory, or set PYTHONPATH so that `import {module}` works",
+            ExitCode.NOT_IMPORTABLE,
+        ) from None
+
+
+def _outcome_error(execution_id: str, error: BaseException) -> CommandError:
+    if isinstance(error, ResumableError):
+        return CommandError(str(error), for_error(error))
+    return CommandError(
+        f"execution {execution_id!r} failed: {type(error).__name__}: {error}. "
+        f"HINT: `resumable show {execution_id}` shows the traceback",
+        ExitCode.EXECUTION_FAILED,
+    )
+
+
+def _jsonable(value: Any) -> Any:
+    try:
+        return json.loads(json.dumps(value))
+    except (TypeError, ValueError):
+        return None
+
+
+async def resume(args: argparse.Namespace, store: Store, out: TextIO) -> int:
+    record = await store.get(args.id)
+    if record is None:
+        raise ExecutionNotFound(args.id, store.url)
+    if record.status != "completed":
+        _importable(record)
+    try:
+        result = await _api.resume(args.id, store=store, on_code_change=args.on_code_change)
+    except Exception as exc:
+        raise _outcome_error(args.id, exc) from None
+    if args.json:
+        fmt.dump(
+            {
+                "id": args.id,
+                "status": "completed",
+                "result": _jsonable(result),
+                "result_repr": repr(result),
+            },
+            out,
+        )
+    else:
+        out.write(pprint.pformat(result, sort_dicts=False) + "\n")
+    return ExitCode.OK
+
+
+async def cancel(args: argparse.Namespace, store: Store, out: TextIO) -> int:
+    record = await store.get(args.id)
+    if record is None:
+        raise ExecutionNotFound(args.id, store.url)
+    if record.status != "running":
+        message = f"execution {args.id} already {record.status}: nothing to cancel"
+        requested = False
+    else:
+        await _api.cancel(args.id, store=store)
+        record = await store.get(args.id) or record
+        requested = record.status == "running"
+        if requested:
+            message = (
+                f"cancel requested: {identity.describe(record.owner)} stops execution {args.id} "
+                "at its next await (within about a second). Its checkpoints are kept; "
+                f"`resumable resume {args.id}` continues it"
+            )
+        else:
+            message = f"execution {args.id} cancelled (it had no live owner); checkpoints kept"
+    if args.json:
+        fmt.dump({"id": args.id, "status": record.status, "requested": requested}, out)
+    else:
+        out.write(message + "\n")
+    return ExitCode.OK
+
+
+async def recover(args: argparse.Namespace, store: Store, out: TextIO) -> int:
+    outcomes = await _api.recover(store=store, on_code_change=args.on_code_change)
+    report: list[dict[str, str | None]] = []
+    for execution_id, outcome in outcomes.items():
+        record = await store.get(execution_id)
+        if isinstance(outcome, ExecutionLocked):
+            kind, error = "skipped", "another process took it over first"
+        elif isinstance(outcome, BaseException):
+            kind, error = "failed", f"{type(outcome).__name__}: {outcome}"
+        else:
+            kind, error = "completed", None
+        name = record.name if record else "?"
+        report.append({"id": execution_id, "name": name, "outcome": kind, "error": error})
+    if args.json:
+        fmt.dump({"store": store.url, "recovered": report}, out)
+    elif not report:
+        out.write(f"nothing to recover in {store.url}: no execution has lost its owner\n")
+    else:
+        rows = [(str(r["id"]), str(r["name"]), str(r["outcome"]), r["error"] or "") for r in report]
+        fmt.table(rows, ("ID", "FUNCTION", "OUTCOME", "ERROR"), out)
+    failed = any(r["outcome"] == "failed" for r in report)
+    return ExitCode.EXECUTION_FAILED if failed else ExitCode.OK
+
+
+def _ended_before(record: ExecutionRecord, cutoff: float) -> bool:
+    ended = record.finished_at if record.finished_at is not None else record.updated_at
+    return record.status in ENDED and ended < cutoff
+
+
+async def _collect(store: Store, cutoff: float) -> list[ExecutionRecord]:
+    found: list[ExecutionRecord] = []
+    for status in ENDED:
+        records = await store.list(status=status, limit=EVERYTHING)
+        found.extend(r for r in records if _ended_before(r, cutoff))
+    return sorted(found, key=lambda r: r.finished_at or r.updated_at)
+
+
+async def _delete(store: Store, record: ExecutionRecord, cutoff: float) -> bool:
+    """Delete one execution unless someone resumed it meanwhile: taking its
+    lease first means no `resume` can be running it while it goes."""
+    try:
+        lease = await store.acquire(record.id, identity.this_owner(), 30.0)
+    except (ExecutionLocked, ExecutionNotFound):
+        return False
+    again = await store.get(record.id)
+    if again is not None and _ended_before(again, cutoff):
+        return await store.delete(record.id)  # the lease goes with it
+    await store.release(lease)  # resumed and ended again meanwhile: keep it
+    return False
+
+
+async def gc(args: argparse.Namespace, store: Store, out: TextIO) -> int:
+    cutoff = time.time() - args.older_than
+    candidates = await _collect(store, cutoff)
+    deleted, skipped = [], []
+    for record in candidates:
+        if args.dry_run or await _delete(store, record, cutoff):
+            deleted.append(record)
+        else:
+            skipped.append(record)
+    if args.json:
+        fmt.dump(
+            {
+                "store": store.url,
+                "cutoff": cutoff,
+                "dry_run": args.dry_run,
+                "executions": [_gc_json(r) for r in deleted],
+                "skipped": [_gc_json(r) for r in skipped],
+            },
+            out,
+        )
+        return ExitCode.OK
+    verb = "would delete" if args.dry_run else "deleted"
+    if deleted:
+        rows = [(r.id, r.name, r.status, fmt.when(r.finished_at or r.updated_at)) for r in deleted]
+        fmt.table(rows, ("ID", "FUNCTION", "STATUS", "ENDED"), out)
+    out.write(
+        f"{verb} {len(deleted)} execution{'' if len(deleted) == 1 else 's'} that ended before "
+        f"{fmt.when(cutoff)} ({redact_url(store.url)})\n"
+    )
+    if skipped:
+        out.write(f"skipped {len(skipped)} that another process is resuming\n")
+    return ExitCode.OK
+
+
+def _gc_json(record: ExecutionRecord) -> dict[str, Any]:
+    return {
+        "id": record.id,
+        "name": record.name,
+        "status": record.status,
+        "finished_at": record.finished_at,
+    }
+
+
+COMMANDS = {
+    "list": list_,
+    "show": show,
+    "resume": resume,
+    "cancel": cancel,
+    "recover": recover,
+    "gc": gc,
+}
