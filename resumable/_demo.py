@@ -2,7 +2,9 @@
 
 200 documents go through a simulated slow API (an LLM, say) in a
 checkpointed loop on the embedded SQLite store. A child process runs it and
-is killed with SIGKILL part-way; a second, fresh process resumes it by id.
+is killed with SIGKILL part-way (its progress is drawn meanwhile from the
+store, as `resumable show --follow` does); `resumable show` tells what the
+store knows, and `resumable resume ID`, a fresh process, finishes the run.
 Every call of the "API" is logged to a file, so we can show that no finished
 document was sent twice.
 """
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import logging
 import os
 import signal
@@ -21,7 +24,7 @@ from pathlib import Path
 
 import structlog
 
-from resumable import aiter_checkpointed, resumable
+from resumable import aiter_checkpointed, resumable, status
 
 DOCUMENTS = 200
 API_LATENCY = 0.01  # seconds per simulated call
@@ -55,20 +58,47 @@ def _child(store: str, execution_id: str, calls_log: str) -> None:
     """Runs in the child process that will be killed."""
     _quiet()
     docs = [f"doc-{i:03d}" for i in range(DOCUMENTS)]
-    asyncio.run(digest.options(execution_id=execution_id)(docs, calls_log))
+    asyncio.run(digest.options(execution_id=execution_id, store=store)(docs, calls_log))
 
 
-def _resume(store: str, execution_id: str) -> object:
-    from resumable import resume, status
+async def _watch(
+    store_url: str, execution_id: str, child: subprocess.Popen[bytes], calls_log: str, stop: int
+) -> int:
+    """Draw the child's progress as `resumable show --follow` does (read
+    from the store, by another process) until `stop` API calls were made."""
+    from resumable._api import snapshot
+    from resumable._cli import progress
+    from resumable.errors import ExecutionNotFound
+    from resumable.stores import open_store
 
-    async def go() -> tuple[object, int]:
-        before = await status(execution_id, store=store)
-        done = before.progress[0].done if before.progress else 0
-        return await resume(execution_id, store=store), done
+    store = open_store(store_url)
+    glyphs = progress.Glyphs.for_encoding(sys.stdout.encoding)
+    tty = sys.stdout.isatty()
+    deadline = time.monotonic() + 60
+    done = 0
+    try:
+        while _count_lines(calls_log) < stop and child.poll() is None:
+            if time.monotonic() > deadline:
+                return -1
+            with contextlib.suppress(ExecutionNotFound):  # not created yet
+                loops = (await snapshot(execution_id, store)).status.progress
+                if loops and tty and loops[0].done != done:
+                    done = loops[0].done
+                    sys.stdout.write(f"\r   {progress.bar(loops[0], 40, glyphs)} {done}/{DOCUMENTS}")
+                    sys.stdout.flush()
+            await asyncio.sleep(0.005)
+    finally:
+        await store.close()
+    if tty:
+        sys.stdout.write("\n")
+    return done
 
-    result, done = asyncio.run(go())
-    print(f"  resumed at document {done} (the first unfinished one)")
-    return result
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    """Run the `resumable` command in a fresh interpreter, as a user would."""
+    return subprocess.run(
+        [sys.executable, "-m", "resumable", *args], capture_output=True, text=True, check=False
+    )
 
 
 def main(kill_after: int = 80) -> int:
@@ -80,8 +110,9 @@ def main(kill_after: int = 80) -> int:
     execution_id = f"demo-{time.strftime('%Y%m%d-%H%M%S')}"
     calls_log = str(workdir / f"{execution_id}-api-calls.log")
     print(f"resumable demo: {DOCUMENTS} documents through a slow API ({API_LATENCY * 1000:.0f} ms")
-    print(f"per call), checkpointed in {store}")
-    print(f"1. a child process starts execution {execution_id!r}")
+    print(f"per call), each one checkpointed in {workdir / 'state.db'}.")
+    print()
+    print(f"1. A child process starts execution {execution_id}:")
     child = subprocess.Popen(
         [
             sys.executable,
@@ -90,32 +121,46 @@ def main(kill_after: int = 80) -> int:
             f"{execution_id!r}, {calls_log!r})",
         ],
     )
-    deadline = time.monotonic() + 60
-    while _count_lines(calls_log) < kill_after and child.poll() is None:
-        if time.monotonic() > deadline:
-            child.kill()
-            print("the child made no progress in 60 s", file=sys.stderr)
-            return 1
-        time.sleep(0.005)
+    if asyncio.run(_watch(store, execution_id, child, calls_log, kill_after)) < 0:
+        child.kill()
+        print("the child made no progress in 60 s", file=sys.stderr)
+        return 1
     os.kill(child.pid, signal.SIGKILL)
     child.wait()
     killed_at = _count_lines(calls_log)
-    print(f"2. killed it with SIGKILL after {killed_at} API calls (no clean-up ran)")
-    print("3. a fresh process resumes it by id:")
-    result = _resume(store, execution_id)
+    print(f"2. We kill it with SIGKILL after {killed_at} API calls: no clean-up runs.")
+    print("   What the store says now (`resumable show`, from yet another process):")
+    shown = _cli("--store", store, "show", execution_id)
+    for line in shown.stdout.splitlines():
+        if line.startswith(("status", "progress", "  loop")):
+            print("     " + line)
+    print("3. A fresh process resumes it by id:")
+    print(f"     $ resumable resume {execution_id}")
+    before = asyncio.run(status(execution_id, store=store))
+    resumed_at = before.progress[0].done if before.progress else 0
+    resumed = _cli("--store", store, "resume", execution_id)
+    if resumed.returncode != 0:
+        print(resumed.stderr, file=sys.stderr)
+        return 1
+    for line in resumed.stdout.splitlines():
+        print("     " + line)
+    print(f"   It started at document {resumed_at}, the first unfinished one.")
     calls = collections.Counter(Path(calls_log).read_text(encoding="utf-8").split())
     twice = sorted(doc for doc, n in calls.items() if n > 1)
-    print(f"  result: {result}")
-    print(f"4. the API was called {sum(calls.values())} times for {len(calls)} documents")
+    print(f"4. The API was called {sum(calls.values())} times for {len(calls)} documents.")
     if len(calls) != DOCUMENTS:
-        print(f"  ERROR: {DOCUMENTS - len(calls)} documents were never processed")
+        print(f"   ERROR: {DOCUMENTS - len(calls)} documents were never processed")
         return 1
     if len(twice) > 1:
-        print(f"  ERROR: finished documents ran twice: {twice}")
+        print(f"   ERROR: finished documents ran twice: {twice}")
         return 1
     if twice:
-        print(f"  {twice[0]} ran twice: it was in flight at the kill (at-least-once);")
-    print("  no document whose checkpoint was written ran again.")
+        print(f"   {twice[0]} ran twice: it was in flight at the kill (at-least-once).")
+    print("   No document whose checkpoint was written ran again.")
+    print()
+    print("Look around (the run stays in .resumable/state.db):")
+    print("   resumable list")
+    print(f"   resumable show {execution_id}")
     return 0
 
 
