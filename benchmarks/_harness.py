@@ -8,6 +8,7 @@ run, never against remembered numbers.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import platform
@@ -18,7 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -121,6 +122,19 @@ def arguments(description: str) -> argparse.Namespace:
     args = parser.parse_args()
     args.stores = [s.strip() for s in args.stores.split(",") if s.strip()]
     return args
+
+
+def overhead_per_unit(
+    n: int, plain: Callable[[], Awaitable[Any]], measured: Callable[[], Awaitable[Any]]
+) -> float:
+    """Seconds per unit that `measured` takes beyond `plain` (each run in a
+    fresh event loop, side by side)."""
+    began = time.perf_counter()
+    asyncio.run(plain())
+    baseline = time.perf_counter() - began
+    began = time.perf_counter()
+    asyncio.run(measured())
+    return (time.perf_counter() - began - baseline) / n
 
 
 def repeat(runs: int, measure: Callable[[], float]) -> list[float]:

@@ -18,7 +18,14 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks._harness import Report, Sample, arguments, redis_server, repeat
+from benchmarks._harness import (
+    Report,
+    Sample,
+    arguments,
+    overhead_per_unit,
+    redis_server,
+    repeat,
+)
 from resumable import aiter_checkpointed, amap, open_store, resumable
 
 
@@ -47,12 +54,7 @@ async def plain_loop(n: int) -> int:
 
 def per_iteration(function, store, n: int) -> float:
     """Seconds per iteration of the checkpointed loop minus the plain loop."""
-    began = time.perf_counter()
-    asyncio.run(plain_loop(n))
-    plain = time.perf_counter() - began
-    began = time.perf_counter()
-    asyncio.run(function.options(store=store)(n))
-    return (time.perf_counter() - began - plain) / n
+    return overhead_per_unit(n, lambda: plain_loop(n), lambda: function.options(store=store)(n))
 
 
 def raw_sqlite(path: Path, n: int, *, same_key: bool) -> float:

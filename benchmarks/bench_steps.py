@@ -15,10 +15,9 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-from benchmarks._harness import Report, Sample, arguments, repeat
+from benchmarks._harness import Report, Sample, arguments, overhead_per_unit, repeat
 from resumable import open_store, resumable, step
 
 
@@ -47,12 +46,7 @@ async def plain_calls(n: int) -> int:
 
 
 def ours(store, n: int) -> float:
-    began = time.perf_counter()
-    asyncio.run(plain_calls(n))
-    plain = time.perf_counter() - began
-    began = time.perf_counter()
-    asyncio.run(many_steps.options(store=store)(n))
-    return (time.perf_counter() - began - plain) / n
+    return overhead_per_unit(n, lambda: plain_calls(n), lambda: many_steps.options(store=store)(n))
 
 
 DBOS_RUNNER = r"""

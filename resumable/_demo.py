@@ -82,15 +82,16 @@ async def _watch(
                 return -1
             with contextlib.suppress(ExecutionNotFound):  # not created yet
                 loops = (await snapshot(execution_id, store)).status.progress
-                if loops and tty and loops[0].done != done:
+                if loops and loops[0].done != done:
                     done = loops[0].done
-                    sys.stdout.write(f"\r   {progress.bar(loops[0], 40, glyphs)} {done}/{DOCUMENTS}")
-                    sys.stdout.flush()
+                    if tty:
+                        bar = progress.bar(loops[0], 40, glyphs)
+                        sys.stdout.write(f"\r   {bar} {done}/{DOCUMENTS} checkpointed")
+                        sys.stdout.flush()
             await asyncio.sleep(0.005)
     finally:
         await store.close()
-    if tty:
-        sys.stdout.write("\n")
+    sys.stdout.write("\n" if tty else f"   {done}/{DOCUMENTS} checkpointed (read from the store)\n")
     return done
 
 

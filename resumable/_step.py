@@ -78,20 +78,12 @@ class Step(Generic[P, R]):
             return await self._memoized(context, args, kwargs)
         recorded = records.read(context, key, "step", self.name, self.location)
         if recorded is not None:
-            if events.wanted():
-                events.emit(
-                    events.StepReplayed(
-                        execution_id=context.execution_id,
-                        at=time.time(),
-                        position=key,
-                        step=self.name,
-                    )
-                )
+            events.record(events.StepReplayed, context.execution_id, position=key, step=self.name)
             if "e" in recorded:
                 raise records.load_value(context, recorded["e"], key)
             return records.load_value(context, recorded["r"], key)  # type: ignore[no-any-return]
         token = position.set(key)
-        self._started(context, key)
+        events.record(events.StepStarted, context.execution_id, position=key, step=self.name)
         began = time.perf_counter()
         try:
             result = await self._call(args, kwargs)
@@ -105,26 +97,15 @@ class Step(Generic[P, R]):
         self._recorded(context, key, began, failed=False)
         return result
 
-    def _started(self, context: ExecutionContext, key: str) -> None:
-        if events.wanted():
-            events.emit(
-                events.StepStarted(
-                    execution_id=context.execution_id, at=time.time(), position=key, step=self.name
-                )
-            )
-
     def _recorded(self, context: ExecutionContext, key: str, began: float, failed: bool) -> None:
-        if events.wanted():
-            events.emit(
-                events.StepRecorded(
-                    execution_id=context.execution_id,
-                    at=time.time(),
-                    position=key,
-                    step=self.name,
-                    seconds=time.perf_counter() - began,
-                    failed=failed,
-                )
-            )
+        events.record(
+            events.StepRecorded,
+            context.execution_id,
+            position=key,
+            step=self.name,
+            seconds=time.perf_counter() - began,
+            failed=failed,
+        )
 
     async def _call(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
         return await call_with_policy(
@@ -174,7 +155,7 @@ class Step(Generic[P, R]):
     ) -> Any:
         where = f"step {self.name} ({self.location})"
         position.set(memo_key)  # this task's own context
-        self._started(context, memo_key)
+        events.record(events.StepStarted, context.execution_id, position=memo_key, step=self.name)
         try:
             result = await self._call(args, kwargs)
         except Exception as exc:

@@ -211,17 +211,15 @@ async def run(prepared: Prepared, settings: Settings) -> Any:
     )
     began = time.time()
     if prepared.resumed:
-        events.emit(
-            events.ExecutionResumed(
-                execution_id=record.id,
-                at=began,
-                function=record.name,
-                attempt=record.attempts + 1,
-                checkpoints=len(prepared.records),
-            )
+        events.record(
+            events.ExecutionResumed,
+            record.id,
+            function=record.name,
+            attempt=record.attempts + 1,
+            checkpoints=len(prepared.records),
         )
     else:
-        events.emit(events.ExecutionStarted(execution_id=record.id, at=began, function=record.name))
+        events.record(events.ExecutionStarted, record.id, function=record.name)
 
     async def body() -> Any:
         enter_execution(context)
@@ -243,11 +241,8 @@ async def run(prepared: Prepared, settings: Settings) -> Any:
         if lost:
             raise lost[0] from None
         await _finish(context, "cancelled", None, None)
-        now = time.time()
-        events.emit(
-            events.ExecutionCancelled(
-                execution_id=record.id, at=now, function=record.name, seconds=now - began
-            )
+        events.record(
+            events.ExecutionCancelled, record.id, function=record.name, seconds=time.time() - began
         )
         if context.cancel_requested:  # cancel(id): the caller was not cancelled
             raise ExecutionCancelled(record.id) from None
@@ -273,25 +268,19 @@ async def run(prepared: Prepared, settings: Settings) -> Any:
         _failed(record, began, error)
         raise error from None
     await _finish(context, "completed", blob, None)
-    now = time.time()
-    events.emit(
-        events.ExecutionCompleted(
-            execution_id=record.id, at=now, function=record.name, seconds=now - began
-        )
+    events.record(
+        events.ExecutionCompleted, record.id, function=record.name, seconds=time.time() - began
     )
     return result
 
 
 def _failed(record: ExecutionRecord, began: float, error: BaseException) -> None:
-    now = time.time()
-    events.emit(
-        events.ExecutionFailed(
-            execution_id=record.id,
-            at=now,
-            function=record.name,
-            seconds=now - began,
-            error=type(error).__name__,
-        )
+    events.record(
+        events.ExecutionFailed,
+        record.id,
+        function=record.name,
+        seconds=time.time() - began,
+        error=type(error).__name__,
     )
 
 

@@ -10,9 +10,10 @@ Emitting costs one attribute check when nobody listens.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, TypeVar
 
 import structlog
 
@@ -174,6 +175,18 @@ def subscribe(callback: Callable[[Event], None]) -> Callable[[], None]:
             _hub.subscribers.remove(callback)
 
     return unsubscribe
+
+
+E = TypeVar("E", bound=Event)
+
+
+def record(event_type: type[E], execution_id: str, /, **fields: Any) -> None:
+    """Build and emit an event of `kind` stamped now, unless nobody would
+    see it (debug events with no subscriber and debug logs off): hot paths
+    call this every iteration."""
+    if event_type.level == "debug" and not wanted():
+        return
+    emit(event_type(execution_id=execution_id, at=time.time(), **fields))
 
 
 def emit(event: Event) -> None:

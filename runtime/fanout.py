@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -145,15 +144,8 @@ class Fanout:
             enter_item_scope(f"{self._path}{self._key}[{index}]/")
             position.set(f"{self._key}[{index}]")
         self._in_flight += 1
-        if context is not None and events.wanted():
-            events.emit(
-                events.ItemStarted(
-                    execution_id=context.execution_id,
-                    at=time.time(),
-                    position=self._key,
-                    index=index,
-                )
-            )
+        if context is not None:
+            events.record(events.ItemStarted, context.execution_id, position=self._key, index=index)
         try:
             value = await call_with_policy(
                 lambda: self._start(item),
@@ -172,15 +164,13 @@ class Fanout:
 
     def _retried(self, index: int, attempt: int, error: BaseException) -> None:
         context = self._context
-        events.emit(
-            events.ItemRetried(
-                execution_id=context.execution_id if context else "-",
-                at=time.time(),
-                position=self._key,
-                index=index,
-                attempt=attempt,
-                error=type(error).__name__,
-            )
+        events.record(
+            events.ItemRetried,
+            context.execution_id if context else "-",
+            position=self._key,
+            index=index,
+            attempt=attempt,
+            error=type(error).__name__,
         )
 
     async def _record(self, context: ExecutionContext, outcome: Outcome) -> None:

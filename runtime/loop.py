@@ -147,16 +147,13 @@ class CheckpointedLoop(AsyncIterator[T], Generic[T]):
             raise
         if context is not None:
             self._open.index = self._index
-            if events.wanted():
-                events.emit(
-                    events.IterationStarted(
-                        execution_id=context.execution_id,
-                        at=time.time(),
-                        position=self._key,
-                        loop=self._label,
-                        index=self._index,
-                    )
-                )
+            events.record(
+                events.IterationStarted,
+                context.execution_id,
+                position=self._key,
+                loop=self._label,
+                index=self._index,
+            )
         return item
 
     async def _position(self) -> Iterator[T] | AsyncIterator[T]:
@@ -205,14 +202,12 @@ class CheckpointedLoop(AsyncIterator[T], Generic[T]):
         self._located = True
         self._index = self._flushed = header["i"]
         self._done = header["d"]
-        events.emit(
-            events.LoopResumed(
-                execution_id=context.execution_id,
-                at=time.time(),
-                position=self._key,
-                loop=self._label,
-                index=self._index,
-            )
+        events.record(
+            events.LoopResumed,
+            context.execution_id,
+            position=self._key,
+            loop=self._label,
+            index=self._index,
         )
 
     async def _checkpoint(self, context: ExecutionContext) -> None:
@@ -250,16 +245,14 @@ class CheckpointedLoop(AsyncIterator[T], Generic[T]):
         self._tracks = tracks
         self._flushed = self._index
         if watched:
-            events.emit(
-                events.CheckpointWritten(
-                    execution_id=context.execution_id,
-                    at=time.time(),
-                    position=self._key,
-                    kind="loop",
-                    index=self._index,
-                    records=len(puts),
-                    seconds=time.perf_counter() - began,
-                )
+            events.record(
+                events.CheckpointWritten,
+                context.execution_id,
+                position=self._key,
+                kind="loop",
+                index=self._index,
+                records=len(puts),
+                seconds=time.perf_counter() - began,
             )
 
     def _append_delta(  # noqa: PLR0917

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 from crashing import count, kill_after_lines, resume_fresh, start
+from redis_server import with_prefix
 
-from resumable import SQLiteStore
+from resumable import open_store
 
 DELAY = 0.003
 
@@ -19,7 +20,7 @@ def recorded_items(store_url: str, execution_id: str, key: str) -> set[int]:
     """Indices of the fan-out at `key` whose outcome was in the store at the kill."""
 
     async def read() -> dict[str, bytes]:
-        store = SQLiteStore(store_url.removeprefix("sqlite:///"))
+        store = open_store(store_url)
         try:
             return await store.load(execution_id)
         finally:
@@ -29,8 +30,12 @@ def recorded_items(store_url: str, execution_id: str, key: str) -> set[int]:
     return {int(k[len(prefix) :]) for k in asyncio.run(read()) if k.startswith(prefix)}
 
 
-@pytest.fixture(name="store_url")
-def _store_url(tmp_path: Path) -> str:
+@pytest.fixture(name="store_url", params=["sqlite", "redis"])
+def _store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The store every process of the test shares: a SQLite file, or fresh
+    keys on the session's Redis server."""
+    if request.param == "redis":
+        return with_prefix(request.getfixturevalue("redis_url"))
     return f"sqlite:///{tmp_path / 'state.db'}"
 
 

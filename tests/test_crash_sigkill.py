@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 from crashing import count, kill_after_lines, resume_fresh, start
 from jobs import pipeline
+from redis_server import with_prefix
 
-from resumable import SQLiteStore, status
+from resumable import open_store, status
 
 DELAY = 0.004
 
@@ -25,7 +26,7 @@ def checkpointed(store_url: str, execution_id: str) -> set[str]:
     """Iterations of `flat` whose checkpoint is in the store (read after the kill)."""
 
     async def read() -> int:
-        store = SQLiteStore(store_url.removeprefix("sqlite:///"))
+        store = open_store(store_url)
         try:
             found = await status(execution_id, store=store)
         finally:
@@ -36,8 +37,12 @@ def checkpointed(store_url: str, execution_id: str) -> set[str]:
     return {f"flat:{i}" for i in range(done)}
 
 
-@pytest.fixture(name="store_url")
-def _store_url(tmp_path: Path) -> str:
+@pytest.fixture(name="store_url", params=["sqlite", "redis"])
+def _store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The store every process of the test shares: a SQLite file, or fresh
+    keys on the session's Redis server."""
+    if request.param == "redis":
+        return with_prefix(request.getfixturevalue("redis_url"))
     return f"sqlite:///{tmp_path / 'state.db'}"
 
 

@@ -15,6 +15,7 @@ arguments without running code), `progress` (bars), `show` (show and
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import logging
 import os
@@ -53,16 +54,8 @@ def _import_from_cwd() -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command; returns its exit code (see exitcodes.MEANINGS)."""
     args = parsing.build().parse_args(argv)  # exits with 2 on bad usage
-    if args.command == "demo":
-        from resumable._demo import main as demo
-
-        return demo()
-    from resumable._cli import commands
-
-    _configure_logging()
-    _import_from_cwd()
     try:
-        return asyncio.run(commands.run(args, sys.stdout))
+        return _run(args)
     except CommandError as exc:
         return _fail(exc.message, exc.code)
     except ResumableError as exc:
@@ -74,6 +67,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         # at /dev/null so the interpreter's final flush does not complain.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return ExitCode.OK
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.command == "demo":
+        from resumable._demo import main as demo
+
+        return demo()
+    from resumable._cli import commands
+
+    _configure_logging()
+    _import_from_cwd()
+    return asyncio.run(commands.run(args, sys.stdout))
 
 
 def _fail(message: str, code: ExitCode) -> int:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+from dataclasses import dataclass
 
 from resumable import aiter_checkpointed, amap, resumable, step
 
@@ -39,6 +40,18 @@ async def watched(
     if fail:
         raise RuntimeError(f"asked to fail after {n} items")
     return {"total": total, "squares": sum(squares), "note": note, "token_chars": len(token)}
+
+
+@dataclass
+class Payload:
+    """Not plain data: stored pickled, so `show` must describe it unimported."""
+
+    secret: str
+
+
+@resumable
+async def echo(value: object) -> str:
+    return type(value).__name__
 
 
 def main() -> None:
