@@ -26,6 +26,7 @@ from resumable.errors import (
     ExecutionLocked,
     ExecutionNotFound,
     LeaseLost,
+    StoreUnavailable,
 )
 from resumable.runtime import events, faults, fingerprint, identity, references
 from resumable.runtime.context import ExecutionContext, enter_execution
@@ -248,6 +249,12 @@ async def run(prepared: Prepared, settings: Settings) -> Any:
             raise ExecutionCancelled(record.id) from None
         raise
     except LeaseLost:
+        raise
+    except StoreUnavailable:
+        # The store gave up on us: recording "failed" there would fail too,
+        # after retrying as long again, and hide this error behind its own.
+        # The execution stays "running" under a lease that runs out, so
+        # recover() (or resume) continues it from its last checkpoint.
         raise
     except Exception as exc:
         await _finish(context, "failed", None, exc)

@@ -49,7 +49,9 @@ def cli(
     )
 
 
-def start_job(store: str, execution_id: str, n: int, delay: float, *flags: str) -> subprocess.Popen[str]:
+def start_job(
+    store: str, execution_id: str, n: int, delay: float, *flags: str
+) -> subprocess.Popen[str]:
     """`jobs.watched` in a process of its own (a loop, then an amap)."""
     return subprocess.Popen(
         [sys.executable, "-m", "jobs.watched", store, execution_id, str(n), str(delay), *flags],
@@ -74,7 +76,7 @@ def wait_for_loop(store: str, execution_id: str, done: int, timeout: float = 30)
             await opened.close()
         return found.progress[0].done if found.progress else 0
 
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + timeout  # called from a thread by async tests
     while asyncio.run(progress()) < done:
         assert time.monotonic() < deadline, f"{execution_id} made no progress"
         time.sleep(0.02)

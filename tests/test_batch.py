@@ -24,15 +24,13 @@ from resumable import (
     status,
     step,
 )
-from resumable.testing import SimulatedCrash, crash_after
+from resumable.testing import SimulatedCrash, crash_after, run_to_completion_with_crashes
 
 
 async def crash_then_resume(function, store, after: int, *args):
-    execution_id = uuid.uuid4().hex
-    with crash_after(after), pytest.raises(SimulatedCrash) as crash:
-        await function.options(execution_id=execution_id, store=store)(*args)
-    await store.release(crash.value.lease)
-    return execution_id, await resume(execution_id, store=store)
+    run = await run_to_completion_with_crashes(function, *args, crash_points=[after], store=store)
+    assert run.crashes == (after,), "the run ended before the crash point"
+    return run.execution_id, run.result
 
 
 @pytest.fixture(autouse=True)
@@ -48,13 +46,14 @@ class TestAmap:
         expected = [i * i for i in range(40)]
         assert await batch.mapped.options(store=store)(40) == expected
         batch.CALLS.clear()
-        _, result = await crash_then_resume(batch.mapped, store, 3, 40)
-        assert result == expected
+        run = await run_to_completion_with_crashes(batch.mapped, 40, crash_points=[3], store=store)
+        assert run.result == expected
         assert set(batch.CALLS) == {f"item:{i}" for i in range(40)}
-        assert max(batch.CALLS.values()) <= 2
+        assert max(batch.CALLS.values()) <= 2 and max(run.items.values()) <= 2
         # Items recorded before the crash did not run again: at most the 8
         # in flight (concurrency) plus those waiting in the unflushed group.
         assert batch.CALLS.total() - 40 <= 16
+        assert run.items.total() - 40 <= 16
 
     async def test_streams_in_order_or_as_completed(self):
         delays = {0: 0.05, 1: 0.03, 2: 0.01}
@@ -206,10 +205,13 @@ class TestSteps:
         expected = await batch.pipeline.options(store=store)(6)
         for after in (1, 4, 8, 9, 11):
             batch.CALLS.clear()
-            _, result = await crash_then_resume(batch.pipeline, store, after, 6)
-            assert result == expected
-            assert batch.CALLS["step:config"] == 1, after
-            assert batch.CALLS["step:publish:45"] <= (2 if after == 8 else 1), after
+            run = await run_to_completion_with_crashes(
+                batch.pipeline, 6, crash_points=[after], store=store
+            )
+            assert run.result == expected
+            assert batch.CALLS["step:config"] == run.steps["fetch_config"] == 1, after
+            publish = run.steps["publish"]
+            assert batch.CALLS["step:publish:45"] == publish <= (2 if after == 8 else 1), after
 
     async def test_memoized_step_calls_once_per_key_per_execution(self, store):
         first = await batch.priced.options(store=store)(200)

@@ -8,32 +8,21 @@ the iterations in flight at the crash may run again.
 
 from __future__ import annotations
 
-import uuid
 from collections import Counter
 
 import pytest
 from jobs import carry
 
-from resumable import resume
 from resumable.stores.base import Store
-from resumable.testing import SimulatedCrash, crash_after
+from resumable.testing import crash_after, run_to_completion_with_crashes
 
 N = 6
 
 
 async def run_with_crashes(job, n: int, store: Store, crash_points: list[int]):
     """Start `job`, crash it at each point in turn, resume until it ends."""
-    execution_id = uuid.uuid4().hex
-    for attempt, point in enumerate(crash_points):
-        with crash_after(point):
-            try:
-                if attempt == 0:
-                    return await job.options(execution_id=execution_id, store=store)(n)
-                return await resume(execution_id, store=store)
-            except SimulatedCrash as crash:
-                assert crash.lease is not None
-                await store.release(crash.lease)  # the dead owner's lease runs out
-    return await resume(execution_id, store=store)
+    run = await run_to_completion_with_crashes(job, n, crash_points=crash_points, store=store)
+    return run.result
 
 
 async def baseline(job, store: Store) -> tuple[object, Counter[str], int]:
@@ -82,10 +71,12 @@ class TestNoIterationRunsTwice:
 
     async def test_finished_iterations_are_skipped(self, store):
         carry.EFFECTS.clear()
-        result = await run_with_crashes(carry.numbers, 10, store, [4])
-        assert result == (45, 0.5 * 1.5**10, "0123456789")
+        run = await run_to_completion_with_crashes(carry.numbers, 10, crash_points=[4], store=store)
+        assert run.result == (45, 0.5 * 1.5**10, "0123456789")
         # writes 1..4 checkpointed iterations 0..3; iteration 4 was in flight
-        assert [carry.EFFECTS[f"numbers:{i}"] for i in range(10)] == [1, 1, 1, 1, 2, 1, 1, 1, 1, 1]
+        runs = [1, 1, 1, 1, 2, 1, 1, 1, 1, 1]
+        assert [carry.EFFECTS[f"numbers:{i}"] for i in range(10)] == runs
+        assert [run.iterations["#0", i] for i in range(10)] == runs  # the started events agree
 
     async def test_completed_loop_is_not_iterated_again(self, store):
         """The second loop crashes: the first one is restored whole, unrun."""
@@ -93,9 +84,12 @@ class TestNoIterationRunsTwice:
         expected, _, _ = await baseline(carry.two_loops, store)
         carry.EFFECTS.clear()
         # two_loops(6): writes 1-6 are loop a's iterations, 7 its end, 8+ loop b
-        result = await run_with_crashes(carry.two_loops, N, store, [9])
-        assert result == expected
+        run = await run_to_completion_with_crashes(
+            carry.two_loops, N, crash_points=[9], store=store
+        )
+        assert run.result == expected and run.crashes == (9,)
         assert all(carry.EFFECTS[f"two-a:{i}"] == 1 for i in range(N))
+        assert {i: run.iterations["#0", i] for i in range(N)} == dict.fromkeys(range(N), 1)
 
 
 class TestExplicitCarry:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sqlite3
 import uuid
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -36,7 +37,8 @@ class TestTamperedCheckpoint:
     async def test_flipped_byte_is_refused(self, tmp_path: Path):
         store = SQLiteStore(tmp_path / "state.db")
         execution_id = await crashed_run(store)
-        with sqlite3.connect(tmp_path / "state.db") as db:
+        # closing(): a Connection's own `with` commits but does not close it.
+        with closing(sqlite3.connect(tmp_path / "state.db")) as db, db:
             key = "#0"  # the loop's checkpoint header
             (value,) = db.execute(
                 "SELECT value FROM checkpoints WHERE execution_id = ? AND key = ?",
@@ -56,7 +58,8 @@ class TestTamperedCheckpoint:
     async def test_garbage_without_a_key_is_refused(self, tmp_path: Path):
         store = SQLiteStore(tmp_path / "state.db")
         execution_id = await crashed_run(store)
-        with sqlite3.connect(tmp_path / "state.db") as db:
+        # closing(): a Connection's own `with` commits but does not close it.
+        with closing(sqlite3.connect(tmp_path / "state.db")) as db, db:
             db.execute(
                 "UPDATE checkpoints SET value = ? WHERE execution_id = ?",
                 (b"\xff\x00junk", execution_id),

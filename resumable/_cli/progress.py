@@ -17,7 +17,7 @@ from resumable._cli.formatting import span, where
 Entry = LoopProgress | FanoutProgress
 
 MAX_LINES = 12  # progress lines per frame; the rest is summarised in one line
-BAR_MIN, BAR_MAX = 10, 40
+BAR_MIN, BAR_GOOD, BAR_MAX = 10, 24, 40
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,25 +72,29 @@ def _label(entry: Entry) -> str:
     return f"{nested}{kind:<7} {entry.position:<4} {entry.site}"
 
 
-def _counts(entry: Entry, rate: float | None) -> str:
-    done = entry.done
-    total = entry.total
-    text = f"{done}/{total}" if total is not None else f"{done} done"
-    if total:
-        text += f"  {100 * (done + _failed(entry)) // total:>3}%"
+def _core(entry: Entry) -> str:
+    """'152/200   76%', or '152 done' when the total is unknown."""
+    if entry.total is None:
+        return f"{entry.done} done" + (", finished" if entry.finished else "")
+    percent = 100 * (entry.done + _failed(entry)) // entry.total if entry.total else 100
+    return f"{entry.done}/{entry.total}  {percent:>3}%"
+
+
+def _extras(entry: Entry, rate: float | None) -> list[tuple[str, str]]:
+    """(separator, text) pieces after the counts, most important first: a
+    narrow terminal drops them from the end."""
+    extras = []
     if isinstance(entry, FanoutProgress):
-        extra = [f"{entry.in_flight} running"]
+        extras.append(("  ", f"{entry.in_flight} running"))
         if entry.pending is not None:
-            extra.append(f"{entry.pending} pending")
-        extra.append(f"{entry.failed} failed")
-        text += "  " + ", ".join(extra)
-    elif entry.finished and total is None:
-        text += ", finished"
+            extras.append((", ", f"{entry.pending} pending"))
+        extras.append((", ", f"{entry.failed} failed"))
     if rate is not None and not entry.finished:
-        text += f"  {rate:.1f}/s"
-        if total is not None:
-            text += f"  eta {span((total - done - _failed(entry)) / rate)}"
-    return text
+        extras.append(("  ", f"{rate:.1f}/s"))
+        if entry.total is not None:
+            left = entry.total - entry.done - _failed(entry)
+            extras.append(("  ", f"eta {span(left / rate)}"))
+    return extras
 
 
 def _failed(entry: Entry) -> int:
@@ -128,31 +132,51 @@ def lines(
     rates: Rates | None = None,
     *,
     show_location: bool = True,
+    cut: bool = True,
 ) -> list[str]:
-    """One line per shown entry, columns aligned, cut to `width`."""
+    """One line per shown entry in aligned columns: what, where, bar, counts,
+    then extras. With `cut` (a redrawn frame must not wrap) lines stay within
+    `width`: the bar shrinks first, then extras are dropped from the end."""
     entries, hidden = visible(ordered(progress))
-    lefts = [_label(e) + (f"  {where(e.location)}" if show_location else "") for e in entries]
-    rights = [
-        _counts(e, rates.observe(e.position, e.done + _failed(e)) if rates else None)
+    labels = [_label(e) for e in entries]
+    places = [where(e.location) if show_location else "" for e in entries]
+    cores = [_core(e) for e in entries]
+    extras = [
+        _extras(e, rates.observe(e.position, e.done + _failed(e)) if rates else None)
         for e in entries
     ]
-    left_width = max((len(text) for text in lefts), default=0)
-    right_width = max((len(text) for text in rights), default=0)
-    # "  LEFT  [BAR]  RIGHT", kept one column short of the terminal's width.
-    bar_width = min(BAR_MAX, width - 1 - left_width - right_width - 8)
+    label_width = max(map(len, labels), default=0)
+    place_width = max(map(len, places), default=0)
+    core_width = max(map(len, cores), default=0)
+    # Sized without the rate and eta, which come and go: the bar keeps its width.
+    extra_width = max(
+        (sum(len(a) + len(b) for a, b in _extras(e, None)) for e in entries), default=0
+    )
+    fixed = 2 + label_width + (2 + place_width if show_location else 0) + 2 + core_width
+    room = width - 1 - fixed - 4  # the bar's brackets and the two gaps around it
+    # The bar gets BAR_GOOD columns before extras get any, then extras, then more bar.
+    bar_width = min(BAR_MAX, max(min(BAR_GOOD, room), room - extra_width)) if room >= BAR_MIN else 0
     drawn = []
-    for entry, left, right in zip(entries, lefts, rights, strict=True):
-        shape = bar(entry, bar_width, glyphs) if bar_width >= BAR_MIN else ""
-        middle = f"{shape:<{bar_width + 2}}  " if bar_width >= BAR_MIN else ""
-        line = f"  {left:<{left_width}}  {middle}{right}"
-        drawn.append(line.rstrip()[: max(width - 1, 20)])
+    for entry, label, place, core, more in zip(entries, labels, places, cores, extras, strict=True):
+        line = f"  {label:<{label_width}}"
+        if show_location:
+            line += f"  {place:<{place_width}}"
+        if bar_width:
+            line += f"  {bar(entry, bar_width, glyphs) if entry.total else '':<{bar_width + 2}}"
+        line += f"  {core:>{core_width}}"
+        for separator, extra in more:
+            if cut and len(line) + len(separator) + len(extra) > width - 1:
+                break
+            line += separator + extra
+        drawn.append(line.rstrip()[: max(width - 1, 20)] if cut else line.rstrip())
     if hidden:
         drawn.append(f"  ... and {hidden} more (finished nested loops and maps: see --json)")
     if not entries and progress.unreadable:
-        drawn.append(
+        note = (
             f"  progress unreadable: {progress.unreadable} record(s) could not be decoded "
-            f"({progress.first_error})"[: max(width - 1, 20)]
+            f"({progress.first_error})"
         )
+        drawn.append(note[: max(width - 1, 20)] if cut else note)
     elif not entries:
         drawn.append("  no checkpoint yet")
     return drawn

@@ -26,7 +26,8 @@ LABEL = 11  # width of the field names in `show`
 
 
 def _width(out: TextIO) -> int:
-    return shutil.get_terminal_size((100, 24)).columns if out.isatty() else 100
+    """The terminal's width; into a pipe or file, enough for 30-cell bars."""
+    return shutil.get_terminal_size((100, 24)).columns if out.isatty() else 160
 
 
 async def show(args: argparse.Namespace, store: Store, out: TextIO) -> int:
@@ -84,7 +85,7 @@ def show_lines(snap: Snapshot, width: int, glyphs: progress.Glyphs) -> list[str]
     total = fmt.span((finished or now) - view.created_at)
     out.append(field("ran", f"{ran} (latest attempt), {total} since created"))
     out.append("progress")
-    out.extend(progress.lines(snap.progress, width, glyphs))
+    out.extend(progress.lines(snap.progress, width, glyphs, cut=False))
     if view.error:
         out.append(field("error", fmt.error_line(view.error) or ""))
         out.extend("  " + line for line in view.error.rstrip().splitlines())
@@ -125,7 +126,14 @@ def _up(lines: int) -> str:
     return f"\r\x1b[{lines}A" if lines else "\r"
 
 
-def frame(snap: Snapshot, width: int, glyphs: progress.Glyphs, rates: progress.Rates) -> list[str]:
+def frame(
+    snap: Snapshot,
+    width: int,
+    glyphs: progress.Glyphs,
+    rates: progress.Rates,
+    *,
+    tty: bool = True,
+) -> list[str]:
     view = snap.status
     head = f"{view.name}  {view.id}  {fmt.state(view)}"
     if view.attempts > 1:
@@ -134,8 +142,8 @@ def frame(snap: Snapshot, width: int, glyphs: progress.Glyphs, rates: progress.R
         if not view.orphaned:
             head += f"  {fmt.owner(view)}"
         head += f"  ran {fmt.span(fmt.ran_for(view))}"
-    lines = [head[: max(width - 1, 20)]]
-    lines.extend(progress.lines(snap.progress, width, glyphs, rates, show_location=False))
+    lines = [head[: max(width - 1, 20)] if tty else head]
+    lines.extend(progress.lines(snap.progress, width, glyphs, rates, show_location=False, cut=tty))
     ran = fmt.span(fmt.ran_for(view))
     if view.status == "completed":
         lines.append(f"completed in {ran}")
@@ -172,7 +180,7 @@ async def follow(store: Store, execution_id: str, out: TextIO, interval: float) 
     try:
         while True:
             snap = await snapshot(execution_id, store)
-            lines = frame(snap, _width(out), glyphs, rates)
+            lines = frame(snap, _width(out), glyphs, rates, tty=tty)
             if tty:
                 out.write(_up(drawn) + CLEAR_BELOW + "\n".join(lines) + "\n")
                 drawn = len(lines)

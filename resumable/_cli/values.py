@@ -44,6 +44,21 @@ class _Opaque:
     def __setstate__(self, state: Any) -> None:
         self.state = state
 
+    # What else unpickling may do to an object: call it (cloudpickle builds
+    # functions from the types it names), or fill it (subclasses of list
+    # and dict get APPENDS and SETITEMS). Each does nothing.
+    def __call__(self, *args: Any, **kwargs: Any) -> _Opaque:
+        return type(self)()
+
+    def append(self, item: Any) -> None:
+        pass
+
+    def extend(self, items: Any) -> None:
+        pass
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        pass
+
 
 _stand_ins: dict[str, type[_Opaque]] = {}
 

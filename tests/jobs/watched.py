@@ -54,6 +54,24 @@ async def echo(value: object) -> str:
     return type(value).__name__
 
 
+@step
+async def reveal(secret: str) -> str:
+    return secret.upper()
+
+
+@resumable
+async def leaky(secret: str) -> str:
+    """Its argument, its steps' results, its carried local, its items'
+    results, its return value and its exception all hold `secret`."""
+    carried = ""
+    async for _ in aiter_checkpointed(range(3)):
+        carried += await reveal(secret)
+    results = await amap(reveal, [secret] * 3)
+    if "fail" in secret:
+        raise ValueError(f"refusing {secret}")
+    return carried + "".join(results)
+
+
 def main() -> None:
     store, execution_id, n, delay, *flags = sys.argv[1:]
     options = {"fail": "fail" in flags, "token": SECRET if "token" in flags else ""}

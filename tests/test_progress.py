@@ -1,0 +1,175 @@
+"""Progress read from checkpoint records (`status()`, `show`), bars, and
+argument summaries that never run the user's code."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import pickle
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import cloudpickle
+import pytest
+from jobs import batch, watched
+
+from resumable import FanoutProgress, status
+from resumable._api import read_progress
+from resumable._cli import progress, values
+from resumable.stores.codec import Codec
+from resumable.testing import SimulatedCrash, crash_after
+
+
+class TestFanoutProgress:
+    """status() reports each amap/agather: done, failed, in flight, pending."""
+
+    async def test_after_a_crash(self, store):
+        with crash_after(3), pytest.raises(SimulatedCrash) as crash:
+            await batch.mapped.options(execution_id="m", store=store)(40)
+        found = await status("m", store=store)
+        assert found.status == "running" and not found.orphaned  # our own, live lease
+        await store.release(crash.value.lease)
+        found = await status("m", store=store)
+        assert found.orphaned
+        [fanout] = found.fanouts
+        assert (fanout.kind, fanout.position, fanout.total) == ("amap", "#0", 40)
+        assert 0 < fanout.done < 40 and fanout.failed == 0
+        assert fanout.in_flight == 0  # nobody runs it now
+        assert fanout.pending == 40 - fanout.done and not fanout.finished
+
+    async def test_while_it_runs(self, store):
+        run = await watched.watched.options(store=store).start(30, 0.01)
+        for _ in range(500):
+            found = await status(run.id, store=store)
+            if found.fanouts and 0 < found.fanouts[0].done < 30:
+                break
+            await asyncio.sleep(0.005)
+        else:
+            raise AssertionError("the amap never showed progress")
+        fanout = found.fanouts[0]
+        assert fanout.in_flight == min(4, 30 - fanout.done)  # concurrency=4
+        assert fanout.pending == 30 - fanout.done - fanout.in_flight
+        [loop] = found.progress
+        assert loop.finished and loop.done == 30
+        await run.result()
+        [fanout] = (await status(run.id, store=store)).fanouts
+        assert (fanout.done, fanout.in_flight, fanout.pending, fanout.finished) == (30, 0, 0, True)
+
+    async def test_gather_and_failures_are_counted(self, store):
+        await batch.gathered.options(execution_id="g", store=store)(5)
+        [gather] = (await status("g", store=store)).fanouts
+        assert (gather.kind, gather.done, gather.total) == ("agather", 5, 5)
+        progress_ = FanoutProgress("#0", "amap", "s", "f.py:1", 10, 6, 2, 1)
+        assert progress_.pending == 1 and not progress_.finished
+
+    async def test_unreadable_headers_are_counted(self, store):
+        await batch.mapped.options(execution_id="u", store=store)(3)
+        records = await store.load("u")
+        found = read_progress("u", records, Codec(secret_key=b"other"), live=False)
+        assert found.fanouts == () and found.unreadable == 1
+        assert "not signed" in (found.first_error or "")
+        lines = progress.lines(found, 100, progress.Glyphs.for_encoding("utf-8"))
+        assert lines[0].startswith("  progress unreadable: 1 record(s)")
+
+
+class TestBars:
+    """Bars, counts and the choice of what to show."""
+
+    glyphs = progress.Glyphs.for_encoding("utf-8")
+
+    def test_bar_segments(self):
+        entry = FanoutProgress("#0", "amap", "amap(f)", "f.py:1", 10, 5, 1, 2)
+        assert progress.bar(entry, 10, self.glyphs) == "[█████x▒▒░░]"
+        ascii_glyphs = progress.Glyphs.for_encoding("ascii")
+        assert progress.bar(entry, 10, ascii_glyphs) == "[#####x~~..]"
+
+    def test_lines_fit_the_width_and_drop_extras_first(self):
+        entry = FanoutProgress("#0", "amap", "amap(embed)", "/x/f.py:9", 200, 104, 0, 8)
+        found = read_progress("x", {}, Codec(), live=True)
+        found = type(found)(fanouts=(entry,))
+        wide = progress.lines(found, 200, self.glyphs)[0]
+        assert "104/200   52%  8 running, 88 pending, 0 failed" in wide
+        narrow = progress.lines(found, 70, self.glyphs, show_location=False)[0]
+        assert len(narrow) < 70 and "[" in narrow and "104/200" in narrow
+
+    def test_finished_nested_entries_are_summarised(self):
+        from resumable._api import LoopProgress, Progress
+
+        loops = [LoopProgress("#0", "f:loop0(i)", "f.py:1", 50, 50, True)]
+        loops += [
+            LoopProgress(f"#0[{i}]/#0", "f:loop1(j)", "f.py:3", 4, 4, True) for i in range(50)
+        ]
+        loops.append(LoopProgress("#0[50]/#0", "f:loop1(j)", "f.py:3", 2, 4, False))
+        drawn = progress.lines(Progress(loops=tuple(loops)), 120, self.glyphs)
+        assert len(drawn) == 3
+        assert "#0[50]/#0" in drawn[1]
+        assert drawn[2] == "  ... and 50 more (finished nested loops and maps: see --json)"
+
+    def test_rates(self):
+        rates = progress.Rates()
+        assert rates.observe("#0", 10, now=100.0) is None
+        assert rates.observe("#0", 10, now=102.0) is None  # no progress
+        assert rates.observe("#0", 30, now=104.0) == 5.0
+
+
+@dataclass
+class Account:
+    owner: str
+    balance: int
+
+
+class Bag(list):
+    """Unpickled with APPENDS: the stand-in must take them."""
+
+
+class Hostile:
+    def __reduce__(self):
+        return (os.system, ("exit 3",))
+
+
+class TestArgumentSummary:
+    """Types and sizes come out of any blob; values and code never do."""
+
+    def summary(self, *args, codec: Codec | None = None, **kwargs):
+        return values.summary((codec or Codec()).dumps((args, kwargs)))
+
+    def test_plain_data(self):
+        assert self.summary("abc", [1, 2], (1,), {3}, 2**80, b"xy", None, flag=True) == [
+            ("args[0]", "str, 3 chars"),
+            ("args[1]", "list, 2 items"),
+            ("args[2]", "tuple, 1 item"),
+            ("args[3]", "set, 1 item"),
+            ("args[4]", "int"),
+            ("args[5]", "bytes, 2 bytes"),
+            ("args[6]", "NoneType"),
+            ("flag", "bool"),
+        ]
+
+    def test_pickled_objects_are_named_not_built(self):
+        summary = self.summary(
+            Account("ann", 3), lambda x: x, Hostile, Bag([1, 2]), OrderedDict(a=1)
+        )
+        assert summary == [
+            ("args[0]", "test_progress.Account (pickled)"),
+            ("args[1]", "function or class (pickled by value)"),
+            ("args[2]", "class test_progress.Hostile"),
+            ("args[3]", "test_progress.Bag (pickled)"),
+            ("args[4]", "collections.OrderedDict (pickled)"),
+        ]
+
+    def test_signed_blobs(self):
+        codec = Codec(secret_key=b"k")
+        assert self.summary(Account("a", 1), codec=codec) == [
+            ("args[0]", "test_progress.Account (pickled)")
+        ]
+
+    def test_hostile_pickle_is_inert(self):
+        blob = b"p" + pickle.dumps(((Hostile(),), {}))
+        assert values.summary(blob)[0][1] in ("posix.system (pickled)", "nt.system (pickled)")
+        blob = b"p" + cloudpickle.dumps(((Hostile(),), {}))
+        assert "system (pickled)" in values.summary(blob)[0][1]
+
+    def test_values_really_decode(self):
+        blob = Codec().dumps(((Account("ann", 3),), {}))
+        assert values.values(blob, Codec(), "x") == [("args[0]", "Account(owner='ann', balance=3)")]
+        assert values.size(blob).endswith("bytes")

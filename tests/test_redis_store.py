@@ -1,0 +1,266 @@
+"""What RedisStore promises beyond the contract: group commit, one Cluster
+slot per execution, lists without key scans, several event loops, and URLs.
+
+Runs against the session's real server (tests/redis_server.py); a second
+client (redis-py, synchronous) looks at the keys behind the store's back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import warnings
+
+import pytest
+import redis
+from redis.crc import key_slot
+from redis_server import fresh_prefix, with_prefix
+
+from resumable.errors import LeaseLost
+from resumable.stores import ExecutionUpdate, open_store
+from resumable.stores import _redis_lua as lua
+from resumable.stores.redis import RedisStore
+
+TTL = 30.0
+
+
+@pytest.fixture(name="make")
+async def _make(redis_url):
+    """Opens RedisStores on the session's server (fresh prefix unless given)."""
+    opened: list[RedisStore] = []
+
+    def make(**options) -> RedisStore:
+        options.setdefault("prefix", fresh_prefix())
+        store = RedisStore(redis_url, **options)
+        opened.append(store)
+        return store
+
+    yield make
+    for store in opened:
+        await store.close()
+
+
+@pytest.fixture(name="peek")
+def _peek(redis_url):
+    """A plain synchronous client of the same server."""
+    client = redis.Redis.from_url(redis_url)
+    yield client
+    client.close()
+
+
+class TestGroupCommit:
+    """Writes that arrive while one is in flight go out together, each
+    caller learning its own outcome once its own data is acknowledged."""
+
+    async def test_concurrent_writes_share_round_trips(self, make, make_record):
+        store = make()
+        lease = await store.create(make_record("e1"), "owner-a", TTL)
+        await asyncio.gather(*(store.write(lease, {f"k{i}": b"%d" % i}) for i in range(64)))
+        assert await store.load("e1") == {f"k{i}": b"%d" % i for i in range(64)}
+        assert store.stats.writes == 64
+        # The first went out alone; the 63 that queued behind it, in one batch.
+        assert store.stats.extra["write_batches"] == 1
+
+    async def test_each_caller_returns_after_its_own_write_is_stored(self, make, make_record, peek):
+        store = make()
+        lease = await store.create(make_record("e1"), "owner-a", TTL)
+        key = f"{{{store.prefix}:e1}}:checkpoints"
+
+        async def write_then_look(i: int) -> bytes | None:
+            await store.write(lease, {f"k{i}": b"v%d" % i})
+            return peek.hget(key, f"k{i}")  # another connection sees it at once
+
+        seen = await asyncio.gather(*(write_then_look(i) for i in range(20)))
+        assert seen == [b"v%d" % i for i in range(20)]
+
+    async def test_fencing_failure_reaches_only_its_own_callers(self, make, make_record):
+        store = make()
+        stale = await store.create(make_record("e1"), "owner-a", 0.01)
+        await asyncio.sleep(0.05)
+        current = await store.acquire("e1", "owner-b", TTL)
+        other = await store.create(make_record("e2"), "owner-a", TTL)
+        writes = [
+            store.write(current, {"first": b"1"}),  # in flight while the rest queue
+            store.write(stale, {"stale": b"x"}),
+            store.write(current, {"mine": b"2"}),
+            store.write(other, {"other": b"3"}),
+            store.write(stale, {"stale2": b"y"}, deletes=["mine"]),
+        ]
+        outcomes = await asyncio.gather(*writes, return_exceptions=True)
+        assert [type(o).__name__ for o in outcomes] == [
+            "NoneType",
+            "LeaseLost",
+            "NoneType",
+            "NoneType",
+            "LeaseLost",
+        ]
+        assert outcomes[1].owner == "owner-b"
+        assert await store.load("e1") == {"first": b"1", "mine": b"2"}
+        assert await store.load("e2") == {"other": b"3"}
+        assert store.stats.extra["write_pipelines"] == 1  # e1 and e2 in one round trip
+
+    async def test_order_of_writes_to_one_key_is_kept(self, make, make_record):
+        store = make()
+        lease = await store.create(make_record("e1"), "owner-a", TTL)
+        writes = [store.write(lease, {"k": b"%d" % i}) for i in range(30)]
+        writes.append(store.write(lease, {}, deletes=["k"]))
+        writes.append(store.write(lease, {"last": b"!"}))
+        await asyncio.gather(*writes)
+        assert await store.load("e1") == {"last": b"!"}
+
+    async def test_a_cancelled_waiter_does_not_stop_the_others(self, make, make_record):
+        store = make()
+        lease = await store.create(make_record("e1"), "owner-a", TTL)
+        first = asyncio.ensure_future(store.write(lease, {"a": b"1"}))
+        await asyncio.sleep(0)  # in flight now
+        doomed = asyncio.ensure_future(store.write(lease, {"b": b"2"}))
+        kept = asyncio.ensure_future(store.write(lease, {"c": b"3"}))
+        await asyncio.sleep(0)
+        doomed.cancel()
+        await asyncio.gather(first, kept)
+        assert (await store.load("e1")).keys() == {"a", "c"}
+
+    async def test_many_records_in_one_write(self, make, make_record):
+        """More than Lua's stack holds at once (~8000 values) in one script call."""
+        store = make()
+        lease = await store.create(make_record("e1"), "owner-a", TTL)
+        puts = {f"k{i}": b"x" for i in range(6000)}
+        await store.write(lease, puts)
+        await store.write(lease, {}, deletes=list(puts)[:5000])
+        assert len(await store.load("e1")) == 1000
+
+
+class TestLayout:
+    """One execution's keys share a hash tag; scripts survive a server that
+    forgot them; the index is read page by page."""
+
+    async def test_keys_of_an_execution_share_one_slot(self, make, make_record, peek):
+        store = make()
+        for execution_id in ("e1", "with}brace", "x{y}z"):
+            lease = await store.create(make_record(execution_id), "owner-a", TTL)
+            await store.write(lease, {"k": b"v"})
+        keys = list(peek.scan_iter(match=f"*{store.prefix}*"))
+        by_execution: dict[bytes, set[int]] = {}
+        for key in keys:
+            if key != f"{store.prefix}:index".encode():
+                by_execution.setdefault(key.rsplit(b":", 1)[0], set()).add(key_slot(key))
+        assert len(by_execution) == 3
+        assert all(len(slots) == 1 for slots in by_execution.values())
+        assert peek.zcard(f"{store.prefix}:index") == 3
+
+    async def test_scripts_are_loaded_again_after_a_flush(self, make, make_record, peek):
+        store = make()
+        lease = await store.create(make_record("e1"), "owner-a", TTL)
+        peek.script_flush()  # what a restarted server looks like
+        await store.write(lease, {"a": b"1"})
+        peek.script_flush()
+        await asyncio.gather(store.write(lease, {"b": b"2"}), store.write(lease, {"c": b"3"}))
+        assert await store.load("e1") == {"a": b"1", "b": b"2", "c": b"3"}
+        assert store.stats.extra["script_loads"] == 2
+
+    async def test_list_filters_across_index_pages(self, make, make_record):
+        store = make()
+        for i in range(1100):
+            record = make_record(f"e{i}", created_at=1000.0 + i, status="completed")
+            lease = await store.create(record, "owner-a", TTL)
+            if i % 300 == 7:
+                await store.update(lease, ExecutionUpdate(status="failed"))
+        failed = await store.list(status="failed")
+        assert [r.id for r in failed] == ["e907", "e607", "e307", "e7"]
+        assert [r.id for r in await store.list(limit=3)] == ["e1099", "e1098", "e1097"]
+
+    async def test_list_skips_ids_left_in_the_index_without_a_record(self, make, make_record, peek):
+        store = make()
+        await store.create(make_record("e1", created_at=1.0), "owner-a", TTL)
+        peek.zadd(f"{store.prefix}:index", {"ghost": 2.0})  # a crash between two commands
+        assert [r.id for r in await store.list()] == ["e1"]
+        assert [r.id for r in await store.list(status="running")] == ["e1"]
+
+    async def test_a_retried_acquire_finds_its_own_lease(self, make, make_record, peek):
+        """create and acquire carry a nonce: resending one whose reply was lost
+        returns the same lease instead of "locked" (by ourselves)."""
+        store = make()
+        lease = await store.create(make_record("e1"), "owner-a", 0.01)
+        await asyncio.sleep(0.05)
+        record_key = f"{{{store.prefix}:e1}}:record"
+        first = peek.evalsha(lua.SCRIPTS["acquire"].sha, 1, record_key, "owner-b", "30", "", "n1")
+        again = peek.evalsha(lua.SCRIPTS["acquire"].sha, 1, record_key, "owner-b", "30", "", "n1")
+        other = peek.evalsha(lua.SCRIPTS["acquire"].sha, 1, record_key, "owner-b", "30", "", "n2")
+        assert first == again == [1, str(lease.token + 1).encode(), first[2]]
+        assert other[0] == 0  # a different call of the same owner is locked out
+
+
+class TestEventLoops:
+    """One store serves successive event loops (asyncio.run called again)."""
+
+    def test_survives_asyncio_run_twice_and_closes_its_connections(self, redis_url, make_record):
+        store = RedisStore(redis_url, prefix=fresh_prefix())
+
+        async def first() -> None:
+            lease = await store.create(make_record("e1"), "owner-a", TTL)
+            assert lease is not None
+            await store.write(lease, {"a": b"1"})
+
+        async def second() -> dict[str, bytes]:
+            return await store.load("e1")
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # an unclosed connection would warn
+            asyncio.run(first())
+            assert store._current is None  # closed when its loop shut down
+            assert asyncio.run(second()) == {"a": b"1"}
+            asyncio.run(store.close())
+            gc.collect()
+
+    async def test_closed_store_refuses_work(self, make):
+        store = make()
+        await store.close()
+        with pytest.raises(Exception, match="the store was closed"):
+            await store.get("e1")
+
+
+class TestURL:
+    """Store URLs: options, prefixes, redaction, and eager validation."""
+
+    async def test_open_store_reads_the_prefix_and_options(self, redis_url):
+        url = with_prefix(redis_url, "myapp", unavailable_after=2.5, max_record_bytes=1000)
+        store = open_store(url)
+        assert isinstance(store, RedisStore)
+        assert (store.prefix, store.unavailable_after, store.max_record_bytes) == (
+            "myapp",
+            2.5,
+            1000,
+        )
+        assert store.url == url
+        await store.close()
+
+    def test_password_is_redacted(self):
+        store = RedisStore("redis://:hunter2@localhost:1/0?prefix=p")
+        assert "hunter2" not in store.url + repr(store)
+        assert store.url == "redis://:***@localhost:1/0?prefix=p"
+
+    @pytest.mark.parametrize(
+        ("url", "options", "message"),
+        [
+            ("redis://:hunter2@h/0?bogus=1", {}, "bogus"),
+            ("redis://:hunter2@h/0?unavailable_after=soon", {}, "not a number"),
+            ("redis://:hunter2@h/0?prefix=a", {"prefix": "b"}, "disagree"),
+            ("redis://:hunter2@h/0", {"prefix": "a{b"}, "braces"),
+            ("redis://:hunter2@h/0", {"unavailable_after": 0}, "unavailable_after"),
+            ("memcached://:hunter2@h/0", {}, "redis://"),
+        ],
+    )
+    def test_bad_options_are_refused_at_once(self, url, options, message):
+        with pytest.raises(ValueError, match=message) as info:
+            RedisStore(url, **options)
+        assert "hunter2" not in str(info.value)
+
+    async def test_a_stale_lease_message_names_the_new_owner(self, make, make_record):
+        store = make()
+        old = await store.create(make_record("e1"), "owner a:1:2", 0.01)
+        await asyncio.sleep(0.05)
+        await store.acquire("e1", "new owner:7:8", TTL)
+        with pytest.raises(LeaseLost) as info:
+            await store.renew(old, TTL)
+        assert info.value.owner == "new owner:7:8"
+        assert "new owner pid 7" in str(info.value)
