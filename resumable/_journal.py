@@ -72,7 +72,7 @@ def _journaled(
         return decode(header["v"])
     value = produce()
     context.pending[key] = records.seal(
-        context, {"k": "value", "s": name, "w": where, "v": encode(value)}
+        context, {"k": "value", "s": name, "w": where, "v": encode(value)}, key
     )
     return value
 
@@ -118,6 +118,6 @@ async def _wake_time(context: ExecutionContext, seconds: float, where: str) -> f
         return float(header["v"])
     wake = time.time() + seconds
     await context.write(
-        {key: records.seal(context, {"k": "sleep", "s": "sleep", "w": where, "v": wake})}
+        {key: records.seal(context, {"k": "sleep", "s": "sleep", "w": where, "v": wake}, key)}
     )
     return wake

@@ -88,12 +88,12 @@ class Step(Generic[P, R]):
         try:
             result = await self._call(args, kwargs)
         except Exception as exc:
-            await context.write({key: self._header(context, error=exc)})
+            await context.write({key: self._header(context, key, error=exc)})
             self._recorded(context, key, began, failed=True)
             raise
         finally:
             position.reset(token)
-        await context.write({key: self._header(context, result=result)})
+        await context.write({key: self._header(context, key, result=result)})
         self._recorded(context, key, began, failed=False)
         return result
 
@@ -113,13 +113,17 @@ class Step(Generic[P, R]):
         )
 
     def _header(
-        self, context: ExecutionContext, result: Any = None, error: BaseException | None = None
+        self,
+        context: ExecutionContext,
+        key: str,
+        result: Any = None,
+        error: BaseException | None = None,
     ) -> bytes:
         where = f"step {self.name} ({self.location})"
         header: dict[str, Any] = {"k": "step", "s": self.name, "w": self.location}
-        outcome = records.dump_outcome(context, result, error, where, "result")
+        outcome = records.dump_outcome(context, result, error, where, "result", key)
         header["e" if error is not None else "r"] = outcome[1:]
-        return records.seal(context, header)
+        return records.seal(context, header, key)
 
     async def _memoized(
         self, context: ExecutionContext, args: tuple[Any, ...], kwargs: dict[str, Any]
@@ -160,11 +164,11 @@ class Step(Generic[P, R]):
             result = await self._call(args, kwargs)
         except Exception as exc:
             await context.write_grouped(
-                {memo_key: records.dump_outcome(context, None, exc, where, "result")}
+                {memo_key: records.dump_outcome(context, None, exc, where, "result", memo_key)}
             )
             raise
         await context.write_grouped(
-            {memo_key: records.dump_outcome(context, result, None, where, "result")}
+            {memo_key: records.dump_outcome(context, result, None, where, "result", memo_key)}
         )
         return result
 

@@ -98,15 +98,16 @@ async def prepare_new(
 ) -> Prepared | Finished:
     """Create the execution, or, when the id exists (an idempotency key),
     return its stored result or take it over to resume it."""
+    execution_id = execution_id or new_execution_id()
     try:
-        blob = settings.codec.dumps((args, kwargs))
+        blob = settings.codec.dumps((args, kwargs), execution_id=execution_id, key="arguments")
     except UnserializableValue as exc:
         raise CheckpointError(
             f"the call of {target.name}", "arguments", "tuple", exc.reason
         ) from None
     now = time.time()
     record = ExecutionRecord(
-        id=execution_id or new_execution_id(),
+        id=execution_id,
         function=target.reference,
         name=target.name,
         args=blob,
@@ -266,7 +267,7 @@ async def run(prepared: Prepared, settings: Settings) -> Any:
         for shared in context.memo.values():  # memoized calls nobody waits for now
             shared.cancel()
     try:
-        blob = settings.codec.dumps(result)
+        blob = settings.codec.dumps(result, execution_id=record.id, key="result")
     except UnserializableValue as exc:
         error = CheckpointError(
             f"the return of {record.name}", "return value", type(result).__name__, exc.reason
@@ -301,7 +302,7 @@ async def _finish(
     if error is not None:
         error_text = "".join(traceback.format_exception(error))
         try:
-            error_blob = context.codec.dumps(error)
+            error_blob = context.codec.dumps(error, execution_id=context.execution_id, key="error")
         except UnserializableValue:
             error_blob = None
     update = ExecutionUpdate(

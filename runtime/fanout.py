@@ -175,8 +175,9 @@ class Fanout:
 
     async def _record(self, context: ExecutionContext, outcome: Outcome) -> None:
         where = f"{self.plan.kind} {self.plan.site} ({self.plan.location})"
+        item_key = f"{self._key}={outcome.index}"
         data = records.dump_outcome(
-            context, outcome.value, outcome.error, where, f"item {outcome.index}"
+            context, outcome.value, outcome.error, where, f"item {outcome.index}", item_key
         )
         if outcome.error is None:
             self._done += 1
@@ -196,5 +197,5 @@ class Fanout:
             "c": self.plan.concurrency,
         }
         await context.write_grouped(
-            {f"{self._key}={outcome.index}": data, self._key: records.seal(context, header)}
+            {item_key: data, self._key: records.seal(context, header, self._key)}
         )

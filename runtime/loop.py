@@ -227,7 +227,8 @@ class CheckpointedLoop(AsyncIterator[T], Generic[T]):
             tracks[name] = self._append_delta(context, name, value, puts, deletes, where)
         if not self._located:
             # file:line goes out once per loop, not in every iteration's header.
-            puts[f"{self._key}@"] = records.seal(context, {"w": self._site.location})
+            located = f"{self._key}@"
+            puts[located] = records.seal(context, {"w": self._site.location}, located)
             self._located = True
         header = {
             "k": "loop",
@@ -235,10 +236,10 @@ class CheckpointedLoop(AsyncIterator[T], Generic[T]):
             "i": self._index,
             "n": self._total,
             "d": self._done,
-            "c": records.dump_values(context, values, where),
+            "c": records.dump_values(context, values, where, self._key),
             "a": {name: track.seq for name, track in tracks.items()},
         }
-        puts[self._key] = records.seal(context, header)
+        puts[self._key] = records.seal(context, header, self._key)
         watched = events.wanted()
         began = time.perf_counter() if watched else 0.0
         await context.write(puts, deletes)
@@ -283,7 +284,8 @@ class CheckpointedLoop(AsyncIterator[T], Generic[T]):
                 deletes.extend(f"{self._key}+{name}.{s}" for s in range(1, track.seq + 1))
             seq = 0
             new = value
-        puts[f"{self._key}+{name}.{seq}"] = records.dump_value(context, list(new), where, name)
+        delta_key = f"{self._key}+{name}.{seq}"
+        puts[delta_key] = records.dump_value(context, list(new), where, name, delta_key)
         return _AppendTrack(seq, value, len(value), value[-1] if value else None)
 
 

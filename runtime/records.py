@@ -16,10 +16,11 @@ from resumable.runtime.context import ExecutionContext
 from resumable.stores.codec import UnserializableValue
 
 
-def dump_values(context: ExecutionContext, values: dict[str, Any], where: str) -> bytes:
-    """Encode carried values; on failure, name the culprit variable and type."""
+def dump_values(context: ExecutionContext, values: dict[str, Any], where: str, key: str) -> bytes:
+    """Encode carried values for record `key`; on failure, name the culprit
+    variable and type."""
     try:
-        return context.codec.dumps(values)
+        return context.codec.dumps(values, execution_id=context.execution_id, key=key)
     except UnserializableValue as exc:
         for name, value in values.items():
             try:
@@ -29,9 +30,9 @@ def dump_values(context: ExecutionContext, values: dict[str, Any], where: str) -
         raise CheckpointError(where, ", ".join(values), "dict", exc.reason) from None
 
 
-def dump_value(context: ExecutionContext, value: Any, where: str, what: str) -> bytes:
+def dump_value(context: ExecutionContext, value: Any, where: str, what: str, key: str) -> bytes:
     try:
-        return context.codec.dumps(value)
+        return context.codec.dumps(value, execution_id=context.execution_id, key=key)
     except UnserializableValue as exc:
         raise CheckpointError(where, what, _type_name(value), exc.reason) from None
 
@@ -40,10 +41,11 @@ def load_value(context: ExecutionContext, data: bytes, key: str) -> Any:
     return context.codec.loads(data, execution_id=context.execution_id, key=key)
 
 
-def seal(context: ExecutionContext, header: dict[str, Any]) -> bytes:
-    """Encode a record header: plain data we built ourselves (user values
-    inside it are already codec blobs), so the exactness check is skipped."""
-    return context.codec.dumps_plain(header)
+def seal(context: ExecutionContext, header: dict[str, Any], key: str) -> bytes:
+    """Encode the header of record `key`: plain data we built ourselves (user
+    values inside it are already codec blobs), so the exactness check is
+    skipped."""
+    return context.codec.dumps_plain(header, execution_id=context.execution_id, key=key)
 
 
 def read(
@@ -96,17 +98,24 @@ class ReplayedFailure(Exception):
         return (type(self), (self.type_name, self.message))
 
 
-def dump_outcome(
-    context: ExecutionContext, value: Any, error: BaseException | None, where: str, what: str
+def dump_outcome(  # noqa: PLR0917
+    context: ExecutionContext,
+    value: Any,
+    error: BaseException | None,
+    where: str,
+    what: str,
+    key: str,
 ) -> bytes:
-    """A step's or item's outcome: b"r" + result, or b"e" + the exception."""
+    """A step's or item's outcome for record `key`: b"r" + result, or b"e" +
+    the exception."""
     if error is None:
-        return b"r" + dump_value(context, value, where, what)
+        return b"r" + dump_value(context, value, where, what, key)
+    place = {"execution_id": context.execution_id, "key": key}
     try:
-        return b"e" + context.codec.dumps(error)
+        return b"e" + context.codec.dumps(error, **place)
     except UnserializableValue:
         stand_in = ReplayedFailure(_type_name(error), str(error))
-        return b"e" + context.codec.dumps(stand_in)
+        return b"e" + context.codec.dumps(stand_in, **place)
 
 
 def load_outcome(

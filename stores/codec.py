@@ -226,8 +226,12 @@ class Codec:
     def __repr__(self) -> str:
         return f"Codec(mode={self._mode!r}, signed={self.signed})"
 
-    def dumps(self, value: Any) -> bytes:
-        """Encode `value`; raises `UnserializableValue` if it cannot be stored."""
+    def dumps(self, value: Any, *, execution_id: str = "?", key: str = "?") -> bytes:
+        """Encode `value`; raises `UnserializableValue` if it cannot be stored.
+
+        When signing, the signature also covers `execution_id` and `key`, the
+        place the blob is written to: `loads` given another place refuses it,
+        so a signed blob cannot be moved to another record or execution."""
         try:
             # Packed inside a 1-element list whose header byte (0x91) is then
             # dropped: msgpack 1.x packs 1025 levels of nesting but unpacks
@@ -240,9 +244,9 @@ class Codec:
             blob = self._dumps_slow(value, exc)
         if self._mac is None:
             return blob
-        return _SIGNED_TAG + self._sign(blob) + blob
+        return _SIGNED_TAG + self._sign(blob, execution_id, key) + blob
 
-    def dumps_plain(self, value: Any) -> bytes:
+    def dumps_plain(self, value: Any, *, execution_id: str = "?", key: str = "?") -> bytes:
         """Encode data the caller built from exact plain types only (None,
         bool, int, float, str, bytes, and lists/dicts of them), skipping the
         exactness check `dumps` needs for user values. The runtime's record
@@ -251,7 +255,7 @@ class Codec:
         blob = _MSGPACK_TAG + packed[1:]
         if self._mac is None:
             return blob
-        return _SIGNED_TAG + self._sign(blob) + blob
+        return _SIGNED_TAG + self._sign(blob, execution_id, key) + blob
 
     def _dumps_slow(self, value: Any, msgpack_error: Exception) -> bytes:
         if self._mode == "msgpack":
@@ -284,9 +288,10 @@ class Codec:
                 raise corrupt("the signed record is truncated")
             signature = data[1 : 1 + _MAC_SIZE]
             view = view[1 + _MAC_SIZE :]
-            if not hmac.compare_digest(signature, self._sign(view)):
+            if not hmac.compare_digest(signature, self._sign(view, execution_id, key)):
                 raise corrupt(
-                    "its signature does not match (it was changed, or signed with another key)"
+                    "its signature does not match (it was changed, moved from another record, "
+                    "or signed with another key)"
                 )
             tag = view[0]
         elif self._mac is not None:
@@ -312,9 +317,12 @@ class Codec:
                 ) from exc
         raise corrupt(f"unknown format tag {bytes([tag])!r}")
 
-    def _sign(self, blob: bytes | memoryview) -> bytes:
+    def _sign(self, blob: bytes | memoryview, execution_id: str, key: str) -> bytes:
         assert self._mac is not None
         mac = self._mac.copy()  # the key is already absorbed: cheaper than hmac.new
+        # The place is length-prefixed so that ("ab", "c") and ("a", "bc") differ.
+        place = f"{len(execution_id)}:{execution_id}{len(key)}:{key}".encode()
+        mac.update(place)
         mac.update(blob)
         return mac.digest()
 

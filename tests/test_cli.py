@@ -19,7 +19,7 @@ import pytest
 from clirun import cli, cli_env
 from jobs import carry, waiting, watched
 
-from resumable import ExecutionCancelled
+from resumable import ExecutionCancelled, _config
 from resumable._cli.exitcodes import MEANINGS, ExitCode
 from resumable.stores import SQLiteStore
 from resumable.stores.base import ExecutionRecord
@@ -221,6 +221,22 @@ class TestShow:
         assert result.returncode == 0, result.stderr
         assert re.search(r"args\[0\]\s+(posix|nt)\.system \(pickled\)", result.stdout)
         assert not marker.exists()
+
+    async def test_signed_records(self, url, sqlite, monkeypatch):
+        """With RESUMABLE_SECRET_KEY progress shows; without, show says why not,
+        and decoding values is refused (exit 7) rather than trusted."""
+        monkeypatch.setattr(_config._config, "secret_key", b"k3y")
+        await watched.watched.options(execution_id="s", store=sqlite)(3, 0.0)
+        keyed = cli("show", "s", "--values", store=url, env=cli_env(RESUMABLE_SECRET_KEY="k3y"))
+        assert re.search(r"loop\s+#0\s.*3/3", keyed.stdout), keyed.stdout + keyed.stderr
+        assert re.search(r"^\s+args\[0\]\s+3$", keyed.stdout, re.M)
+        unkeyed = cli("show", "s", store=url)
+        assert unkeyed.returncode == 0
+        assert re.search(r"^arguments\s+args\[0\]\s+int$", unkeyed.stdout, re.M)
+        assert "progress unreadable: 3 record(s) could not be decoded" in unkeyed.stdout
+        assert "RESUMABLE_SECRET_KEY" in unkeyed.stdout
+        refused = cli("show", "s", "--values", store=url)
+        one_line_error(refused, ExitCode.CORRUPT, "refusing record 'arguments'")
 
     async def test_unknown_id(self, url, seeded):
         one_line_error(cli("show", "nope", store=url), ExitCode.NOT_FOUND, "no execution 'nope'")

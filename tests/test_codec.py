@@ -320,6 +320,20 @@ class TestSigning:
         assert signed.endswith(Codec().dumps({"a": 1}))
         assert Codec(secret_key=KEY).loads(signed) == {"a": 1}
 
+    def test_signature_is_bound_to_its_record(self):
+        """A signed blob moved to another key or execution is refused."""
+        codec = Codec(secret_key=KEY)
+        blob = codec.dumps({"paid": True}, execution_id="run-a", key="#3")
+        assert codec.loads(blob, execution_id="run-a", key="#3") == {"paid": True}
+        with pytest.raises(CorruptCheckpoint, match="moved from another record"):
+            codec.loads(blob, execution_id="run-a", key="#4")
+        with pytest.raises(CorruptCheckpoint, match="moved from another record"):
+            codec.loads(blob, execution_id="run-b", key="#3")
+        # the place is length-prefixed: ("ab", "c") is not ("a", "bc")
+        joined = codec.dumps_plain(1, execution_id="ab", key="c")
+        with pytest.raises(CorruptCheckpoint):
+            codec.loads(joined, execution_id="a", key="bc")
+
     @given(st.data())
     def test_any_flipped_byte_is_refused(self, data):
         codec = Codec(secret_key=KEY)
@@ -374,7 +388,7 @@ class TestSigning:
     def test_blob_signed_twice_is_not_read(self):
         codec = Codec(secret_key=KEY)
         inner = codec.dumps(1)
-        outer = b"s" + codec._sign(inner) + inner  # a valid signature over a signed blob
+        outer = b"s" + codec._sign(inner, "?", "?") + inner  # valid signature, signed blob
         with pytest.raises(CorruptCheckpoint, match="unknown format tag"):
             codec.loads(outer)
 

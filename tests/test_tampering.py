@@ -67,3 +67,22 @@ class TestTamperedCheckpoint:
         with pytest.raises(CorruptCheckpoint):
             await resume(execution_id, store=store)
         await store.close()
+
+    @pytest.mark.usefixtures("signed")
+    async def test_record_moved_from_another_execution_is_refused(self, tmp_path: Path):
+        """A validly signed record copied over another execution's is refused."""
+        store = SQLiteStore(tmp_path / "state.db")
+        first = await crashed_run(store)
+        second = await crashed_run(store)
+        with closing(sqlite3.connect(tmp_path / "state.db")) as db, db:
+            (value,) = db.execute(
+                "SELECT value FROM checkpoints WHERE execution_id = ? AND key = '#0'", (first,)
+            ).fetchone()
+            db.execute(
+                "UPDATE checkpoints SET value = ? WHERE execution_id = ? AND key = '#0'",
+                (value, second),
+            )
+        with pytest.raises(CorruptCheckpoint, match="moved from another record") as caught:
+            await resume(second, store=store)
+        assert caught.value.execution_id == second
+        await store.close()

@@ -58,10 +58,16 @@ def where(location: str) -> str:
 
 
 def ran_for(view: ExecutionStatus, now: float | None = None) -> float | None:
-    """How long the latest attempt ran (so far, if it still runs)."""
+    """How long the latest attempt ran: so far, if it still runs; until its
+    last sign of life (a write or a lease renewal), if its owner is gone."""
     if view.started_at is None:
         return None
-    end = view.finished_at if view.status != "running" else None
+    if view.status != "running":
+        end = view.finished_at
+    elif view.orphaned:
+        end = view.updated_at
+    else:
+        end = None
     return (end or now or time.time()) - view.started_at
 
 

@@ -97,6 +97,17 @@ def _extras(entry: Entry, rate: float | None) -> list[tuple[str, str]]:
     return extras
 
 
+def _widest_extras(entry: Entry) -> int:
+    """The extras' width with every count as wide as the total, and without
+    the rate and eta, which come and go: so the bar keeps its width from
+    one frame to the next."""
+    if not isinstance(entry, FanoutProgress):
+        return 0
+    widest = entry.total if entry.total is not None else entry.done + entry.in_flight
+    pending = f", {widest} pending" if entry.total is not None else ""
+    return len(f"  {widest} running{pending}, {widest} failed")
+
+
 def _failed(entry: Entry) -> int:
     return entry.failed if isinstance(entry, FanoutProgress) else 0
 
@@ -148,10 +159,7 @@ def lines(
     label_width = max(map(len, labels), default=0)
     place_width = max(map(len, places), default=0)
     core_width = max(map(len, cores), default=0)
-    # Sized without the rate and eta, which come and go: the bar keeps its width.
-    extra_width = max(
-        (sum(len(a) + len(b) for a, b in _extras(e, None)) for e in entries), default=0
-    )
+    extra_width = max(map(_widest_extras, entries), default=0)
     fixed = 2 + label_width + (2 + place_width if show_location else 0) + 2 + core_width
     room = width - 1 - fixed - 4  # the bar's brackets and the two gaps around it
     # The bar gets BAR_GOOD columns before extras get any, then extras, then more bar.
