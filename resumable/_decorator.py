@@ -23,7 +23,7 @@ class Execution(Generic[R]):
     """A handle on a started execution: `.id`, `await .result()`,
     `await .status()`, `await .cancel()`."""
 
-    def __init__(self, execution_id: str, task: asyncio.Task[R], store: Store) -> None:
+    def __init__(self, execution_id: str, task: asyncio.Future[R], store: Store) -> None:
         self.id = execution_id
         self._task = task
         self._store = store
@@ -79,10 +79,10 @@ class _Configured(Generic[P, R]):
         target = self._function.target
         prepared = await engine.prepare_new(target, args, kwargs, self._execution_id, settings)
         if isinstance(prepared, engine.Finished):
+            # Completed already (the id is an idempotency key): nothing runs.
             done: asyncio.Future[R] = asyncio.get_running_loop().create_future()
             done.set_result(prepared.result)
-            task = asyncio.ensure_future(done)
-            return Execution(prepared.execution_id, task, settings.store)  # type: ignore[arg-type]
+            return Execution(prepared.execution_id, done, settings.store)
         run_task: asyncio.Task[R] = asyncio.get_running_loop().create_task(
             engine.run(prepared, settings)
         )

@@ -233,7 +233,7 @@ class TestShow:
         unkeyed = cli("show", "s", store=url)
         assert unkeyed.returncode == 0
         assert re.search(r"^arguments\s+args\[0\]\s+int$", unkeyed.stdout, re.M)
-        assert "progress unreadable: 3 record(s) could not be decoded" in unkeyed.stdout
+        assert re.search(r"progress unreadable: \d+ record\(s\) could not", unkeyed.stdout)
         assert "RESUMABLE_SECRET_KEY" in unkeyed.stdout
         refused = cli("show", "s", "--values", store=url)
         one_line_error(refused, ExitCode.CORRUPT, "refusing record 'arguments'")

@@ -4,6 +4,7 @@ the stdlib `pty` module), watching jobs that run in other processes."""
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import pty
 import re
@@ -201,3 +202,20 @@ def test_follow_into_a_pipe(url):
     stamps = re.findall(r"^\[\d\d:\d\d:\d\d\] watched  piped  ", result.stdout, re.M)
     assert len(stamps) >= 3
     assert re.search(r"^completed in ", result.stdout, re.M)
+
+
+def test_follow_as_json_lines(url):
+    """--follow --json: one `show --json` object per line, per change."""
+    job = start_job(url, "jsonl", 15, 0.04)
+    try:
+        wait_for_loop(url, "jsonl", 1)
+        result = cli("show", "jsonl", "--follow", "--json", "--interval", "0.1", store=url)
+    finally:
+        job.communicate(timeout=60)
+    assert result.returncode == 0, result.stderr
+    objects = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(objects) >= 3
+    done = [o["loops"][0]["done"] for o in objects]
+    assert done == sorted(done) and done[0] < 15
+    assert objects[-1]["status"] == "completed"
+    assert objects[-1]["fanouts"][0]["done"] == 15

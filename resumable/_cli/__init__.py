@@ -2,7 +2,7 @@
 gc and demo, over any store.
 
 Built on argparse from the standard library, not click or typer: the command
-has eight subcommands with a few options each, which argparse handles well,
+has seven subcommands with a few options each, which argparse handles well,
 and the core library's dependencies stay at cloudpickle, msgpack, structlog
 and stamina (DESIGN §12: anything else must earn its place). argparse also
 gives the conventional exit status 2 for usage errors for free.

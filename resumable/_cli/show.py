@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import shutil
 import time
 from typing import Any, TextIO
@@ -32,7 +33,7 @@ def _width(out: TextIO) -> int:
 
 async def show(args: argparse.Namespace, store: Store, out: TextIO) -> int:
     if args.follow:
-        return await follow(store, args.id, out, args.interval)
+        return await follow(store, args.id, out, args.interval, as_json=args.json)
     snap = await snapshot(args.id, store)
     if args.json:
         fmt.dump(show_json(snap, with_values=args.values), out)
@@ -165,12 +166,15 @@ def _change_key(snap: Snapshot) -> tuple[object, ...]:
     return (snap.status.status, snap.status.orphaned, snap.status.attempts, counts)
 
 
-async def follow(store: Store, execution_id: str, out: TextIO, interval: float) -> int:
+async def follow(
+    store: Store, execution_id: str, out: TextIO, interval: float, *, as_json: bool = False
+) -> int:
     """Redraw the frame every `interval` seconds until the execution ends.
     On a terminal the frame is redrawn in place; into a pipe or a file, a
-    frame is printed only when the progress changed. Exit code: 0 if the
+    frame is printed only when the progress changed; with `as_json`, one
+    line of JSON (the `show --json` object) per change. Exit code: 0 if the
     execution completed, 1 if it failed or was cancelled."""
-    tty = out.isatty()
+    tty = out.isatty() and not as_json
     glyphs = progress.Glyphs.for_encoding(out.encoding)
     rates = progress.Rates()
     drawn = 0
@@ -186,8 +190,11 @@ async def follow(store: Store, execution_id: str, out: TextIO, interval: float) 
                 drawn = len(lines)
             elif (key := _change_key(snap)) != last:
                 last = key
-                stamp = time.strftime("%H:%M:%S")
-                out.write(f"[{stamp}] " + "\n".join(lines) + "\n")
+                if as_json:
+                    out.write(json.dumps(show_json(snap, with_values=False)) + "\n")
+                else:
+                    stamp = time.strftime("%H:%M:%S")
+                    out.write(f"[{stamp}] " + "\n".join(lines) + "\n")
             out.flush()
             if snap.status.status != "running":
                 completed = snap.status.status == "completed"
