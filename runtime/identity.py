@@ -19,12 +19,18 @@ def _start_ticks(pid: int) -> str:
 
 
 def _read_start_ticks(pid: int) -> str:
+    return _proc_stat(pid)[1]
+
+
+def _proc_stat(pid: int) -> tuple[str, str]:
+    """(state, start time in clock ticks) from /proc/PID/stat, or ("?", "0")."""
     try:
         with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
             # The command name (field 2) may contain spaces; fields after it don't.
-            return stat.read().rsplit(")", 1)[1].split()[19]
+            fields = stat.read().rsplit(")", 1)[1].split()
+            return fields[0], fields[19]
     except (OSError, IndexError):
-        return "0"
+        return "?", "0"
 
 
 def this_owner() -> str:
@@ -57,5 +63,9 @@ def is_dead_local(owner: str | None) -> bool:
         return True
     except PermissionError:
         return False
-    current = _read_start_ticks(pid)
+    state, current = _proc_stat(pid)
+    if state in ("Z", "X"):
+        # Killed but not yet reaped by its parent: os.kill() still finds a
+        # zombie, yet it will never write again.
+        return True
     return current not in ("0", ticks) and ticks != "0"

@@ -139,3 +139,30 @@ class TestMisuse:
     async def test_outside_an_execution_it_is_a_plain_loop(self):
         seen = [i async for i in aiter_checkpointed(range(3))]
         assert seen == [0, 1, 2]
+
+
+class TestDeadOwner:
+    """A dead owner on this host is recognised at once, zombies included."""
+
+    def test_killed_but_unreaped_process_is_dead(self):
+        import os
+        import signal
+        import subprocess
+        import sys
+        import time
+
+        from resumable.runtime import identity
+
+        child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+        try:
+            ticks = identity._read_start_ticks(child.pid)
+            owner = f"{identity.socket.gethostname()}:{child.pid}:{ticks}"
+            assert not identity.is_dead_local(owner)
+            os.kill(child.pid, signal.SIGKILL)
+            deadline = time.monotonic() + 5
+            while identity._proc_stat(child.pid)[0] != "Z" and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert identity._proc_stat(child.pid)[0] == "Z"  # not reaped: still "exists"
+            assert identity.is_dead_local(owner)
+        finally:
+            child.wait()
