@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 
 from resumable import aiter_checkpointed, resumable
@@ -19,3 +20,16 @@ async def job(n: int) -> tuple[int, object]:
         total += i
         holder = threading.Lock() if i == POISON["at"] else i
     return total, holder
+
+
+@dataclasses.dataclass
+class Tally:
+    count: int = 0
+
+
+@resumable
+async def tally(n: int) -> int:
+    kept = Tally()
+    async for i in aiter_checkpointed(range(n)):
+        kept.count += i  # an attribute store: `kept` is carried
+    return kept.count
