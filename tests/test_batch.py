@@ -55,6 +55,17 @@ class TestAmap:
         assert batch.CALLS.total() - 40 <= 16
         assert run.items.total() - 40 <= 16
 
+    async def test_loops_inside_items_are_keyed_by_item(self, store):
+        """Interleaved items each resume their own inner loop, never another's."""
+        expected = [sum(i * 10 + j for j in range(5)) for i in range(6)]
+        for after in (3, 9, 17):
+            batch.CALLS.clear()
+            _, result = await crash_then_resume(batch.loops_in_items, store, after, 6)
+            assert result == expected
+            assert set(batch.CALLS) == {f"inner:{i}:{j}" for i in range(6) for j in range(5)}
+            # Each interrupted inner loop re-runs at most its in-flight iteration.
+            assert batch.CALLS.total() - 30 <= 6
+
     async def test_streams_in_order_or_as_completed(self):
         delays = {0: 0.05, 1: 0.03, 2: 0.01}
 

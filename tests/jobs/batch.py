@@ -135,3 +135,17 @@ async def journaled() -> dict[str, object]:
     async for i in aiter_checkpointed(range(3)):
         keys.append(i)
     return {"now": stamp, "uuid": str(ident), "random": draw}
+
+
+async def _rows_of(item: int) -> int:
+    acc = 0
+    async for j in aiter_checkpointed(range(5)):
+        await asyncio.sleep(0.001 * ((item + j) % 3))  # items interleave
+        CALLS[f"inner:{item}:{j}"] += 1
+        acc += item * 10 + j
+    return acc
+
+
+@resumable.resumable
+async def loops_in_items(n: int) -> list[int]:
+    return await amap(_rows_of, range(n), concurrency=n)
