@@ -12,7 +12,7 @@ import subprocess
 import sys
 import time
 
-from benchmarks._harness import RESULTS
+from benchmarks._harness import RESULTS, verdict_text
 
 SCRIPTS = [
     "bench_batching",

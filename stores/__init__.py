@@ -8,7 +8,11 @@
   or a bare path such as ``.resumable/state.db``: a `SQLiteStore`. Options:
   ``?synchronous=full`` (survives power loss; default ``normal``),
   ``?max_record_bytes=N``, ``?busy_timeout=SECONDS``.
-* ``redis://...``, ``rediss://...``: the Redis store (the ``redis`` extra).
+* ``redis://[[user]:password@]host[:port][/db]``, ``rediss://...`` (TLS): a
+  `RedisStore` (the ``redis`` extra). Options: ``?prefix=NAME`` (the keys'
+  namespace, default ``resumable``), ``?unavailable_after=SECONDS`` (how long
+  to retry through connection faults), ``?max_record_bytes=N``, and redis-py's
+  own (``socket_connect_timeout``, ``ssl_cert_reqs``...).
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 
 from resumable.stores.base import ExecutionRecord, Lease
 
@@ -266,7 +266,9 @@ def pairs(flat: list[bytes]) -> dict[bytes, bytes]:
     return dict(zip(flat[::2], flat[1::2], strict=True))
 
 
-def write_args(lease: Lease, writes: list[tuple[Mapping[str, bytes], list[str]]]) -> list[object]:
+def write_args(
+    lease: Lease, writes: list[tuple[Mapping[str, bytes], Collection[str]]]
+) -> list[object]:
     """ARGV of WRITE for several writes of one lease."""
     args: list[object] = [lease.owner, lease.token]
     for puts, deletes in writes:

@@ -24,18 +24,11 @@ write is in, with its own outcome (a fencing failure reaches the callers of
 that lease only). Only one batch is in flight at a time, which also keeps
 retried writes in order.
 
-Faults: connection errors, timeouts and a server that is loading its data
-are retried with exponential backoff and jitter, reconnecting, until
-`unavailable_after` seconds have passed since the first failure; then
-`StoreUnavailable` says what was being done. Retrying is safe because every
-operation is idempotent: writes set and delete keys, and `create`/`acquire`
-carry a nonce, so a retry of one whose reply was lost finds its own lease
-instead of a lock. Authentication failures are not retried.
-
-Event loops: redis.asyncio connections belong to the loop that opened them,
-and users call `asyncio.run` more than once per process, so the store opens
-one client per running loop. The client is closed when its loop shuts down
-(through an async generator that `asyncio.run` finalizes), or by `close()`.
+Every operation is idempotent, so that `_redis_link` may send it again when
+a reply was lost to a connection fault: writes set and delete keys, and
+`create`/`acquire` carry a nonce, so a retry of one that did take the lease
+finds its own lease instead of a lock. Connections, retries and event loops
+are `_redis_link`'s business.
 """
 
 from __future__ import annotations
@@ -43,21 +36,18 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncGenerator, Awaitable, Callable, Collection, Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
-import structlog
 from redis import exceptions as redis_errors
-from redis.asyncio.connection import Connection, parse_url
-from redis.asyncio.retry import Retry
-from redis.backoff import EqualJitterBackoff, NoBackoff
 
 from resumable.errors import ExecutionNotFound, LeaseLost, StoreUnavailable
 from resumable.stores import _common
 from resumable.stores import _redis_lua as lua
+from resumable.stores._redis_link import Link, LoopClient, execute, pipeline
 from resumable.stores.base import (
     DEFAULT_MAX_RECORD_BYTES,
     ExecutionRecord,
@@ -66,32 +56,15 @@ from resumable.stores.base import (
     Status,
     StoreStats,
 )
-from resumable.stores.url import REDACTED, redact_url
+from resumable.stores.url import redact_url
 
 __all__ = ["DEFAULT_PREFIX", "RedisStore"]
-
-T = TypeVar("T")
-log = structlog.get_logger("resumable")
 
 DEFAULT_PREFIX = "resumable"
 # Query options of the store URL that are ours; the rest go to redis-py.
 _OWN_OPTIONS = ("max_record_bytes", "prefix", "unavailable_after")
 # Ids read per index page when filtering (one pipelined round trip each).
 _PAGE = 500
-# Errors that mean "not now": retried until unavailable_after.
-_TRANSIENT: tuple[type[BaseException], ...] = (
-    redis_errors.ConnectionError,  # includes BusyLoadingError (LOADING after a restart)
-    redis_errors.TimeoutError,
-    redis_errors.ReadOnlyError,  # a failover made our server a replica
-    redis_errors.TryAgainError,
-    redis_errors.ClusterDownError,
-    OSError,
-)
-_DENIED: tuple[type[BaseException], ...] = (
-    redis_errors.AuthenticationError,
-    redis_errors.AuthorizationError,
-    redis_errors.NoPermissionError,
-)
 
 
 @dataclass(eq=False, slots=True)
@@ -99,7 +72,7 @@ class _Write:
     lease: Lease
     puts: Mapping[str, bytes]
     deletes: list[str]
-    future: asyncio.Future[None] | None
+    future: asyncio.Future[None]  # resolved once the reply covering this write is in
 
 
 # Inside RedisStore, `list` is the method: annotations use these names.
@@ -110,15 +83,14 @@ _Records = list[ExecutionRecord | None]
 
 
 @dataclass(eq=False, slots=True)
-class _Client:
-    """The redis client of one event loop, and its group-commit queue."""
+class _Batcher:
+    """Group commit on one event loop's client: is a write in flight, and
+    which writes wait for the next batch."""
 
-    loop: asyncio.AbstractEventLoop
-    redis: aioredis.Redis
+    client: LoopClient
     writing: bool = False
     queue: _Writes = field(default_factory=list)
     flushes: set[asyncio.Task[None]] = field(default_factory=set)
-    lifetime: AsyncGenerator[None, None] | None = None
 
 
 class RedisStore:
@@ -175,24 +147,18 @@ class RedisStore:
         self.prefix = prefix
         self.max_record_bytes = max_record_bytes
         self.unavailable_after = unavailable_after
-        self.command_timeout = command_timeout
         self.stats = StoreStats()
-        # Query options win over these, as in redis-py. Retries are ours
-        # (`_call`), so redis-py's own are off. So is its socket_timeout:
-        # `_call` bounds each attempt with asyncio.timeout() instead, because
-        # redis-py applies socket_timeout to sends with asyncio.wait_for,
-        # which on Python 3.11 starts a task per command (~20 µs, a sixth of
-        # a write). A timed-out command's connection is dropped by redis-py.
-        self._options: dict[str, Any] = {
-            "socket_connect_timeout": connect_timeout,
-            "retry": Retry(NoBackoff(), 0),
-        }
-        self._redis_url = redis_url
-        self._password = self._check_connection_options(redis_url)
+        self._link = Link(
+            url=self.url,
+            redis_url=redis_url,
+            connect_timeout=connect_timeout,
+            command_timeout=command_timeout,
+            unavailable_after=unavailable_after,
+            scripts=[script.source for script in lua.SCRIPTS.values()],
+            stats=self.stats,
+        )
         self._index = f"{prefix}:index"
-        self._backoff = EqualJitterBackoff(cap=1.0, base=0.02)
-        self._current: _Client | None = None
-        self._closed = False
+        self._batcher: _Batcher | None = None
 
     @classmethod
     def from_url(cls, url: str) -> RedisStore:
@@ -212,17 +178,6 @@ class RedisStore:
                 f"store URL {self.url!r}: {name}={own[name]!r} is not a number"
             ) from None
 
-    def _check_connection_options(self, redis_url: str) -> str | None:
-        """Refuse options redis-py would only trip over at the first connection."""
-        try:
-            kwargs: dict[str, Any] = {**self._options, **parse_url(redis_url)}
-            connection_class = kwargs.pop("connection_class", Connection)
-            connection_class(**kwargs)  # builds the object only; nothing connects
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"store URL {self.url!r}: {exc}") from None
-        password = kwargs.get("password")
-        return str(password) if password else None
-
     # -- the Store protocol ---------------------------------------------------
 
     async def create(self, record: ExecutionRecord, owner: str, ttl: float) -> Lease | None:
@@ -240,19 +195,17 @@ class RedisStore:
             ("ZADD", self._index, "NX", score, record.id),
             ("EVALSHA", lua.SCRIPTS["create"].sha, 2, *keys, *args),
         ]
-        added, reply = await self._call(
-            f"creating execution {record.id!r}", lambda client: _pipeline(client, commands)
-        )
+        added, reply = await self._pipeline(f"creating execution {record.id!r}", commands)
         if reply[0] == 0:
             return None
         if not added:  # an id left in the index by a crash, with an old score
-            await self._do(
+            await self._link.do(
                 f"creating execution {record.id!r}", "ZADD", self._index, "XX", score, record.id
             )
         return Lease(record.id, owner, token, float(reply[1]))
 
     async def get(self, execution_id: str) -> ExecutionRecord | None:
-        stored = await self._do(
+        stored = await self._link.do(
             f"reading execution {execution_id!r}", "HGETALL", self._keys(execution_id)[0]
         )
         return lua.decode_record(stored)
@@ -299,19 +252,30 @@ class RedisStore:
         self, lease: Lease, puts: Mapping[str, bytes], deletes: Collection[str] = ()
     ) -> None:
         written = _common.check_puts(lease.execution_id, puts, self.max_record_bytes)
-        client = self._ready() or await self._open("writing checkpoints")
-        if client.writing:  # one batch is in flight: join the next one
-            future: asyncio.Future[None] = client.loop.create_future()
-            client.queue.append(_Write(lease, puts, list(deletes), future))
+        batcher = self._batcher
+        client = self._link.ready()
+        if batcher is None or client is None or batcher.client is not client:
+            batcher = self._batcher = _Batcher(await self._link.open("writing checkpoints"))
+        if batcher.writing:  # a write is in flight: join the next batch
+            future: asyncio.Future[None] = batcher.client.loop.create_future()
+            batcher.queue.append(_Write(lease, puts, list(deletes), future))
             await future
-        else:
-            client.writing = True
+        else:  # nothing in flight: send at once, on its own (the fast path)
+            batcher.writing = True
+            command = (
+                "EVALSHA",
+                lua.SCRIPTS["write"].sha,
+                2,
+                *self._keys(lease.execution_id),
+                *lua.write_args(lease, [(puts, deletes)]),
+            )
             try:
-                [outcome] = await self._send(client, [_Write(lease, puts, list(deletes), None)])
+                await self._link.call(
+                    f"writing checkpoints of {lease.execution_id!r}",
+                    lambda redis: _evalsha(redis, command, lease),
+                )
             finally:
-                self._next_batch(client)
-            if outcome is not None:
-                raise outcome
+                self._next_batch(batcher)
         stats = self.stats
         stats.writes += 1
         stats.records_written += len(puts)
@@ -333,7 +297,7 @@ class RedisStore:
         return record
 
     async def load(self, execution_id: str) -> dict[str, bytes]:
-        stored = await self._do(
+        stored = await self._link.do(
             f"loading checkpoints of {execution_id!r}", "HGETALL", self._keys(execution_id)[1]
         )
         self.stats.loads += 1
@@ -348,7 +312,7 @@ class RedisStore:
         page = _PAGE if filtered else min(max(limit, 1), 1000)
         start = 0
         while len(found) < limit:
-            ids = await self._do(
+            ids = await self._link.do(
                 "listing executions", "ZREVRANGE", self._index, start, start + page - 1
             )
             if not ids:
@@ -381,29 +345,22 @@ class RedisStore:
             ("EVALSHA", lua.SCRIPTS["delete"].sha, 2, *self._keys(execution_id)),
             ("ZREM", self._index, execution_id),
         ]
-        found, _ = await self._call(
-            f"deleting execution {execution_id!r}", lambda client: _pipeline(client, commands)
-        )
+        found, _ = await self._pipeline(f"deleting execution {execution_id!r}", commands)
         return bool(found)
 
     async def close(self) -> None:
         """Close this loop's connections; the store cannot be used afterwards."""
-        self._closed = True
-        client, self._current = self._current, None
-        if client is None or client.lifetime is None:
-            return
-        if client.loop is asyncio.get_running_loop():
-            if client.flushes:
-                await asyncio.wait(client.flushes)
-            await client.lifetime.aclose()
-        # else: the client belongs to another loop, which closes it at its end
+        batcher, self._batcher = self._batcher, None
+        if batcher is not None and batcher.flushes and batcher.client is self._link.ready():
+            await asyncio.wait(batcher.flushes)
+        await self._link.close()
 
     # -- reading many records ---------------------------------------------------
 
     async def _matching(self, ids: _Ids, status: Status | None, function: str | None) -> _Ids:
         """The ids whose status and function match, read in one round trip."""
         commands = [("HMGET", self._keys(i)[0], "status", "function") for i in ids]
-        replies = await self._call("listing executions", lambda client: _pipeline(client, commands))
+        replies = await self._pipeline("listing executions", commands)
         wanted_status = None if status is None else status.encode()
         wanted_function = None if function is None else function.encode()
         return [
@@ -418,16 +375,16 @@ class RedisStore:
         if not ids:
             return []
         commands = [("HGETALL", self._keys(i)[0]) for i in ids]
-        replies = await self._call("listing executions", lambda client: _pipeline(client, commands))
+        replies = await self._pipeline("listing executions", commands)
         return [lua.decode_record(stored) for stored in replies]
 
     # -- group commit -----------------------------------------------------------
 
-    async def _send(self, client: _Client, writes: _Writes) -> _Outcomes:
-        """Send writes in one round trip; each one's outcome, in order.
-
-        Raises only what befell them all (StoreUnavailable, cancellation).
-        """
+    async def _send(self, writes: _Writes) -> _Outcomes:
+        """Send queued writes in one round trip: one script call per lease
+        (its writes in order), several leases in one pipeline. Returns each
+        write's outcome (None, LeaseLost...); raises only what befell them
+        all (StoreUnavailable, cancellation)."""
         groups: dict[tuple[str, str, int], _Writes] = {}
         for write in writes:
             lease = write.lease
@@ -450,70 +407,62 @@ class RedisStore:
         if len(commands) == 1:
             [(lease, command)] = commands
             try:
-                await self._call(operation, lambda c: self._eval(c, command, lease))
+                await self._link.call(operation, lambda redis: _evalsha(redis, command, lease))
             except LeaseLost as lost:
                 return [lost] * len(writes)
             return [None] * len(writes)
 
-        self._count("write_pipelines")
-        replies = await self._call(
+        self._link.count("write_pipelines")
+        replies = await self._link.call(
             operation,
-            lambda client: _pipeline(client, [c for _, c in commands], raise_errors=False),
+            lambda redis: pipeline(redis, [c for _, c in commands], raise_errors=False),
         )
         outcome: dict[tuple[str, str, int], BaseException | None] = {}
         for (key, _group), (lease, _command), reply in zip(
             groups.items(), commands, replies, strict=True
         ):
-            outcome[key] = self._outcome(lease, reply, operation)
+            outcome[key] = self._outcome(lease, reply)
         return [outcome[(w.lease.execution_id, w.lease.owner, w.lease.token)] for w in writes]
 
-    def _outcome(self, lease: Lease, reply: object, operation: str) -> BaseException | None:
+    def _outcome(self, lease: Lease, reply: object) -> BaseException | None:
         if not isinstance(reply, redis_errors.ResponseError):
             return None
         if str(reply).startswith(lua.LEASE_LOST):
             return _lease_lost(lease, str(reply))
-        return self._unavailable(operation, reply)
+        return self._link.unavailable(f"writing checkpoints of {lease.execution_id!r}", reply)
 
-    def _next_batch(self, client: _Client) -> None:
+    def _next_batch(self, batcher: _Batcher) -> None:
         """After a batch: send the writes that queued up meanwhile, if any."""
-        waiting = [w for w in client.queue if w.future is not None and not w.future.done()]
-        client.queue = []
+        waiting = [w for w in batcher.queue if not w.future.done()]  # not cancelled
+        batcher.queue = []
         if not waiting:
-            client.writing = False
+            batcher.writing = False
             return
-        self._count("write_batches")
-        task = client.loop.create_task(self._flush(client, waiting))
-        client.flushes.add(task)
-        task.add_done_callback(client.flushes.discard)
+        self._link.count("write_batches")
+        task = batcher.client.loop.create_task(self._flush(batcher, waiting))
+        batcher.flushes.add(task)
+        task.add_done_callback(batcher.flushes.discard)
 
-    async def _flush(self, client: _Client, writes: _Writes) -> None:
+    async def _flush(self, batcher: _Batcher, writes: _Writes) -> None:
         try:
-            outcomes = await self._send(client, writes)
+            outcomes = await self._send(writes)
         except asyncio.CancelledError:  # the loop is shutting down
-            for write in (*writes, *client.queue):
-                if write.future is not None:
-                    write.future.cancel()
-            client.queue, client.writing = [], False
+            for write in (*writes, *batcher.queue):
+                write.future.cancel()
+            batcher.queue, batcher.writing = [], False
             raise
-        except BaseException as exc:
-            for write in writes:
-                self._settle(write, self._for_caller(write, exc))
-        else:
-            for write, outcome in zip(writes, outcomes, strict=True):
-                self._settle(write, outcome)
-        self._next_batch(client)
+        except Exception as exc:
+            outcomes = [self._for_caller(write, exc) for write in writes]
+        for write, outcome in zip(writes, outcomes, strict=True):
+            if write.future.done():  # its caller was cancelled
+                continue
+            if outcome is None:
+                write.future.set_result(None)
+            else:
+                write.future.set_exception(outcome)
+        self._next_batch(batcher)
 
-    @staticmethod
-    def _settle(write: _Write, outcome: BaseException | None) -> None:
-        future = write.future
-        if future is None or future.done():
-            return
-        if outcome is None:
-            future.set_result(None)
-        else:
-            future.set_exception(outcome)
-
-    def _for_caller(self, write: _Write, exc: BaseException) -> BaseException:
+    def _for_caller(self, write: _Write, exc: Exception) -> Exception:
         if isinstance(exc, StoreUnavailable):  # name this caller's execution
             unavailable = StoreUnavailable(
                 self.url, f"writing checkpoints of {write.lease.execution_id!r}", exc.reason
@@ -522,15 +471,11 @@ class RedisStore:
             return unavailable
         return exc
 
-    # -- talking to Redis -------------------------------------------------------
+    # -- helpers ------------------------------------------------------------------
 
     def _keys(self, execution_id: str) -> tuple[str, str]:
         tag = f"{{{self.prefix}:{execution_id}}}"
         return f"{tag}:record", f"{tag}:checkpoints"
-
-    async def _do(self, operation: str, *command: object) -> Any:
-        """One plain command, through `_call`."""
-        return await self._call(operation, lambda client: _command(client, *command))
 
     async def _script(
         self,
@@ -546,118 +491,19 @@ class RedisStore:
         unless records=1); a fencing failure raises LeaseLost for `lease`."""
         keys = self._keys(execution_id)[:records]
         command = ("EVALSHA", lua.SCRIPTS[name].sha, len(keys), *keys, *args)
-        return await self._call(operation, lambda client: self._eval(client, command, lease))
+        return await self._link.call(operation, lambda redis: _evalsha(redis, command, lease))
 
-    @staticmethod
-    async def _eval(client: aioredis.Redis, command: Sequence[object], lease: Lease | None) -> Any:
-        try:
-            return await _command(client, *command)
-        except redis_errors.ResponseError as exc:
-            if lease is not None and str(exc).startswith(lua.LEASE_LOST):
-                raise _lease_lost(lease, str(exc)) from None
-            raise
+    async def _pipeline(self, operation: str, commands: Sequence[Sequence[object]]) -> Any:
+        return await self._link.call(operation, lambda redis: pipeline(redis, commands))
 
-    async def _call(self, operation: str, fn: Callable[[aioredis.Redis], Awaitable[T]]) -> T:
-        """`fn(client)`, retried with backoff through connection faults for
-        up to `unavailable_after` seconds; Redis errors become StoreUnavailable."""
-        client = self._ready() or await self._open(operation)
-        failures = 0
-        first_failure: float | None = None
-        load_scripts = False
-        while True:
-            try:
-                async with asyncio.timeout(self.command_timeout):
-                    if load_scripts:
-                        await self._load_scripts(client.redis)
-                    result = await fn(client.redis)
-            except redis_errors.NoScriptError as exc:
-                # A restarted (or flushed) server has forgotten our scripts.
-                if load_scripts:
-                    raise self._unavailable(operation, exc) from exc
-                load_scripts = True
-                continue
-            except _DENIED as exc:
-                raise self._unavailable(operation, exc) from exc
-            except _TRANSIENT as exc:
-                now = time.monotonic()
-                if first_failure is None:
-                    first_failure = now
-                    log.warning(
-                        "redis store unreachable, retrying",
-                        store=self.url,
-                        operation=operation,
-                        error=self._reason(exc),
-                        give_up_after=self.unavailable_after,
-                    )
-                waited = now - first_failure
-                if waited >= self.unavailable_after:
-                    raise self._unavailable(operation, exc, waited) from exc
-                delay = min(self._backoff.compute(failures), self.unavailable_after - waited)
-                failures += 1
-                self._count("retries")
-                await asyncio.sleep(delay)
-                continue
-            except redis_errors.RedisError as exc:
-                raise self._unavailable(operation, exc) from exc
-            if first_failure is not None:
-                log.info(
-                    "redis store reachable again",
-                    store=self.url,
-                    operation=operation,
-                    after=round(time.monotonic() - first_failure, 3),
-                )
-            return result
 
-    async def _load_scripts(self, client: aioredis.Redis) -> None:
-        await _pipeline(client, [("SCRIPT", "LOAD", s.source) for s in lua.SCRIPTS.values()])
-        self._count("script_loads")
-
-    def _ready(self) -> _Client | None:
-        client = self._current
-        if client is not None and client.loop is asyncio.get_running_loop():
-            return client
-        return None
-
-    async def _open(self, operation: str) -> _Client:
-        """This event loop's client (the previous loop's, if any, is left to
-        that loop's shutdown, which closes it)."""
-        if self._closed:
-            raise StoreUnavailable(self.url, operation, "the store was closed")
-        loop = asyncio.get_running_loop()
-        client = _Client(loop, aioredis.Redis.from_url(self._redis_url, **self._options))
-        lifetime = self._lifetime(client)
-        await anext(lifetime)  # the loop now finalizes it when asyncio.run ends
-        client.lifetime = lifetime
-        self._current = client
-        return client
-
-    async def _lifetime(self, client: _Client) -> AsyncGenerator[None, None]:
-        try:
-            yield
-        finally:
-            if self._current is client:
-                self._current = None
-            await client.redis.aclose(close_connection_pool=True)
-
-    def _count(self, counter: str) -> None:
-        extra = self.stats.extra
-        extra[counter] = extra.get(counter, 0) + 1
-
-    def _reason(self, exc: BaseException) -> str:
-        reason = f"{type(exc).__name__}: {exc}"
-        if self._password:  # redis-py never puts it there; be sure anyway
-            reason = reason.replace(self._password, REDACTED)
-        if isinstance(exc, _DENIED):
-            reason += " (check the user name and password of the store URL)"
-        return reason
-
-    def _unavailable(
-        self, operation: str, exc: BaseException, waited: float | None = None
-    ) -> StoreUnavailable:
-        reason = self._reason(exc)
-        if waited is not None:
-            reason += f" (still failing after {waited:.1f}s of retries)"
-        return StoreUnavailable(self.url, operation, reason)
+async def _evalsha(redis: aioredis.Redis, command: Sequence[object], lease: Lease | None) -> Any:
+    try:
+        return await execute(redis, *command)
+    except redis_errors.ResponseError as exc:
+        if lease is not None and str(exc).startswith(lua.LEASE_LOST):
+            raise _lease_lost(lease, str(exc)) from None
+        raise
 
 
 def _lease_lost(lease: Lease, message: str) -> LeaseLost:
@@ -669,31 +515,3 @@ def _lease_lost(lease: Lease, message: str) -> LeaseLost:
     return _common.lease_lost(
         lease, found=True, owner=owner, expires_at=float(expires), now=float(now)
     )
-
-
-async def _pipeline(
-    client: aioredis.Redis, commands: Sequence[Sequence[object]], *, raise_errors: bool = True
-) -> list[Any]:
-    """Send commands in one round trip (not a transaction) and return their
-    replies. A NoScriptError is always raised, so that `_call` loads the
-    scripts and sends everything again (every command here is idempotent);
-    other error replies are raised too unless raise_errors=False. (redis-py's
-    own raise_on_error would add every argument of the command to the message.)
-    """
-    pipe = client.pipeline(transaction=False)
-    for command in commands:
-        pipe.execute_command(*command)
-    replies: list[Any] = await pipe.execute(raise_on_error=False)
-    for reply in replies:
-        if isinstance(reply, redis_errors.NoScriptError):
-            raise reply
-    if raise_errors:
-        for reply in replies:
-            if isinstance(reply, Exception):
-                raise reply
-    return replies
-
-
-async def _command(client: aioredis.Redis, *args: object) -> Any:
-    """One command (redis-py leaves execute_command untyped)."""
-    return await client.execute_command(*args)  # type: ignore[no-untyped-call]

@@ -121,19 +121,31 @@ class TestRecover:
         logs = {name: tmp_path / f"{name}.log" for name in ("killed", "frozen", "live")}
         ids = {name: f"{name}-{uuid.uuid4().hex[:8]}" for name in logs}
         n = 12
-        children = {
-            name: start(
-                store_url, ids[name], "leases.tally", n if name != "live" else 400, log, 0.03
-            )
-            for name, log in logs.items()
-        }
+        children = {}
         try:
-            assert kill_after_lines(children["killed"], logs["killed"], 3, 0)
-            wait_for_lines(children["frozen"], logs["frozen"], 3)
-            os.kill(children["frozen"].pid, signal.SIGSTOP)  # alive, but its lease runs out
+            # One at a time, so that each is surely mid-way when stopped.
+            for name in ("killed", "frozen", "live"):
+                children[name] = start(
+                    store_url,
+                    ids[name],
+                    "leases.tally",
+                    400 if name == "live" else n,
+                    logs[name],
+                    0.05,
+                )
+                wait_for_lines(children[name], logs[name], 3)
+                if name == "killed":
+                    assert kill_after_lines(children[name], logs[name], 3, 0)
+                elif name == "frozen":
+                    os.kill(children[name].pid, signal.SIGSTOP)  # alive; its lease runs out
+            frozen, _ = snapshot(store_url, ids["frozen"])
+            assert frozen is not None
+            assert (frozen.status, frozen.owner.split(":")[1]) == (
+                "running",
+                str(children["frozen"].pid),
+            )
             wait_until_lease_expired(store_url, ids["frozen"])
             wait_until_lease_expired(store_url, ids["killed"])
-            wait_for_lines(children["live"], logs["live"], 1)
             live_before, _ = snapshot(store_url, ids["live"])
 
             async def recover_all() -> dict[str, object]:

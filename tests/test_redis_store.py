@@ -207,7 +207,7 @@ class TestEventLoops:
         with warnings.catch_warnings():
             warnings.simplefilter("error")  # an unclosed connection would warn
             asyncio.run(first())
-            assert store._current is None  # closed when its loop shut down
+            assert store._link._current is None  # closed when its loop shut down
             assert asyncio.run(second()) == {"a": b"1"}
             asyncio.run(store.close())
             gc.collect()
