@@ -40,7 +40,7 @@ def main() -> int:
             continue
         data = json.loads(path.read_text())
         for verdict in data["verdicts"]:
-            status = "MET" if verdict["met"] else "NOT MET"
+            status = verdict_text(verdict, data["quick"])
             print(
                 f"  {status:8s} {verdict['what']}: {verdict['measured']:.3g} "
                 f"(target {verdict['target']})"
