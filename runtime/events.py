@@ -76,6 +76,17 @@ class LoopResumed(Event):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class FanoutResumed(Event):
+    """An amap/agather whose recorded items will be delivered without running."""
+
+    name: ClassVar[str] = "fan-out resumed"
+    position: str
+    kind: str  # "map" or "gather"
+    site: str
+    recorded: int  # items already finished: they will not run again
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class CheckpointWritten(Event):
     name: ClassVar[str] = "checkpoint written"
     level: ClassVar[Literal["debug", "info", "warning"]] = "debug"

@@ -68,6 +68,15 @@ class Fanout:
             records.read(self._context, self._key, plan.kind, plan.site, plan.location)
             self._recorded = self._context.item_records(self._key)
             self._path = scope_path()
+            if self._recorded:
+                events.record(
+                    events.FanoutResumed,
+                    self._context.execution_id,
+                    position=self._key,
+                    kind=plan.kind,
+                    site=plan.site,
+                    recorded=len(self._recorded),
+                )
 
     async def stream(self) -> AsyncIterator[Outcome]:
         """Outcomes in input order (or as completed when not ordered)."""

@@ -114,6 +114,21 @@ class TestLifecycle:
         first_started = next(e for e in mine if isinstance(e, events.IterationStarted))
         assert first_started.index == 3  # finished iterations never start again
 
+    async def test_resumed_fanout_says_how_much_it_skips(self, store, recorded):
+        execution_id = uuid.uuid4().hex
+        # writes: 1 the config step, 2-7 iterations, 8 the loop's end, 9 the
+        # publish step, 10 the first group of amap items; the crash is at 11
+        with crash_after(10), pytest.raises(SimulatedCrash) as crash:
+            await batch.pipeline.options(execution_id=execution_id, store=store)(6)
+        await store.release(crash.value.lease)
+        recorded.clear()
+        await resume(execution_id, store=store)
+        [fanout] = [e for e in recorded if isinstance(e, events.FanoutResumed)]
+        assert fanout.position == "#3" and fanout.kind == "map"
+        assert 1 <= fanout.recorded < 6
+        started = [e for e in recorded if isinstance(e, events.ItemStarted)]
+        assert len(started) == 6 - fanout.recorded + 2  # the rest, then agather's two
+
     async def test_failed_run_names_the_error_type_only(self, store, recorded):
         with pytest.raises(RuntimeError):
             await watched.watched.options(execution_id="f", store=store)(2, 0.0, fail=True)
