@@ -42,6 +42,10 @@ CANCEL_POLL = 0.5  # seconds between checks for a cancel requested elsewhere
 
 # Executions this process is running now: id -> (context, task).
 running: dict[str, tuple[ExecutionContext, asyncio.Task[Any]]] = {}
+# Executions whose lease this process holds, from acquiring it until its run
+# ends. A lease recorded for this process but not held here is left over from
+# a run of ours that died (StoreUnavailable, a simulated crash): it is dead.
+held: set[str] = set()
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +122,7 @@ async def prepare_new(
     )
     lease = await settings.store.create(record, identity.this_owner(), settings.lease_ttl)
     if lease is not None:
+        held.add(record.id)
         return Prepared(
             target, record, lease, {}, resumed=False, restart=False, args=args, kwargs=kwargs
         )
@@ -139,6 +144,7 @@ async def prepare_existing(
     if not fingerprint.same(record.fingerprint, target.fingerprint):
         if settings.on_code_change == "error":
             await store.release(lease)
+            held.discard(execution_id)
             raise CodeChangedError(
                 execution_id,
                 record.function,
@@ -180,14 +186,18 @@ def resolve_target(record: ExecutionRecord) -> Target:
 async def acquire(store: Store, record: ExecutionRecord, ttl: float) -> Lease:
     owner = identity.this_owner()
     try:
-        return await store.acquire(record.id, owner, ttl)
+        lease = await store.acquire(record.id, owner, ttl)
     except ExecutionLocked:
-        if not identity.is_dead_local(record.owner):
+        ours_but_dead = record.owner == owner and record.id not in held
+        if not (ours_but_dead or identity.is_dead_local(record.owner)):
             raise
-    # The owner was a process on this host that is gone: take over at once
-    # rather than wait for its lease to expire. steal_token makes this a
-    # compare-and-set, so a concurrent taker cannot also win.
-    return await store.acquire(record.id, owner, ttl, steal_token=record.lease_token)
+        # The owner is gone (a dead process of this host, or a dead run of
+        # this one): take over at once rather than wait for the lease to
+        # expire. steal_token makes this a compare-and-set, so a concurrent
+        # taker cannot also win.
+        lease = await store.acquire(record.id, owner, ttl, steal_token=record.lease_token)
+    held.add(record.id)
+    return lease
 
 
 async def run(prepared: Prepared, settings: Settings) -> Any:
@@ -263,6 +273,7 @@ async def run(prepared: Prepared, settings: Settings) -> Any:
         raise
     finally:
         running.pop(record.id, None)
+        held.discard(record.id)
         watcher.cancel()
         for shared in context.memo.values():  # memoized calls nobody waits for now
             shared.cancel()

@@ -166,3 +166,28 @@ class TestDeadOwner:
             assert identity.is_dead_local(owner)
         finally:
             child.wait()
+
+
+class TestOwnDeadRun:
+    """A run of this process that died leaves a lease nobody holds: this
+    process may resume at once, without waiting for the lease to expire."""
+
+    async def test_resume_right_after_an_in_process_crash(self, store):
+        from resumable.testing import SimulatedCrash, crash_after
+
+        execution_id = f"own-{uuid.uuid4().hex[:6]}"
+        with crash_after(2), pytest.raises(SimulatedCrash):
+            await carry.numbers.options(execution_id=execution_id, store=store)(5)
+        # No release of the dead run's lease: it is recognised as ours and dead.
+        assert await resume(execution_id, store=store) == (10, 0.5 * 1.5**5, "01234")
+
+    async def test_a_live_run_of_this_process_still_locks(self, store):
+        from jobs import waiting
+
+        gate = asyncio.Event()
+        waiting.GATES["own"] = gate
+        run = await waiting.wait_for_gate.options(store=store).start("own")
+        with pytest.raises(ExecutionLocked):
+            await resume(run.id, store=store)
+        gate.set()
+        assert await run.result() == "opened"
