@@ -187,16 +187,7 @@ class CheckpointedLoop(AsyncIterator[T], Generic[T]):
                 f"a loop carrying {', '.join(sorted(current)) or 'nothing'}",
             )
         for name, last in header["a"].items():
-            items: list[Any] = []
-            for seq in range(last + 1):
-                key = f"{self._key}+{name}.{seq}"
-                data = context.records.get(key)
-                if data is None:
-                    raise CorruptCheckpoint(
-                        context.execution_id, key, "a delta record of this list is missing"
-                    )
-                items.extend(records.load_value(context, data, key))
-            values[name] = items
+            values[name] = items = self._rebuild(context, name, last)
             self._tracks[name] = _AppendTrack(last, items, len(items), items[-1] if items else None)
         frames.write_locals(self._frame, values)
         self._located = True
@@ -209,6 +200,21 @@ class CheckpointedLoop(AsyncIterator[T], Generic[T]):
             loop=self._label,
             index=self._index,
         )
+
+    def _rebuild(self, context: ExecutionContext, name: str, last: int) -> list[Any]:
+        """An append-only list from its base and deltas: one record per
+        checkpoint, so this loop runs once per finished iteration on resume
+        (100,000 times for a long loop) and is kept tight."""
+        items: list[Any] = []
+        extend, stored, loads = items.extend, context.records.get, context.codec.loads
+        execution_id, prefix = context.execution_id, f"{self._key}+{name}."
+        for seq in range(last + 1):
+            key = prefix + str(seq)
+            data = stored(key)
+            if data is None:
+                raise CorruptCheckpoint(execution_id, key, "a delta record of this list is missing")
+            extend(loads(data, execution_id=execution_id, key=key))
+        return items
 
     async def _checkpoint(self, context: ExecutionContext) -> None:
         where = self._where
