@@ -28,6 +28,19 @@ from typing import Any
 RESULTS = Path(__file__).parent / "results"
 
 
+def quiet_logs() -> None:
+    """The library's INFO lines (one per execution started/completed) would
+    drown the tables; benchmarks show warnings only."""
+    import logging
+
+    import structlog
+
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+
+
+quiet_logs()
+
+
 @dataclass
 class Sample:
     """Repeated measurements of one thing (seconds, bytes, or any unit)."""

@@ -17,6 +17,7 @@ from benchmarks._harness import Report, Sample, arguments
 
 RUNNER = """
 import asyncio, sys, time
+from benchmarks._harness import quiet_logs  # noqa: F401 - quiets the run
 from resumable import amap, open_store, resumable
 
 def high_water_kb():
