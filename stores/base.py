@@ -92,6 +92,12 @@ class StoreStats:
     loads: int = 0
     extra: dict[str, int] = field(default_factory=dict)
 
+    def wrote(self, records: int, nbytes: int) -> None:
+        """Count one acknowledged `write` of `records` records, `nbytes` bytes."""
+        self.writes += 1
+        self.records_written += records
+        self.bytes_written += nbytes
+
 
 @runtime_checkable
 class Store(Protocol):

@@ -114,10 +114,7 @@ class MemoryStore:
         for key in deletes:  # deletes first, so a key both deleted and put ends up put
             records.pop(key, None)
         records.update(puts)
-        stats = self.stats
-        stats.writes += 1
-        stats.records_written += len(puts)
-        stats.bytes_written += written
+        self.stats.wrote(len(puts), written)
 
     async def update(self, lease: Lease, update: ExecutionUpdate) -> ExecutionRecord:
         _common.check_update(lease.execution_id, update, self.max_record_bytes)

@@ -276,10 +276,7 @@ class RedisStore:
                 )
             finally:
                 self._next_batch(batcher)
-        stats = self.stats
-        stats.writes += 1
-        stats.records_written += len(puts)
-        stats.bytes_written += written
+        self.stats.wrote(len(puts), written)
 
     async def update(self, lease: Lease, update: ExecutionUpdate) -> ExecutionRecord:
         _common.check_update(lease.execution_id, update, self.max_record_bytes)

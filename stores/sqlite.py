@@ -183,10 +183,7 @@ class SQLiteStore:
                 )
         else:
             await self._run("writing a checkpoint", sql.write_records, lease, puts, deletes)
-        stats = self.stats
-        stats.writes += 1
-        stats.records_written += len(puts)
-        stats.bytes_written += written
+        self.stats.wrote(len(puts), written)
         # Each commit adds a few pages to the WAL: a leaf or two, and overflow
         # pages for big values.
         self._unflushed_pages += 2 + len(deletes) + written // _PAGE

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from redis_server import _redis_url, fresh_prefix  # noqa: F401 (_redis_url: a fixture)
+from redis_server import _redis_url, fresh_prefix, with_prefix  # noqa: F401 (_redis_url: a fixture)
 
 from resumable.stores import MemoryStore, SQLiteStore, Store
 from resumable.stores.base import ExecutionRecord
@@ -79,3 +79,12 @@ def _store(make_store: Callable[..., Store]) -> Store:
 def _make_record() -> Callable[..., ExecutionRecord]:
     """The `make_record` factory, for tests that build executions."""
     return make_record
+
+
+@pytest.fixture(name="store_url", params=["sqlite", "redis"])
+def _store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A store URL that every process of a test shares, for tests with real
+    subprocesses: a SQLite file, or fresh keys on the session's Redis server."""
+    if request.param == "redis":
+        return with_prefix(request.getfixturevalue("redis_url"))
+    return f"sqlite:///{tmp_path / 'state.db'}"

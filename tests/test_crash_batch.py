@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 from crashing import count, kill_after_lines, resume_fresh, start
-from redis_server import with_prefix
 
 from resumable import open_store
 
@@ -28,15 +27,6 @@ def recorded_items(store_url: str, execution_id: str, key: str) -> set[int]:
 
     prefix = f"{key}="
     return {int(k[len(prefix) :]) for k in asyncio.run(read()) if k.startswith(prefix)}
-
-
-@pytest.fixture(name="store_url", params=["sqlite", "redis"])
-def _store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """The store every process of the test shares: a SQLite file, or fresh
-    keys on the session's Redis server."""
-    if request.param == "redis":
-        return with_prefix(request.getfixturevalue("redis_url"))
-    return f"sqlite:///{tmp_path / 'state.db'}"
 
 
 class TestKillBatches:

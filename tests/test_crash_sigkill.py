@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 from crashing import count, kill_after_lines, resume_fresh, start
 from jobs import pipeline
-from redis_server import with_prefix
 
 from resumable import open_store, status
 
@@ -35,15 +34,6 @@ def checkpointed(store_url: str, execution_id: str) -> set[str]:
 
     done = asyncio.run(read())
     return {f"flat:{i}" for i in range(done)}
-
-
-@pytest.fixture(name="store_url", params=["sqlite", "redis"])
-def _store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """The store every process of the test shares: a SQLite file, or fresh
-    keys on the session's Redis server."""
-    if request.param == "redis":
-        return with_prefix(request.getfixturevalue("redis_url"))
-    return f"sqlite:///{tmp_path / 'state.db'}"
 
 
 class TestKillAndResume:

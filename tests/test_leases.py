@@ -24,20 +24,11 @@ from pathlib import Path
 import pytest
 from crashing import count, environment, kill_after_lines, resume_fresh, start
 from jobs import leases
-from redis_server import with_prefix
 
 from resumable import open_store
 from resumable.stores import ExecutionRecord
 
 SHORT_TTL = "1"  # seconds: RESUMABLE_LEASE_TTL of the children, where asked for
-
-
-@pytest.fixture(name="store_url", params=["sqlite", "redis"])
-def _store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """The store every process of the test shares."""
-    if request.param == "redis":
-        return with_prefix(request.getfixturevalue("redis_url"))
-    return f"sqlite:///{tmp_path / 'state.db'}"
 
 
 def snapshot(store_url: str, execution_id: str) -> tuple[ExecutionRecord | None, dict[str, bytes]]:
