@@ -158,6 +158,19 @@ def overhead_per_unit(
     return (time.perf_counter() - began - baseline) / n
 
 
+def interleaved(runs: int, cases: dict[str, Callable[[], float]]) -> dict[str, list[float]]:
+    """Measure every case once per round, rotating the order each round, so
+    that slow drift of a shared machine hits all cases alike: what "side by
+    side in the same run" means for a ratio."""
+    values: dict[str, list[float]] = {name: [] for name in cases}
+    names = list(cases)
+    for round_ in range(runs):
+        shift = round_ % len(names)
+        for name in names[shift:] + names[:shift]:
+            values[name].append(cases[name]())
+    return values
+
+
 def repeat(runs: int, measure: Callable[[], float]) -> list[float]:
     return [measure() for _ in range(runs)]
 

@@ -22,9 +22,9 @@ from benchmarks._harness import (
     Report,
     Sample,
     arguments,
+    interleaved,
     overhead_per_unit,
     redis_server,
-    repeat,
 )
 from resumable import aiter_checkpointed, amap, open_store, resumable
 
@@ -137,73 +137,65 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp, redis_server(args.redis) as redis_url:
         if "memory" in args.stores:
             store = open_store("memory://")
-            counter = report.add(
-                Sample(
-                    "memory: loop carrying a counter",
-                    repeat(runs, lambda: per_iteration(counter_loop, store, n)),
-                )
+            got = interleaved(
+                runs,
+                {
+                    "memory: loop carrying a counter": lambda: per_iteration(
+                        counter_loop, store, n
+                    ),
+                    "memory: loop appending to a list (delta records)": lambda: per_iteration(
+                        appending_loop, store, n
+                    ),
+                },
             )
-            report.add(
-                Sample(
-                    "memory: loop appending to a list (delta records)",
-                    repeat(runs, lambda: per_iteration(appending_loop, store, n)),
-                )
-            )
+            counter, _ = (report.add(Sample(name, values)) for name, values in got.items())
             report.target("memory checkpoint overhead (counter loop), us", counter.median * 1e6, 5)
         if "sqlite" in args.stores:
             store = open_store(f"sqlite:///{Path(tmp) / 'bench.db'}")
-            raw = report.add(
-                Sample(
-                    "sqlite: raw insert+commit, a new row each (WAL, NORMAL)",
-                    repeat(runs, lambda: raw_sqlite(Path(tmp) / "raw.db", n, same_key=False)),
-                )
+            raw_db = Path(tmp) / "raw.db"
+            got = interleaved(
+                runs,
+                {
+                    "sqlite: raw insert+commit, a new row each (WAL, NORMAL)": lambda: raw_sqlite(
+                        raw_db, n, same_key=False
+                    ),
+                    "sqlite: raw upsert+commit of one key (WAL, NORMAL)": lambda: raw_sqlite(
+                        raw_db, n, same_key=True
+                    ),
+                    "sqlite: checkpointed loop, per iteration": lambda: per_iteration(
+                        counter_loop, store, n
+                    ),
+                },
             )
-            same = report.add(
-                Sample(
-                    "sqlite: raw upsert+commit of one key (WAL, NORMAL)",
-                    repeat(runs, lambda: raw_sqlite(Path(tmp) / "raw.db", n, same_key=True)),
-                )
-            )
-            loop = report.add(
-                Sample(
-                    "sqlite: checkpointed loop, per iteration",
-                    repeat(runs, lambda: per_iteration(counter_loop, store, n)),
-                )
-            )
+            raw, same, loop = (report.add(Sample(name, values)) for name, values in got.items())
             report.target(
                 "SQLite loop / raw insert+commit", loop.median / raw.median, 1.5, unit="x"
             )
             report.notes.append(
                 f"against re-writing one key raw (the cheapest SQLite commit, {same.median * 1e6:.1f}"
-                f" us) the loop is {loop.median / same.median:.1f}x: our runtime and the fencing "
-                "check cost about as much as that commit itself"
+                f" us) the loop is {loop.median / same.median:.1f}x: the runtime, the fencing "
+                "check and the store's per-statement overhead cost more than that commit itself"
             )
             asyncio.run(store.close())
         if "redis" in args.stores:
             store = open_store(redis_url)
-            raw = report.add(
-                Sample(
-                    "redis: raw awaited SET",
-                    repeat(runs, lambda: asyncio.run(raw_redis(redis_url, n, False))),
-                )
+            got = interleaved(
+                runs,
+                {
+                    "redis: raw awaited SET": lambda: asyncio.run(raw_redis(redis_url, n, False)),
+                    "redis: raw SET in a pipeline, per command": lambda: asyncio.run(
+                        raw_redis(redis_url, n, True)
+                    ),
+                    "redis: checkpointed loop, per iteration": lambda: per_iteration(
+                        counter_loop, store, n
+                    ),
+                    "redis: amap item checkpoint, group commit (64 concurrent)": lambda: per_item(
+                        store, n
+                    ),
+                },
             )
-            piped = report.add(
-                Sample(
-                    "redis: raw SET in a pipeline, per command",
-                    repeat(runs, lambda: asyncio.run(raw_redis(redis_url, n, True))),
-                )
-            )
-            loop = report.add(
-                Sample(
-                    "redis: checkpointed loop, per iteration",
-                    repeat(runs, lambda: per_iteration(counter_loop, store, n)),
-                )
-            )
-            items = report.add(
-                Sample(
-                    "redis: amap item checkpoint, group commit (64 concurrent)",
-                    repeat(runs, lambda: per_item(store, n)),
-                )
+            raw, piped, loop, items = (
+                report.add(Sample(name, values)) for name, values in got.items()
             )
             report.target("Redis loop / raw awaited SET", loop.median / raw.median, 1.5, unit="x")
             report.target(
