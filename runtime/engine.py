@@ -351,7 +351,7 @@ async def _watch(
             if time.monotonic() >= next_renewal:
                 context.lease = await context.store.renew(context.lease, ttl)
                 next_renewal = time.monotonic() + ttl / 3
-            record = await context.store.get(context.execution_id)
+            cancelled = await context.store.cancel_requested(context.execution_id)
         except LeaseLost as exc:
             lost.append(exc)
             task.cancel()
@@ -359,7 +359,7 @@ async def _watch(
         except Exception as exc:  # a store hiccup: try again before the lease runs out
             log.warning("lease renewal failed", execution_id=context.execution_id, error=str(exc))
             continue
-        if record is not None and record.cancel_requested:
+        if cancelled:
             context.cancel_requested = True
             task.cancel()
             return

@@ -298,6 +298,13 @@ def request_cancel(conn: sqlite3.Connection, execution_id: str) -> bool:
     return cursor.rowcount > 0
 
 
+def cancel_requested(conn: sqlite3.Connection, execution_id: str) -> bool:
+    row = conn.execute(
+        "SELECT cancel_requested FROM executions WHERE id = ?", (execution_id,)
+    ).fetchone()
+    return bool(row and row[0])
+
+
 def delete_execution(conn: sqlite3.Connection, execution_id: str) -> bool:
     with Immediate(conn):
         conn.execute("DELETE FROM checkpoints WHERE execution_id = ?", (execution_id,))

@@ -122,7 +122,9 @@ class Store(Protocol):
     * `list` returns records newest first (by `created_at`), filtered by status
       and/or function when given.
     * `request_cancel` sets `cancel_requested` without a lease (any process may
-      ask); it returns False for unknown ids.
+      ask); it returns False for unknown ids. `cancel_requested` reads that
+      one flag (False for unknown ids): owners poll it twice a second, so it
+      must not fetch the whole record.
     * A store never unpickles anything: values are opaque bytes.
     """
 
@@ -154,6 +156,8 @@ class Store(Protocol):
     ) -> list[ExecutionRecord]: ...
 
     async def request_cancel(self, execution_id: str) -> bool: ...
+
+    async def cancel_requested(self, execution_id: str) -> bool: ...
 
     async def delete(self, execution_id: str) -> bool: ...
 

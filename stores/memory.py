@@ -151,6 +151,10 @@ class MemoryStore:
         self._records[execution_id] = record.replace(cancel_requested=True, updated_at=time.time())
         return True
 
+    async def cancel_requested(self, execution_id: str) -> bool:
+        record = self._records.get(execution_id)
+        return record is not None and record.cancel_requested
+
     async def delete(self, execution_id: str) -> bool:
         self._checkpoints.pop(execution_id, None)
         return self._records.pop(execution_id, None) is not None

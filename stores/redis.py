@@ -293,6 +293,15 @@ class RedisStore:
         assert record is not None  # the fence found it
         return record
 
+    async def cancel_requested(self, execution_id: str) -> bool:
+        flag = await self._link.do(
+            f"checking for a cancel request of {execution_id!r}",
+            "HGET",
+            self._keys(execution_id)[0],
+            "cancel_requested",
+        )
+        return flag in (b"1", "1")
+
     async def load(self, execution_id: str) -> dict[str, bytes]:
         stored = await self._link.do(
             f"loading checkpoints of {execution_id!r}", "HGETALL", self._keys(execution_id)[1]

@@ -208,6 +208,9 @@ class SQLiteStore:
     async def request_cancel(self, execution_id: str) -> bool:
         return await self._run("requesting cancellation", sql.request_cancel, execution_id)
 
+    async def cancel_requested(self, execution_id: str) -> bool:
+        return await self._run("checking for a cancel request", sql.cancel_requested, execution_id)
+
     async def delete(self, execution_id: str) -> bool:
         return await self._run("deleting an execution", sql.delete_execution, execution_id)
 

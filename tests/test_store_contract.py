@@ -495,7 +495,9 @@ class TestRequestCancel:
 
     async def test_sets_the_flag_and_keeps_the_lease(self, store, make_record):
         lease = await created(store, make_record("e1"))
+        assert await store.cancel_requested("e1") is False
         assert await store.request_cancel("e1") is True
+        assert await store.cancel_requested("e1") is True
         stored = await store.get("e1")
         assert stored is not None
         assert stored.cancel_requested is True
@@ -504,6 +506,7 @@ class TestRequestCancel:
 
     async def test_unknown_id(self, store):
         assert await store.request_cancel("nope") is False
+        assert await store.cancel_requested("nope") is False
         assert await store.get("nope") is None
 
     async def test_owner_can_clear_it(self, store, make_record):
@@ -511,6 +514,7 @@ class TestRequestCancel:
         await store.request_cancel("e1")
         updated = await store.update(lease, ExecutionUpdate(cancel_requested=False))
         assert updated.cancel_requested is False
+        assert await store.cancel_requested("e1") is False
 
 
 class TestDelete:
