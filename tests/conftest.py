@@ -88,3 +88,18 @@ def _store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "redis":
         return with_prefix(request.getfixturevalue("redis_url"))
     return f"sqlite:///{tmp_path / 'state.db'}"
+
+
+@pytest.fixture(name="sqlite")
+async def _sqlite(tmp_path: Path) -> AsyncIterator[SQLiteStore]:
+    """The SQLite file a command-line test's subprocesses read, opened here
+    to create executions in it."""
+    store = SQLiteStore(tmp_path / "state.db")
+    yield store
+    await store.close()
+
+
+@pytest.fixture(name="url")
+def _url(sqlite: SQLiteStore) -> str:
+    """The URL of the `sqlite` fixture's file, for `--store`."""
+    return sqlite.url

@@ -32,19 +32,6 @@ EXECUTION_KEYS = {
 }  # fmt: skip
 
 
-@pytest.fixture(name="sqlite")
-async def _sqlite(tmp_path: Path):
-    """The SQLite file the command reads, opened here to create executions."""
-    store = SQLiteStore(tmp_path / "state.db")
-    yield store
-    await store.close()
-
-
-@pytest.fixture(name="url")
-def _url(sqlite: SQLiteStore) -> str:
-    return sqlite.url
-
-
 @pytest.fixture(name="seeded")
 async def _seeded(sqlite: SQLiteStore) -> dict[str, str]:
     """One execution of each ended status, oldest first: completed, failed, cancelled."""

@@ -9,7 +9,6 @@ import sqlite3
 import textwrap
 import time
 import uuid
-from pathlib import Path
 
 import pytest
 from clirun import cli, cli_env, kill, start_job, wait_for_loop
@@ -17,20 +16,7 @@ from jobs import carry, watched
 
 from resumable import ExecutionCancelled, resume
 from resumable._cli.exitcodes import ExitCode
-from resumable.stores import SQLiteStore
 from resumable.testing import SimulatedCrash, crash_after
-
-
-@pytest.fixture(name="sqlite")
-async def _sqlite(tmp_path: Path):
-    store = SQLiteStore(tmp_path / "state.db")
-    yield store
-    await store.close()
-
-
-@pytest.fixture(name="url")
-def _url(sqlite: SQLiteStore) -> str:
-    return sqlite.url
 
 
 def expected(n: int) -> dict[str, object]:
