@@ -15,6 +15,7 @@ came from, never invent an origin.
 
 from __future__ import annotations
 
+import bisect
 import dis
 import sys
 from collections.abc import Iterator
@@ -93,6 +94,7 @@ class CodeFacts:
     instructions: list[dis.Instruction]
     index_of: dict[int, int]
     successors: list[list[int]]
+    offsets: list[int]  # instruction offsets, ascending
     rebinds: list[tuple[str, int]] = field(default_factory=list)
     loads: list[tuple[str, int]] = field(default_factory=list)
     mutations: list[Mutation] = field(default_factory=list)
@@ -115,12 +117,9 @@ class CodeFacts:
     def index_at_or_before(self, offset: int) -> int:
         """Index of the instruction containing `offset` (f_lasti can point into
         a CALL's inline cache entries on 3.11 and 3.12)."""
-        best = 0
-        for i, instruction in enumerate(self.instructions):
-            if instruction.offset > offset:
-                break
-            best = i
-        return best
+        # Called for every helper call inside an open loop (OpenLoop.active):
+        # a binary search over the sorted offsets, not a scan.
+        return max(0, bisect.bisect_right(self.offsets, offset) - 1)
 
 
 _cache: dict[CodeType, CodeFacts] = {}
@@ -183,6 +182,7 @@ def _analyse(code: CodeType) -> CodeFacts:
         instructions=instructions,
         index_of={ins.offset: i for i, ins in enumerate(instructions)},
         successors=_graph(instructions, code),
+        offsets=[ins.offset for ins in instructions],
     )
     starts = _block_starts(instructions, code)
     stack: list[Value] = []

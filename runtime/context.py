@@ -39,8 +39,7 @@ class OpenLoop:
 
     def active(self) -> bool:
         code_facts = bytecode.facts(self.frame.f_code)
-        instruction = code_facts.instructions[code_facts.index_at_or_before(self.frame.f_lasti)]
-        return instruction.offset in self.body
+        return code_facts.offsets[code_facts.index_at_or_before(self.frame.f_lasti)] in self.body
 
     def scope(self) -> str:
         return f"{self.key}[{self.index}]/"
