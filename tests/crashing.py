@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -9,13 +10,43 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import TypeVar
+
+from resumable import status
+from resumable.stores import Store, open_store
+
+T = TypeVar("T")
 
 TESTS = Path(__file__).parent
 RESUME_SNIPPET = (
     "import asyncio, json, sys, resumable\n"
     "print(json.dumps(asyncio.run(resumable.resume(sys.argv[1], store=sys.argv[2]))))\n"
 )
+
+
+def read_store(store_url: str, read: Callable[[Store], Awaitable[T]]) -> T:
+    """Open the store at `store_url` (not the process-wide cache), read, close."""
+
+    async def go() -> T:
+        store = open_store(store_url)
+        try:
+            return await read(store)
+        finally:
+            await store.close()
+
+    return asyncio.run(go())
+
+
+def loop_done(store_url: str, execution_id: str) -> int:
+    """Finished iterations of the execution's first loop, as its checkpoint says."""
+
+    async def read(store: Store) -> int:
+        found = await status(execution_id, store=store)
+        return found.progress[0].done if found.progress else 0
+
+    return read_store(store_url, read)
 
 
 def environment() -> dict[str, str]:

@@ -3,14 +3,11 @@ resume in a fresh one, and count what ran (tests/jobs/batch.py)."""
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from pathlib import Path
 
 import pytest
-from crashing import count, kill_after_lines, resume_fresh, start
-
-from resumable import open_store
+from crashing import count, kill_after_lines, read_store, resume_fresh, start
 
 DELAY = 0.003
 
@@ -18,15 +15,9 @@ DELAY = 0.003
 def recorded_items(store_url: str, execution_id: str, key: str) -> set[int]:
     """Indices of the fan-out at `key` whose outcome was in the store at the kill."""
 
-    async def read() -> dict[str, bytes]:
-        store = open_store(store_url)
-        try:
-            return await store.load(execution_id)
-        finally:
-            await store.close()
-
     prefix = f"{key}="
-    return {int(k[len(prefix) :]) for k in asyncio.run(read()) if k.startswith(prefix)}
+    loaded = read_store(store_url, lambda store: store.load(execution_id))
+    return {int(k[len(prefix) :]) for k in loaded if k.startswith(prefix)}
 
 
 class TestKillBatches:

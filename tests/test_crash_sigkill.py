@@ -8,15 +8,12 @@ file shared by all processes.
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from pathlib import Path
 
 import pytest
-from crashing import count, kill_after_lines, resume_fresh, start
+from crashing import count, kill_after_lines, loop_done, resume_fresh, start
 from jobs import pipeline
-
-from resumable import open_store, status
 
 DELAY = 0.004
 
@@ -24,16 +21,7 @@ DELAY = 0.004
 def checkpointed(store_url: str, execution_id: str) -> set[str]:
     """Iterations of `flat` whose checkpoint is in the store (read after the kill)."""
 
-    async def read() -> int:
-        store = open_store(store_url)
-        try:
-            found = await status(execution_id, store=store)
-        finally:
-            await store.close()
-        return found.progress[0].done if found.progress else 0
-
-    done = asyncio.run(read())
-    return {f"flat:{i}" for i in range(done)}
+    return {f"flat:{i}" for i in range(loop_done(store_url, execution_id))}
 
 
 class TestKillAndResume:

@@ -10,7 +10,6 @@ are in tests/jobs/leases.py.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import signal
@@ -22,11 +21,10 @@ import uuid
 from pathlib import Path
 
 import pytest
-from crashing import count, environment, kill_after_lines, resume_fresh, start
+from crashing import count, environment, kill_after_lines, read_store, resume_fresh, start
 from jobs import leases
 
-from resumable import open_store
-from resumable.stores import ExecutionRecord
+from resumable.stores import ExecutionRecord, Store
 
 SHORT_TTL = "1"  # seconds: RESUMABLE_LEASE_TTL of the children, where asked for
 
@@ -34,14 +32,10 @@ SHORT_TTL = "1"  # seconds: RESUMABLE_LEASE_TTL of the children, where asked for
 def snapshot(store_url: str, execution_id: str) -> tuple[ExecutionRecord | None, dict[str, bytes]]:
     """The execution's record and checkpoints, as they are in the store now."""
 
-    async def read() -> tuple[ExecutionRecord | None, dict[str, bytes]]:
-        store = open_store(store_url)
-        try:
-            return await store.get(execution_id), await store.load(execution_id)
-        finally:
-            await store.close()
+    async def read(store: Store) -> tuple[ExecutionRecord | None, dict[str, bytes]]:
+        return await store.get(execution_id), await store.load(execution_id)
 
-    return asyncio.run(read())
+    return read_store(store_url, read)
 
 
 def wait_until_lease_expired(store_url: str, execution_id: str, timeout: float = 10) -> None:

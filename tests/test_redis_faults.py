@@ -18,12 +18,12 @@ from pathlib import Path
 
 import pytest
 import structlog
-from crashing import count, kill_after_lines, resume_fresh, start
+from crashing import count, kill_after_lines, loop_done, resume_fresh, start
 from jobs import leases, pipeline
 from redis_server import RedisServer, with_prefix
 from test_leases import snapshot, wait_until_lease_expired
 
-from resumable import StoreUnavailable, recover, status
+from resumable import StoreUnavailable, recover
 from resumable.stores import open_store
 from resumable.stores.redis import RedisStore
 
@@ -43,20 +43,6 @@ def wait_for_lines(process, log: Path, lines: int) -> None:
         assert process.poll() is None, process.communicate()
         assert time.monotonic() < deadline, "no progress"
         time.sleep(0.001)
-
-
-def done_in_store(store_url: str, execution_id: str) -> int:
-    """Finished iterations of the execution's loop, as its checkpoint says."""
-
-    async def read() -> int:
-        store = open_store(store_url)
-        try:
-            found = await status(execution_id, store=store)
-        finally:
-            await store.close()
-        return found.progress[0].done if found.progress else 0
-
-    return asyncio.run(read())
 
 
 class TestServerKilled:
@@ -101,7 +87,7 @@ class TestServerKilled:
         # Line i+1 is logged only after the checkpoint of iteration i was
         # acknowledged: each of those survived the kill.
         logged = count(log).total()
-        done = done_in_store(store_url, execution_id)
+        done = loop_done(store_url, execution_id)
         assert done >= logged - 1, f"{logged} iterations logged, only {done} checkpoints kept"
         assert resume_fresh(store_url, execution_id) == pipeline.expected("flat", n)
         effects = count(log)
