@@ -7,6 +7,7 @@ time in tables.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
@@ -134,26 +135,9 @@ def execution_json(view: ExecutionStatus, now: float | None = None) -> dict[str,
 
 
 def loop_json(loop: LoopProgress) -> dict[str, Any]:
-    return {
-        "position": loop.position,
-        "site": loop.site,
-        "location": loop.location,
-        "done": loop.done,
-        "total": loop.total,
-        "finished": loop.finished,
-    }
+    return dataclasses.asdict(loop)
 
 
 def fanout_json(fanout: FanoutProgress) -> dict[str, Any]:
-    return {
-        "position": fanout.position,
-        "kind": fanout.kind,
-        "site": fanout.site,
-        "location": fanout.location,
-        "done": fanout.done,
-        "total": fanout.total,
-        "in_flight": fanout.in_flight,
-        "pending": fanout.pending,
-        "failed": fanout.failed,
-        "finished": fanout.finished,
-    }
+    # pending and finished are derived properties, not fields.
+    return {**dataclasses.asdict(fanout), "pending": fanout.pending, "finished": fanout.finished}
