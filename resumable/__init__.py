@@ -24,6 +24,7 @@ from resumable._helpers import aiter_checkpointed
 from resumable._journal import Current, current, now, random, sleep, uuid4
 from resumable._step import Step, step
 from resumable.errors import (
+    CarryAuditError,
     CheckpointError,
     CodeChangedError,
     CorruptCheckpoint,
@@ -31,9 +32,11 @@ from resumable.errors import (
     ExecutionLocked,
     ExecutionNotFound,
     LeaseLost,
+    LoopShapeError,
     NonDeterminismError,
     ResumableError,
     StoreUnavailable,
+    UnsupportedBytecode,
 )
 from resumable.runtime.events import subscribe
 from resumable.runtime.loop import AUTO
@@ -43,6 +46,7 @@ from resumable.stores import MemoryStore, SQLiteStore, Store, open_store
 __all__ = [
     "AMap",
     "AUTO",
+    "CarryAuditError",
     "CheckpointError",
     "CodeChangedError",
     "CorruptCheckpoint",
@@ -55,6 +59,7 @@ __all__ = [
     "FanoutProgress",
     "LeaseLost",
     "LoopProgress",
+    "LoopShapeError",
     "MemoryStore",
     "NonDeterminismError",
     "ResumableError",
@@ -64,6 +69,7 @@ __all__ = [
     "Step",
     "Store",
     "StoreUnavailable",
+    "UnsupportedBytecode",
     "agather",
     "aiter_checkpointed",
     "amap",

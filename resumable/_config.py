@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Literal
 
+from resumable.runtime import audit
 from resumable.runtime.engine import ON_CODE_CHANGE, OnCodeChange, Settings
 from resumable.stores import Codec, Store, open_store
 
@@ -39,6 +40,7 @@ def configure(
     secret_key: str | bytes | None = None,
     codec: Literal["auto", "msgpack"] | None = None,
     lease_ttl: float | None = None,
+    audit_carry: bool | None = None,
 ) -> None:
     """Set process-wide defaults; arguments left as None keep their value.
 
@@ -46,7 +48,10 @@ def configure(
     `memory://`). `secret_key` signs every stored blob (HMAC-SHA256) and
     refuses unsigned or tampered ones before unpickling. `codec="msgpack"`
     refuses pickle entirely. `lease_ttl` (seconds) is how long an owner's
-    lease lasts without renewal.
+    lease lasts without renewal. `audit_carry=True` checks, at every
+    checkpoint, that no uncarried local changed and that every delta rebuilds
+    its value (`CarryAuditError`); also `RESUMABLE_AUDIT_CARRY=1`. It costs a
+    re-encoding of the loop's locals per checkpoint: for tests.
     """
     if store is not None:
         if not isinstance(store, str | Store):
@@ -58,6 +63,10 @@ def configure(
         if codec not in ("auto", "msgpack"):
             raise ValueError(f"configure(codec={codec!r}): expected 'auto' or 'msgpack'")
         _config.codec = codec
+    if audit_carry is not None:
+        if not isinstance(audit_carry, bool):
+            raise TypeError(f"configure(audit_carry={audit_carry!r}): expected True or False")
+        audit.configure(audit_carry)
     if lease_ttl is not None:
         if lease_ttl <= 0:
             raise ValueError(f"configure(lease_ttl={lease_ttl!r}): must be > 0 seconds")
@@ -69,6 +78,7 @@ def reset() -> None:
     global _config  # noqa: PLW0603
     _config = _Configuration()
     _opened.clear()
+    audit.configure(None)
 
 
 def resolve_store(store: Store | str | None = None) -> Store:

@@ -15,6 +15,7 @@ def aiter_checkpointed(
     iterable: Iterable[T] | AsyncIterable[T],
     *,
     carry: _Auto | tuple[str, ...] = AUTO,
+    ignore: tuple[str, ...] = (),
     every: int = 1,
     name: str | None = None,
 ) -> CheckpointedLoop[T]:
@@ -25,7 +26,11 @@ def aiter_checkpointed(
     every `every`), the index and the loop's carried locals are written to
     the store; on resume they are written back into the frame and iteration
     continues at the first unfinished index. `carry=AUTO` finds the carried
-    locals in the bytecode; `carry=("a", "b")` names them; `carry=()` carries
-    nothing. Outside an execution it is a plain loop.
+    locals from the bytecode and refuses, before the first iteration, a local
+    it can neither carry nor prove safe to leave out; `carry=("a", "b")`
+    names them; `carry=()` carries nothing; `ignore=("bar",)` declares
+    locals deliberately not carried. Outside an execution it is a plain loop.
     """
-    return CheckpointedLoop(iterable, carry=carry, every=every, name=name, frame=sys._getframe(1))
+    return CheckpointedLoop(
+        iterable, carry=carry, ignore=ignore, every=every, name=name, frame=sys._getframe(1)
+    )

@@ -65,7 +65,7 @@ def _journaled(
     context = current_execution()
     if context is None:
         return produce()
-    key = context.next_position()
+    key = context.next_position(f"resumable.{name}()")
     where = _where(3)  # _where <- _journaled <- now() <- the user's code
     header = records.read(context, key, "value", name, where)
     if header is not None:
@@ -112,7 +112,7 @@ async def sleep(seconds: float) -> None:
 
 
 async def _wake_time(context: ExecutionContext, seconds: float, where: str) -> float:
-    key = context.next_position()
+    key = context.next_position("resumable.sleep()")
     header = records.read(context, key, "sleep", "sleep", where)
     if header is not None:
         return float(header["v"])

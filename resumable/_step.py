@@ -73,7 +73,7 @@ class Step(Generic[P, R]):
         context = current_execution()
         if context is None:
             return await self._call(args, kwargs)
-        key = context.next_position()
+        key = context.next_position(f"step {self.name}")
         if self._memoize:
             return await self._memoized(context, args, kwargs)
         recorded = records.read(context, key, "step", self.name, self.location)

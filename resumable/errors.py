@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = [
+    "CarryAuditError",
     "CheckpointError",
     "CodeChangedError",
     "CorruptCheckpoint",
@@ -18,9 +19,11 @@ __all__ = [
     "ExecutionLocked",
     "ExecutionNotFound",
     "LeaseLost",
+    "LoopShapeError",
     "NonDeterminismError",
     "ResumableError",
     "StoreUnavailable",
+    "UnsupportedBytecode",
 ]
 
 
@@ -129,57 +132,136 @@ class CodeChangedError(ResumableError):
 
 
 class NonDeterminismError(ResumableError):
-    """Replay reached a different helper or step than was recorded at that position."""
+    """Replay reached a different helper or step than was recorded at that
+    position, or a loop's iterable gives its items in another order."""
 
-    def __init__(self, execution_id: str, position: str, recorded: str, reached: str) -> None:
+    def __init__(
+        self,
+        execution_id: str,
+        position: str,
+        recorded: str,
+        reached: str,
+        hint: str | None = None,
+    ) -> None:
         self.execution_id = execution_id
         self.position = position
         self.recorded = recorded
         self.reached = reached
-        super().__init__(execution_id, position, recorded, reached)
+        self.hint = hint
+        super().__init__(execution_id, position, recorded, reached, hint)
 
     def _message(self) -> str:
+        hint = self.hint or (
+            "the code path before this point must be deterministic; move clocks, "
+            "randomness and I/O into steps (resumable.now(), resumable.random(), @step)"
+        )
         return (
             f"replay of execution {self.execution_id!r} diverged at {self.position}: the "
             f"record there is {self.recorded}, but the code now reaches {self.reached}. "
-            "HINT: the code path before this point must be deterministic; move clocks, "
-            "randomness and I/O into steps (resumable.now(), resumable.random(), @step)."
+            f"HINT: {hint}."
         )
 
 
 class CheckpointError(ResumableError):
-    """A value could not be checkpointed; the previous checkpoint is untouched."""
+    """A value could not be checkpointed, or a loop's local can neither be
+    carried nor proven safe to leave out; the previous checkpoint is untouched."""
 
-    def __init__(self, where: str, variable: str, type_name: str, reason: str) -> None:
+    def __init__(
+        self, where: str, variable: str, type_name: str, reason: str, hint: str | None = None
+    ) -> None:
         self.where = where
         self.variable = variable
         self.type_name = type_name
         self.reason = reason
-        super().__init__(where, variable, type_name, reason)
+        self.hint = hint
+        super().__init__(where, variable, type_name, reason, hint)
+
+    def _message(self) -> str:
+        hint = self.hint or (
+            "keep only plain data or picklable objects in carried variables, name the "
+            "carried ones with carry=(...) or leave this one out with ignore=(...), or "
+            "create it inside the loop body"
+        )
+        return (
+            f"cannot checkpoint {self.variable!r} (type {self.type_name}) at {self.where}: "
+            f"{self.reason}. The previous checkpoint is intact. HINT: {hint}."
+        )
+
+
+class UnsupportedBytecode(CheckpointError):
+    """The bytecode analysis met an instruction (or a CPython) it does not
+    model, so it cannot tell what the loop carries: it refuses rather than
+    guess."""
+
+    def __init__(self, where: str, opcode: str, detail: str) -> None:
+        self.opcode = opcode
+        self.detail = detail
+        super().__init__(
+            where,
+            "the loop's locals",
+            opcode,
+            f"the bytecode analysis does not model {opcode} ({detail}), so it cannot tell "
+            "which locals the loop body changes",
+            "name the carried locals yourself with carry=(...), or report this with your "
+            "Python version",
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.where, self.opcode, self.detail))
+
+
+class LoopShapeError(ResumableError):
+    """`aiter_checkpointed` is used where it cannot serve (not directly the
+    iterable of an `async for`, a comprehension, concurrent loops in one
+    scope...)."""
+
+    def __init__(self, where: str, problem: str, fix: str) -> None:
+        self.where = where
+        self.problem = problem
+        self.fix = fix
+        super().__init__(where, problem, fix)
+
+    def _message(self) -> str:
+        return f"aiter_checkpointed() at {self.where}: {self.problem}. HINT: {self.fix}."
+
+
+class CarryAuditError(ResumableError):
+    """The carry audit (configure(audit_carry=True)) found a local that
+    changed without being carried, or a delta that does not rebuild its value."""
+
+    def __init__(self, where: str, variable: str, what: str) -> None:
+        self.where = where
+        self.variable = variable
+        self.what = what
+        super().__init__(where, variable, what)
 
     def _message(self) -> str:
         return (
-            f"cannot checkpoint {self.variable!r} (type {self.type_name}) at {self.where}: "
-            f"{self.reason}. The previous checkpoint is intact. HINT: keep only plain data "
-            "or picklable objects in carried variables, exclude this one with "
-            "carry=(...), or create it inside the loop body."
+            f"carry audit: at {self.where}, {self.variable!r} {self.what}. A resume from "
+            "this checkpoint would not give the uninterrupted result. HINT: name it in "
+            "carry=(...) (or, if its changes do not matter, in ignore=(...)), and report "
+            "the loop: the analysis should have seen this."
         )
 
 
 class CorruptCheckpoint(ResumableError):
     """A stored record failed its signature check or could not be decoded."""
 
-    def __init__(self, execution_id: str, key: str, reason: str) -> None:
+    def __init__(self, execution_id: str, key: str, reason: str, hint: str | None = None) -> None:
         self.execution_id = execution_id
         self.key = key
         self.reason = reason
-        super().__init__(execution_id, key, reason)
+        self.hint = hint
+        super().__init__(execution_id, key, reason, hint)
 
     def _message(self) -> str:
+        hint = self.hint or (
+            "check RESUMABLE_SECRET_KEY matches the key the run was written with; a "
+            "record that was tampered with cannot be trusted"
+        )
         return (
             f"refusing record {self.key!r} of execution {self.execution_id!r}: {self.reason}. "
-            "The record was not used. HINT: check RESUMABLE_SECRET_KEY matches the key the "
-            "run was written with; a record that was tampered with cannot be trusted."
+            f"The record was not used. HINT: {hint}."
         )
 
 

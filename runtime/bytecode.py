@@ -1,201 +1,299 @@
-"""A small abstract interpreter over CPython bytecode.
+"""An abstract interpreter over CPython bytecode, sound or silent never.
 
-It walks a code object once and reports what happens to local variables:
-which are rebound, which are mutated in place (method calls, item and
-attribute stores), which nested functions are bound to which names, and the
-control-flow graph (including exception edges). `loopsite` uses it to find a
-loop body and its carried locals.
+It walks a code object's control-flow graph (exception edges included) to a
+fixpoint, following every value on the interpreter stack and in every local
+as a `Val` (which locals or globals it may come from), and records each
+`Effect` an instruction has: stores, calls, iterations, in-place operators,
+values escaping into containers. `loopsite` reads these to find what a loop
+body may change; `effects` decides at run time, with real types and callees,
+which effects really change state.
 
-Checked against the compilers of CPython 3.11, 3.12 and 3.13. Stack tracking
-is exact for the opcodes that matter (loads, stores, calls, subscripts,
-attributes, COPY/SWAP); any other opcode is modelled by its net stack effect
-with unknown results, which can only make the analysis forget where a value
-came from, never invent an origin.
+Every opcode it meets must be modelled in `opcodes`, and each model is
+checked against `dis.stack_effect` of the running CPython: an opcode it does
+not know, or one whose stack effect differs from what its model assumes (a
+new CPython changed it), raises `Unmodelled`, which the loop turns into a
+refusal. It never guesses.
+
+Checked against the compilers of CPython 3.11, 3.12, 3.13, 3.14 and 3.15
+(tests/test_bytecode.py analyses every function of the standard library).
 """
 
 from __future__ import annotations
 
 import bisect
 import dis
+import heapq
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from types import CodeType
 
-# A value on the abstract stack: the local it derives from (x, x.attr, x[k]
-# all derive from x), a code object (a function being built), or unknown.
-Value = str | CodeType | None
+from resumable.runtime import opcodes
+from resumable.runtime.absval import FRESH, Effect, Val, local, merge
+from resumable.runtime.opcodes import Frame, Unmodelled
 
-UNCONDITIONAL_JUMPS = frozenset(
-    {"JUMP_FORWARD", "JUMP_BACKWARD", "JUMP_BACKWARD_NO_INTERRUPT", "JUMP", "JUMP_NO_INTERRUPT"}
-)
-TERMINAL = frozenset({"RETURN_VALUE", "RETURN_CONST", "RAISE_VARARGS", "RERAISE"})
-JUMPS = frozenset(dis.hasjrel) | frozenset(dis.hasjabs)
+__all__ = ["CodeFacts", "Unmodelled", "exception_entries", "facts", "reachable", "reaching"]
 
-LOAD_LOCAL = frozenset(
-    {"LOAD_FAST", "LOAD_FAST_CHECK", "LOAD_DEREF", "LOAD_FAST_AND_CLEAR", "LOAD_CLOSURE"}
-)
-STORE_LOCAL = frozenset({"STORE_FAST", "STORE_DEREF", "DELETE_FAST", "DELETE_DEREF"})
-# Opcodes that consume their operands and push nothing.
-NO_PUSH = frozenset(
-    {
-        "POP_TOP",
-        "NOP",
-        "RESUME",
-        "PRECALL",
-        "KW_NAMES",
-        "EXTENDED_ARG",
-        "CACHE",
-        "COPY_FREE_VARS",
-        "MAKE_CELL",
-        "POP_EXCEPT",
-        "RETURN_VALUE",
-        "RETURN_CONST",
-        "RAISE_VARARGS",
-        "RERAISE",
-        "END_FOR",
-        "POP_ITER",
-        "LIST_APPEND",
-        "SET_ADD",
-        "MAP_ADD",
-        "LIST_EXTEND",
-        "SET_UPDATE",
-        "DICT_UPDATE",
-        "DICT_MERGE",
-        "SETUP_ANNOTATIONS",
-        "STORE_GLOBAL",
-        "STORE_NAME",
-        "DELETE_GLOBAL",
-        "DELETE_NAME",
-        "IMPORT_STAR",
-        "PRINT_EXPR",
-        "CHECK_EXC_MATCH",
-    }
-    | UNCONDITIONAL_JUMPS
-    | {name for name in dis.opname if name.startswith("POP_JUMP")}
-)
+# The newest CPython whose compiler this analysis was checked against. A newer
+# one may emit bytecode that parses but means something else: refused.
+NEWEST_CHECKED = (3, 15)
 
 
 @dataclass(frozen=True, slots=True)
-class Mutation:
-    """`name` is changed in place at `offset`: `kind` is "method" (with the
-    method's name), "item" (x[k] = v, del x[k], slices) or "attr" (x.a = v)."""
-
-    name: str
-    offset: int
-    kind: str
-    method: str | None = None
+class _State:
+    stack: tuple[Val, ...]
+    env: dict[str, Val]  # never mutated once built
 
 
 @dataclass(slots=True)
 class CodeFacts:
-    """Everything the abstract interpreter learned about one code object."""
+    """What the abstract interpreter learned about one code object."""
 
+    code: CodeType
     instructions: list[dis.Instruction]
     index_of: dict[int, int]
     successors: list[list[int]]
     offsets: list[int]  # instruction offsets, ascending
-    rebinds: list[tuple[str, int]] = field(default_factory=list)
-    loads: list[tuple[str, int]] = field(default_factory=list)
-    mutations: list[Mutation] = field(default_factory=list)
-    functions: dict[str, CodeType] = field(default_factory=dict)  # name -> nested code
-    made_functions: list[tuple[CodeType, int]] = field(default_factory=list)
-    comprehension_names: set[str] = field(default_factory=set)
-    uses: list[set[str]] = field(default_factory=list)  # per instruction
-    defs: list[set[str]] = field(default_factory=list)
+    depth: list[int]  # stack depth before each instruction (-1: unreachable)
+    effects: list[Effect] = field(default_factory=list)
+    uses: list[frozenset[str]] = field(default_factory=list)  # per instruction
+    defs: list[frozenset[str]] = field(default_factory=list)  # must-defs (kills)
+    may_defs: list[frozenset[str]] = field(default_factory=list)  # closures' nonlocal stores
+    # Set when the code calls locals()/vars()/eval()/exec(): every local may
+    # be read at any time.
+    frame_escapes: bool = False
     _live_in: list[frozenset[str]] | None = None
+    _outer: list[Effect] | None = None
+
+    @property
+    def outer_effects(self) -> list[Effect]:
+        """The effects that can matter to an enclosing frame or a caller:
+        those touching a free variable, a parameter or a global (or holding a
+        closure), without duplicates. A caller replays these, not all."""
+        if self._outer is None:
+            code = self.code
+            count = code.co_argcount + code.co_kwonlyargcount
+            count += bool(code.co_flags & 0x04) + bool(code.co_flags & 0x08)
+            outer = set(code.co_freevars) | set(code.co_varnames[:count])
+            seen: dict[tuple[object, ...], Effect] = {}
+            for effect in self.effects:
+                values = (effect.target, effect.callee, effect.into, *effect.args)
+                if not any(
+                    v is not None
+                    and (v.funcs or any(t.is_global or t.root in outer for t in v.tags))
+                    for v in values
+                ):
+                    continue
+                key = (effect.kind, effect.target, effect.name, effect.callee, effect.args,
+                       effect.kwnames, effect.method, effect.into, effect.via)
+                seen.setdefault(key, effect)
+            self._outer = list(seen.values())
+        return self._outer
 
     def live_at(self, index: int) -> frozenset[str]:
-        """Fast locals whose current value may still be read from instruction
-        `index` on (classic backward liveness over the CFG, exception edges
-        included). Cell and free variables are not tracked: closures can read
-        them at any time, so callers treat them as always live."""
+        """Locals (fast and cell) whose current value may still be read from
+        instruction `index` on: backward liveness over the CFG, exception
+        edges included; a call to a closure reads the cells it captures."""
         if self._live_in is None:
             self._live_in = _liveness(self)
         return self._live_in[index]
 
     def index_at_or_before(self, offset: int) -> int:
-        """Index of the instruction containing `offset` (f_lasti can point into
-        a CALL's inline cache entries on 3.11 and 3.12)."""
+        """Index of the instruction containing `offset` (f_lasti can point
+        into a CALL's inline cache entries on 3.11 and 3.12)."""
         # Called for every helper call inside an open loop (OpenLoop.active):
         # a binary search over the sorted offsets, not a scan.
         return max(0, bisect.bisect_right(self.offsets, offset) - 1)
+
+    def line_of(self, offset: int) -> int:
+        ins = self.instructions[self.index_of.get(offset, self.index_at_or_before(offset))]
+        line = ins.positions.lineno if ins.positions else None
+        return line if line is not None else self.code.co_firstlineno
 
 
 _cache: dict[CodeType, CodeFacts] = {}
 
 
 def facts(code: CodeType) -> CodeFacts:
-    """Analyse `code` once; later calls return the cached result."""
+    """Analyse `code` once; later calls return the cached result. Raises
+    `Unmodelled` for bytecode the analysis does not model."""
     found = _cache.get(code)
     if found is None:
         found = _cache[code] = _analyse(code)
     return found
 
 
-def _names(instruction: dis.Instruction) -> tuple[str, ...]:
-    """The local names a (possibly fused, 3.13) instruction refers to."""
-    value = instruction.argval
-    if isinstance(value, tuple):
-        return tuple(str(v) for v in value)
-    return (str(value),)
+def check_version() -> None:
+    if sys.version_info[:2] > NEWEST_CHECKED:
+        raise Unmodelled(
+            f"CPython {sys.version_info[0]}.{sys.version_info[1]}",
+            "this CPython is newer than the newest one the bytecode analysis was checked "
+            f"against ({NEWEST_CHECKED[0]}.{NEWEST_CHECKED[1]}); its bytecode may mean "
+            "something the analysis would misread",
+        )
 
 
-def exception_entries(code: CodeType) -> list[tuple[int, int, int]]:
-    """(start, end, handler) offsets of the 3.11+ exception table; `end` is
-    exclusive. dis.Bytecode.exception_entries exists since 3.11 but typeshed
-    does not declare it."""
+def exception_entries(code: CodeType) -> list[tuple[int, int, int, int, bool]]:
+    """(start, end, handler, depth, lasti) of the 3.11+ exception table;
+    `end` is exclusive. dis.Bytecode.exception_entries exists since 3.11 but
+    typeshed does not declare it."""
     entries = getattr(dis.Bytecode(code), "exception_entries", [])
-    return [(e.start, e.end, e.target) for e in entries]
+    return [(e.start, e.end, e.target, e.depth, e.lasti) for e in entries]
 
 
-def _graph(instructions: list[dis.Instruction], code: CodeType) -> list[list[int]]:
-    index_of = {ins.offset: i for i, ins in enumerate(instructions)}
-    successors: list[list[int]] = [[] for _ in instructions]
-    for i, ins in enumerate(instructions):
-        if ins.opcode in JUMPS and isinstance(ins.argval, int) and ins.argval in index_of:
-            successors[i].append(index_of[ins.argval])
-        falls_through = ins.opname not in UNCONDITIONAL_JUMPS and ins.opname not in TERMINAL
-        if falls_through and i + 1 < len(instructions):
-            successors[i].append(i + 1)
-    for start, end, handler in exception_entries(code):
-        target = index_of.get(handler)
-        if target is None:
-            continue
-        for i, ins in enumerate(instructions):
-            if start <= ins.offset < end:
-                successors[i].append(target)
-    return successors
-
-
-def _block_starts(instructions: list[dis.Instruction], code: CodeType) -> set[int]:
-    """Offsets where control can arrive from elsewhere: the abstract stack is
-    reset there, because we do not merge states from several predecessors."""
-    starts = {ins.argval for ins in instructions if ins.opcode in JUMPS}
-    starts.update(handler for _, _, handler in exception_entries(code))
-    return {s for s in starts if isinstance(s, int)}
+def _jump_target(ins: dis.Instruction) -> int | None:
+    if opcodes.control(ins.opname) not in (opcodes.FLOW_JUMP, opcodes.FLOW_BRANCH):
+        return None
+    target = getattr(ins, "jump_target", None)  # 3.13+
+    if target is None and isinstance(ins.argval, int):
+        target = ins.argval
+    return target
 
 
 def _analyse(code: CodeType) -> CodeFacts:
+    check_version()
     instructions = [ins for ins in dis.get_instructions(code) if ins.opname != "CACHE"]
+    index_of = {ins.offset: i for i, ins in enumerate(instructions)}
+    count = len(instructions)
+    successors: list[list[int]] = [[] for _ in instructions]
+    branch_to: list[int | None] = [None] * count
+    for i, ins in enumerate(instructions):
+        opcodes.check_known(ins)
+        flow = opcodes.control(ins.opname)
+        target = _jump_target(ins)
+        if target is not None:
+            if target not in index_of:
+                raise Unmodelled(ins.opname, f"a jump to offset {target}, which is no instruction")
+            branch_to[i] = index_of[target]
+            successors[i].append(index_of[target])
+        if flow not in (opcodes.FLOW_JUMP, opcodes.FLOW_STOP) and i + 1 < count:
+            successors[i].append(i + 1)
+    handlers: list[list[tuple[int, int, bool]]] = [[] for _ in instructions]
+    for start, end, handler, depth, lasti in exception_entries(code):
+        target = index_of.get(handler)
+        if target is None:
+            raise Unmodelled("exception table", f"a handler at offset {handler}")
+        for i, ins in enumerate(instructions):
+            if start <= ins.offset < end:
+                handlers[i].append((target, depth, lasti))
+                if target not in successors[i]:
+                    successors[i].append(target)
+
     result = CodeFacts(
+        code=code,
         instructions=instructions,
-        index_of={ins.offset: i for i, ins in enumerate(instructions)},
-        successors=_graph(instructions, code),
+        index_of=index_of,
+        successors=successors,
         offsets=[ins.offset for ins in instructions],
+        depth=[-1] * count,
     )
-    starts = _block_starts(instructions, code)
-    stack: list[Value] = []
-    previous_terminal = False
-    for ins in instructions:
-        if ins.offset in starts or previous_terminal:
-            stack = []
-        loads, rebinds = len(result.loads), len(result.rebinds)
-        _step(ins, stack, result)
-        result.uses.append({name for name, _ in result.loads[loads:]})
-        result.defs.append({name for name, _ in result.rebinds[rebinds:]})
-        previous_terminal = ins.opname in UNCONDITIONAL_JUMPS or ins.opname in TERMINAL
+    frame = Frame(code, instructions)
+    in_states: list[_State | None] = [None] * count
+    in_states[0] = _State((), {})
+    # Lowest offset first: most of a function is visited once, loops again
+    # until their states stop growing.
+    todo = [0]
+    queued = {0}
+    while todo:
+        i = heapq.heappop(todo)
+        queued.discard(i)
+        state = in_states[i]
+        assert state is not None
+        ins = instructions[i]
+        stack = list(state.stack)
+        jump_stack, env = opcodes.step(frame, i, stack, state.env, None)
+        outs: list[tuple[int, tuple[Val, ...], dict[str, Val]]] = []
+        target = branch_to[i]
+        if target is not None:
+            outs.append((target, tuple(jump_stack if jump_stack is not None else stack), env))
+        flow = opcodes.control(ins.opname)
+        if flow not in (opcodes.FLOW_JUMP, opcodes.FLOW_STOP) and i + 1 < count:
+            outs.append((i + 1, tuple(stack), env))
+        if handlers[i]:
+            # The handler may run before or after this instruction's changes
+            # to the locals; what lies below `depth` is not touched by it.
+            either = _merge_env(state.env, env)
+            for handler, depth, lasti in handlers[i]:
+                if depth > len(state.stack):
+                    # The compiler merges table ranges over instructions that
+                    # cannot raise (3.15: a generator's final LOAD_CONST and
+                    # RETURN_VALUE sit inside a depth-2 range with an empty
+                    # stack). CPython could not unwind such an instruction to
+                    # that depth, so it never raises there.
+                    continue
+                extra = (FRESH, FRESH) if lasti else (FRESH,)
+                outs.append((handler, state.stack[:depth] + extra, either))
+        for successor, out_stack, out_env in outs:
+            if _join(in_states, successor, out_stack, out_env, instructions):
+                if successor not in queued:
+                    heapq.heappush(todo, successor)
+                    queued.add(successor)
+
+    # Final pass on the converged states: record effects, uses and defs.
+    recorder = opcodes.Recorder()
+    for i, ins in enumerate(instructions):
+        state = in_states[i]
+        recorder.begin()
+        if state is not None:
+            result.depth[i] = len(state.stack)
+            opcodes.step(frame, i, list(state.stack), state.env, recorder)
+        result.uses.append(frozenset(recorder.uses))
+        result.defs.append(frozenset(recorder.defs))
+        result.may_defs.append(frozenset(recorder.may_defs))
+        result.effects.extend(recorder.effects)
+    result.frame_escapes = frame.frame_escapes
     return result
+
+
+def _merge_env(a: dict[str, Val], b: dict[str, Val]) -> dict[str, Val]:
+    if a is b:
+        return a
+    merged = dict(a)
+    for name, value in b.items():
+        mine = merged.get(name)
+        merged[name] = value if mine is None else merge(mine, value)
+    for name, value in a.items():
+        if name not in b:
+            merged[name] = merge(value, local(name))
+    return merged
+
+
+def _join(
+    states: list[_State | None],
+    target: int,
+    stack: tuple[Val, ...],
+    env: dict[str, Val],
+    instructions: list[dis.Instruction],
+) -> bool:
+    """Merge an incoming state into `target`'s; True if it changed."""
+    old = states[target]
+    if old is None:
+        states[target] = _State(stack, env)
+        return True
+    if len(old.stack) != len(stack):
+        ins = instructions[target]
+        raise Unmodelled(
+            ins.opname,
+            f"paths reaching offset {ins.offset} with {len(old.stack)} and {len(stack)} "
+            "stack items (a stack shape the analysis cannot follow)",
+        )
+    new_stack = (
+        old.stack
+        if old.stack == stack
+        else tuple(merge(a, b) for a, b in zip(old.stack, stack, strict=True))
+    )
+    new_env = old.env
+    for name in () if env is old.env else env.keys() | old.env.keys():
+        mine, theirs = old.env.get(name), env.get(name)
+        merged = merge(mine or local(name), theirs or local(name))
+        if merged != mine:
+            if new_env is old.env:
+                new_env = dict(old.env)
+            new_env[name] = merged
+    if new_stack == old.stack and new_env is old.env:
+        return False
+    states[target] = _State(new_stack, new_env)
+    return True
 
 
 def _liveness(facts: CodeFacts) -> list[frozenset[str]]:
@@ -208,233 +306,14 @@ def _liveness(facts: CodeFacts) -> list[frozenset[str]]:
             live_out: set[str] = set()
             for nxt in facts.successors[i]:
                 live_out |= live_in[nxt]
-            # STORE_FAST_LOAD_FAST (3.13) stores then loads, so a use of the
-            # same name in one instruction still counts as live.
+            # STORE_FAST_LOAD_FAST (3.13+) stores then loads, and
+            # LOAD_FAST_AND_CLEAR reads then clears: a use of a name in the
+            # same instruction as its def still counts as live.
             new = frozenset((live_out - facts.defs[i]) | facts.uses[i])
             if new != live_in[i]:
                 live_in[i] = new
                 changed = True
     return live_in
-
-
-def _pop(stack: list[Value], n: int = 1) -> list[Value]:
-    """Pop n values (unknown when the tracked stack is shorter: we reset it
-    at block starts and do not know what lies below)."""
-    popped = [stack.pop() if stack else None for _ in range(n)]
-    popped.reverse()
-    return popped
-
-
-def _peek(stack: list[Value], depth: int) -> Value:
-    """The value `depth` places below the top (1 is the top)."""
-    return stack[-depth] if len(stack) >= depth else None
-
-
-def _local(value: Value) -> str | None:
-    return value if isinstance(value, str) else None
-
-
-def _step(ins: dis.Instruction, stack: list[Value], out: CodeFacts) -> None:
-    op = ins.opname
-    arg = ins.arg or 0
-    if op in LOAD_LOCAL:
-        name = str(ins.argval)
-        out.loads.append((name, ins.offset))
-        if op == "LOAD_FAST_AND_CLEAR":  # 3.12+ inlined comprehension saves its variable
-            out.comprehension_names.add(name)
-        stack.append(name)
-    elif op == "LOAD_FAST_LOAD_FAST":  # 3.13
-        for name in _names(ins):
-            out.loads.append((name, ins.offset))
-            stack.append(name)
-    elif op in STORE_LOCAL:
-        value = _pop(stack)[0] if op.startswith("STORE") else None
-        name = str(ins.argval)
-        out.rebinds.append((name, ins.offset))
-        if isinstance(value, CodeType):
-            out.functions[name] = value
-    elif op == "STORE_FAST_STORE_FAST":  # 3.13: STORE_FAST a; STORE_FAST b
-        for name in _names(ins):
-            _pop(stack)
-            out.rebinds.append((name, ins.offset))
-    elif op == "STORE_FAST_LOAD_FAST":  # 3.13
-        stored, loaded = _names(ins)
-        _pop(stack)
-        out.rebinds.append((stored, ins.offset))
-        out.loads.append((loaded, ins.offset))
-        stack.append(loaded)
-    elif op == "LOAD_CONST":
-        stack.append(ins.argval if isinstance(ins.argval, CodeType) else None)
-    elif op == "LOAD_GLOBAL":
-        if arg & 1:  # 3.11+: also pushes NULL for a call
-            stack.append(None)
-        stack.append(None)
-    elif op == "LOAD_METHOD":  # 3.11
-        owner = _pop(stack)[0]
-        _note_method(owner, ins, out)
-        stack.extend((None, None))
-    elif op == "LOAD_ATTR":
-        owner = _pop(stack)[0]
-        if sys.version_info >= (3, 12) and arg & 1:  # method form: pushes method and self
-            _note_method(owner, ins, out)
-            stack.extend((None, None))
-        else:
-            stack.append(_local(owner))  # x.a derives from x
-    elif op == "BINARY_SUBSCR":
-        container, _key = _pop(stack, 2)
-        stack.append(_local(container))  # x[k] derives from x
-    elif op == "BINARY_SLICE":  # 3.12+
-        container, _start, _stop = _pop(stack, 3)
-        stack.append(_local(container))
-    elif op == "STORE_SUBSCR":
-        _value, container, _key = _pop(stack, 3)
-        _note(container, ins, "item", out)
-    elif op == "DELETE_SUBSCR":
-        container, _key = _pop(stack, 2)
-        _note(container, ins, "item", out)
-    elif op == "STORE_SLICE":  # 3.12+
-        _value, container, _start, _stop = _pop(stack, 4)
-        _note(container, ins, "item", out)
-    elif op == "STORE_ATTR":
-        owner = _pop(stack, 2)[1]  # TOS is the object, TOS1 the value
-        _note(owner, ins, "attr", out)
-    elif op == "DELETE_ATTR":
-        _note(_pop(stack)[0], ins, "attr", out)
-    elif op == "COPY":
-        stack.append(_peek(stack, arg))
-    elif op == "SWAP":
-        if len(stack) >= arg:
-            stack[-1], stack[-arg] = stack[-arg], stack[-1]
-        else:
-            stack.clear()
-    elif op == "PUSH_NULL":
-        stack.append(None)
-    elif op == "MAKE_FUNCTION":
-        function_code = _pop(stack)[0]
-        if sys.version_info < (3, 13):  # flags say how many extra operands it consumes
-            _pop(stack, bin(arg & 0x0F).count("1"))
-        if isinstance(function_code, CodeType):
-            out.made_functions.append((function_code, ins.offset))
-        stack.append(function_code)
-    elif op == "SET_FUNCTION_ATTRIBUTE":  # 3.13: (value, function) -> function
-        function_code = _pop(stack, 2)[1]
-        stack.append(function_code)
-    else:
-        _generic(ins, stack)
-
-
-def _generic(ins: dis.Instruction, stack: list[Value]) -> None:
-    try:
-        effect = dis.stack_effect(ins.opcode, ins.arg if ins.opcode >= dis.HAVE_ARGUMENT else None)
-    except ValueError:  # pseudo or specialised opcodes dis cannot size
-        stack.clear()
-        return
-    if ins.opname in NO_PUSH:
-        _pop(stack, max(0, -effect))
-    elif ins.opname.startswith("UNPACK"):
-        _pop(stack)
-        stack.extend([None] * (effect + 1))
-    elif effect > 1:
-        stack.extend([None] * effect)
-    else:
-        # Most remaining opcodes consume k operands and push one result
-        # (BINARY_OP, CALL, BUILD_*, GET_ITER, ...), so k = 1 - effect.
-        _pop(stack, 1 - effect)
-        stack.append(None)
-
-
-# Methods that read their receiver; calling them is not a mutation.
-READ_ONLY_METHODS = frozenset(
-    [
-        "get",
-        "keys",
-        "values",
-        "items",
-        "copy",
-        "count",
-        "index",
-        "find",
-        "rfind",
-        "startswith",
-        "endswith",
-        "format",
-        "format_map",
-        "join",
-        "split",
-        "rsplit",
-        "splitlines",
-        "strip",
-        "lstrip",
-        "rstrip",
-        "lower",
-        "upper",
-        "casefold",
-        "title",
-        "capitalize",
-        "encode",
-        "decode",
-        "replace",
-        "partition",
-        "rpartition",
-        "zfill",
-        "center",
-        "ljust",
-        "rjust",
-        "isdigit",
-        "isalpha",
-        "isalnum",
-        "isspace",
-        "isupper",
-        "islower",
-        "isdecimal",
-        "isnumeric",
-        "isidentifier",
-        "istitle",
-        "isascii",
-        "isprintable",
-        "translate",
-        "expandtabs",
-        "removeprefix",
-        "removesuffix",
-        "issubset",
-        "issuperset",
-        "isdisjoint",
-        "union",
-        "intersection",
-        "difference",
-        "symmetric_difference",
-        "hex",
-        "fromhex",
-        "bit_length",
-        "bit_count",
-        "to_bytes",
-        "conjugate",
-        "as_integer_ratio",
-        "is_integer",
-        "isoformat",
-        "timestamp",
-        "date",
-        "time",
-        "weekday",
-        "strftime",
-        "most_common",
-        "elements",
-        "total",
-    ]
-)
-
-
-def _note_method(owner: Value, ins: dis.Instruction, out: CodeFacts) -> None:
-    name = _local(owner)
-    method = str(ins.argval)
-    if name is not None and method not in READ_ONLY_METHODS:
-        out.mutations.append(Mutation(name, ins.offset, "method", method))
-
-
-def _note(owner: Value, ins: dis.Instruction, kind: str, out: CodeFacts) -> None:
-    name = _local(owner)
-    if name is not None:
-        out.mutations.append(Mutation(name, ins.offset, kind))
 
 
 def reachable(

@@ -11,12 +11,14 @@ restored loop finds its checkpoint, and how a divergence is noticed.
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import Awaitable, Collection, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
+from resumable.errors import LoopShapeError
 from resumable.runtime import bytecode, faults
 
 if TYPE_CHECKING:
@@ -48,10 +50,12 @@ class OpenLoop:
 @dataclass(frozen=True, slots=True)
 class Scope:
     """The scope of the current task: enclosing loops, and the scope that
-    encloses them (an `amap` item's, or the execution's root "")."""
+    encloses them (an `amap` item's, or the execution's root ""). `owner` is
+    the task the scope belongs to: the execution's, or an item's."""
 
     base: str = ""
     loops: tuple[OpenLoop, ...] = ()
+    owner: asyncio.Task[Any] | None = None
 
 
 @dataclass(eq=False, slots=True)
@@ -101,8 +105,28 @@ class ExecutionContext:
                     self._items.setdefault(head, {})[int(index)] = data
         return self._items.get(key, {})
 
-    def next_position(self) -> str:
-        """The key of the next helper call in the current scope."""
+    def next_position(self, what: str = "a step") -> str:
+        """The key of the next helper call (`what`, for messages) in the
+        current scope. Refuses a call from a task the execution did not
+        create through `amap`/`agather`: tasks of a plain `asyncio.gather` or
+        `create_task` run concurrently in one scope, so their calls would be
+        numbered by timing, and a resume could hand one's checkpoint to the
+        other."""
+        scope = _scope.get()
+        if scope.owner is not None:
+            task = asyncio.current_task()
+            if task is not scope.owner:
+                raise LoopShapeError(
+                    _caller(),
+                    f"{what} runs in task {task.get_name() if task else '?'}, which this "
+                    "execution did not start through agather() or amap(): tasks made by "
+                    "asyncio.gather(), create_task(), a TaskGroup, shield() or (on 3.11) "
+                    "wait_for() run side by side in one scope, so their checkpoints would be "
+                    "keyed by timing and a resume could give one task's progress to another",
+                    "run the concurrent branches with `await agather(helper_a(), helper_b())` "
+                    "or `await amap(fn, items)`, which key each branch by position; for a "
+                    "timeout use `async with asyncio.timeout(...)`",
+                )
         path = scope_path()
         seq = self.counters.get(path, 0)
         self.counters[path] = seq + 1
@@ -166,7 +190,7 @@ def enter_execution(context: ExecutionContext) -> None:
     """Make `context` current for this task (tasks copy contextvars, so the
     items `amap` spawns inherit it)."""
     _execution.set(context)
-    _scope.set(Scope())
+    _scope.set(Scope(owner=asyncio.current_task()))
 
 
 def current_scope() -> Scope:
@@ -176,7 +200,7 @@ def current_scope() -> Scope:
     while loops and not loops[-1].active():
         loops = loops[:-1]
     if loops is not scope.loops:
-        scope = Scope(scope.base, loops)
+        scope = Scope(scope.base, loops, scope.owner)
         _scope.set(scope)
     return scope
 
@@ -189,15 +213,24 @@ def scope_path() -> str:
 
 def enter_item_scope(path: str) -> None:
     """Make this task (an `amap`/`agather` item) a scope of its own."""
-    _scope.set(Scope(path, ()))
+    _scope.set(Scope(path, (), asyncio.current_task()))
 
 
 def push_loop(loop: OpenLoop) -> None:
     scope = current_scope()
-    _scope.set(Scope(scope.base, (*scope.loops, loop)))
+    _scope.set(Scope(scope.base, (*scope.loops, loop), scope.owner))
 
 
 def pop_loop(loop: OpenLoop) -> None:
     scope = _scope.get()
     if loop in scope.loops:
-        _scope.set(Scope(scope.base, scope.loops[: scope.loops.index(loop)]))
+        _scope.set(Scope(scope.base, scope.loops[: scope.loops.index(loop)], scope.owner))
+
+
+def _caller() -> str:
+    """file:line of the user's code that called the helper."""
+    frame = sys._getframe(1)
+    here = __file__.rsplit("/", 2)[0]
+    while frame.f_back is not None and frame.f_code.co_filename.startswith(here):
+        frame = frame.f_back
+    return f"{frame.f_code.co_filename}:{frame.f_lineno}"

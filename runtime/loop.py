@@ -1,12 +1,15 @@
 """The iterator behind `aiter_checkpointed`.
 
 Built in the user's frame while it executes the call that feeds an
-`async for`, it (1) finds the loop and its carried locals from the bytecode
+`async for`, it (1) finds the loop and what its body does from the bytecode
 (cached per code object and call site), (2) on replay writes the carried
 values of the last checkpoint back into the frame and positions the source
-at the first unfinished index, and (3) after each finished iteration (or
-every `every`) writes one atomic checkpoint: the next index, the carried
-values, and for lists the body only appends to, just the new items.
+at the first unfinished index, checking that the item there is the one the
+checkpoint saw, (3) decides which locals to carry, with the values at hand
+(`carry`), refusing before the first iteration what it can neither carry nor
+leave out, and (4) after each finished iteration (or every `every`) writes
+one atomic checkpoint: the next index, the carried values, and for lists the
+body only appends to, just the new items.
 """
 
 from __future__ import annotations
@@ -14,13 +17,17 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import time
-from collections import Counter, OrderedDict, defaultdict, deque
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
 from types import FrameType
 from typing import Any, Final, Generic, TypeVar
 
-from resumable.errors import CorruptCheckpoint, NonDeterminismError
-from resumable.runtime import events, frames, records
+from resumable.errors import (
+    CarryAuditError,
+    CorruptCheckpoint,
+    NonDeterminismError,
+    UnsupportedBytecode,
+)
+from resumable.runtime import audit, bytecode, carry, events, frames, ordering, records
 from resumable.runtime.context import (
     ExecutionContext,
     OpenLoop,
@@ -51,16 +58,7 @@ class _Auto:
 
 
 AUTO: Final = _Auto()
-
-# Values of these types are state, whatever method the body calls on them.
-_DATA_TYPES = (list, dict, set, bytearray, deque, Counter, OrderedDict, defaultdict)
 _MISSING = object()
-
-
-def _is_data(value: object) -> bool:
-    return isinstance(value, _DATA_TYPES) or (
-        dataclasses.is_dataclass(value) and not isinstance(value, type)
-    )
 
 
 @dataclasses.dataclass(slots=True)
@@ -73,6 +71,16 @@ class _AppendTrack:
     tail: object  # identity of the last item, to notice replaced items
 
 
+def find_site(frame: FrameType) -> LoopSite:
+    """The loop the call running in `frame` feeds; bytecode the analysis does
+    not model is refused as UnsupportedBytecode, naming what it met."""
+    try:
+        return loop_site(frame.f_code, frame.f_lasti)
+    except bytecode.Unmodelled as exc:
+        where = f"{frame.f_code.co_filename}:{frame.f_lineno} (in {frame.f_code.co_qualname})"
+        raise UnsupportedBytecode(where, exc.opname, exc.detail) from None
+
+
 class CheckpointedLoop(AsyncIterator[T], Generic[T]):
     """Async iterator that checkpoints the calling frame's loop state."""
 
@@ -81,6 +89,7 @@ class CheckpointedLoop(AsyncIterator[T], Generic[T]):
         iterable: Iterable[T] | AsyncIterable[T],
         *,
         carry: _Auto | tuple[str, ...],
+        ignore: tuple[str, ...],
         every: int,
         name: str | None,
         frame: FrameType,
@@ -99,24 +108,34 @@ class CheckpointedLoop(AsyncIterator[T], Generic[T]):
         self._index = 0
         self._flushed = 0
         self._done = False
+        self._item: Any = _MISSING
         self._context = current_execution()
         if self._context is None:  # outside an execution: a plain loop
             return
         self._frame = frame
-        self._site = loop_site(frame.f_code, frame.f_lasti)
+        self._site = find_site(frame)
         self._label = name or self._site.site
         self._where = f"loop {self._label} ({self._site.location})"  # for error messages
-        self._names, self._weak, self._append = _carried(self._site, carry, frame)
-        self._read = self._names + self._weak
+        self._carry_arg = _check_names(carry, frame, self._site, "carry")
+        self._ignore = frozenset(_check_names(ignore, frame, self._site, "ignore") or ())
         self._tracks: dict[str, _AppendTrack] = {}
         self._located = False  # has this run written the loop's location record?
+        self._recorded_digest: int | None = None
+        self._verified: set[tuple[type, ...]] = set()
+        self._types: dict[str, type] = {}  # the type each carried local was classified as
         total = len(iterable) if hasattr(iterable, "__len__") else None  # type: ignore[arg-type]
         self._total: int | None = total
-        self._key = self._context.next_position()
+        self._key = self._context.next_position("a checkpointed loop")
         self._open = OpenLoop(self._key, frame, self._site.body)
         self._restore(self._context)
+        self._refuse_unordered()
+        self._plan = self._make_plan()
+        self._entry = frames.read_locals(frame, self._plan.names)
+        self._audit = audit.Audit.start(self) if audit.enabled() else None
         if not self._done:
             push_loop(self._open)
+
+    # -- iteration ---------------------------------------------------------------
 
     def __aiter__(self) -> CheckpointedLoop[T]:
         return self
@@ -146,6 +165,7 @@ class CheckpointedLoop(AsyncIterator[T], Generic[T]):
                 pop_loop(self._open)
             raise
         if context is not None:
+            self._item = item
             self._open.index = self._index
             events.record(
                 events.IterationStarted,
@@ -158,41 +178,120 @@ class CheckpointedLoop(AsyncIterator[T], Generic[T]):
 
     async def _position(self) -> Iterator[T] | AsyncIterator[T]:
         """A source positioned at the first unfinished index. Finished items
-        are skipped without running any loop body; deterministic iterables
-        are required (the same items in the same order on replay)."""
+        are skipped without running any loop body; the last of them must be
+        the item the checkpoint recorded (same digest), or the iterable is
+        not giving the same items in the same order."""
+        index = self._index
         if isinstance(self._iterable, Iterable):
-            sync_source = itertools.islice(self._iterable, self._index, None)
+            sync_source: Iterator[T] = iter(self._iterable)
+            if index:
+                skipped = list(itertools.islice(sync_source, index - 1, index))
+                self._check_order(skipped[0] if skipped else _MISSING)
             self._sync_next = sync_source.__next__
             return sync_source
         source = aiter(self._iterable)
-        for _ in range(self._index):
+        last: Any = _MISSING
+        for _ in range(index):
             try:
-                await source.__anext__()
+                last = await source.__anext__()
             except StopAsyncIteration:
+                last = _MISSING
                 break
+        if index:
+            self._check_order(last)
         return source
+
+    def _check_order(self, item: Any) -> None:
+        recorded = self._recorded_digest
+        if recorded is None or self._context is None:
+            return
+        found = "nothing (the iterable ran out)" if item is _MISSING else None
+        if found is None and ordering.digest(item) == recorded:
+            return
+        raise NonDeterminismError(
+            self._context.execution_id,
+            f"{self._where}, item {self._index - 1}",
+            "the item the loop finished there before the resume",
+            found or f"a different item ({type(item).__name__})",
+            "the iterable must give the same items in the same order on replay: sort a "
+            "set or a dict built from one (a set of str is ordered by hash, which changes "
+            "per process), add ORDER BY to a query, and sort file listings",
+        )
+
+    def _refuse_unordered(self) -> None:
+        why = ordering.hash_ordered(self._iterable)
+        if why is None or self._context is None:
+            return
+        raise NonDeterminismError(
+            self._context.execution_id,
+            self._where,
+            f"{why} as the iterable",
+            "an order that changes with every process",
+            f"{why} is ordered by hash, which Python randomises per process "
+            "(PYTHONHASHSEED), so a resumed run would skip other items than the ones that "
+            "finished: iterate `sorted(...)` of it",
+        )
+
+    # -- carrying ----------------------------------------------------------------
+
+    def _make_plan(self) -> carry.CarryPlan:
+        if isinstance(self._carry_arg, tuple):
+            return carry.explicit(self._site, self._frame, self._carry_arg, self._ignore)
+        return carry.automatic(self._site, self._frame, self._ignore)
+
+    def _settle(self) -> None:
+        """Classify changing locals that were unbound when the loop started
+        and are bound now (a client created lazily, a first result)."""
+        plan = self._plan
+        found = frames.read_locals(self._frame, plan.pending)
+        for name, value in found.items():
+            change = plan.pending.pop(name)
+            decided = carry.classify(self._site, name, value, change)
+            if decided == carry.CARRY:
+                plan.names.append(name)
+            elif decided is not None:
+                plan.left_out[name] = decided
+
+    def _reclassify(self, values: dict[str, Any]) -> None:
+        """A carried local that now holds another type is classified again: a
+        local rebound to a resource inside the loop is not carried (the body
+        re-creates it after a resume), and one that became unpicklable is
+        refused here, before anything is written."""
+        types = self._types
+        for name, value in list(values.items()):
+            kind = type(value)
+            if types.get(name) is kind:
+                continue
+            change = self._plan.changes.get(name) or carry.Change()
+            decided = carry.classify(self._site, name, value, change)
+            if decided == carry.CARRY:
+                types[name] = kind
+            else:
+                del values[name]
 
     def _restore(self, context: ExecutionContext) -> None:
         header = records.read(context, self._key, "loop", self._site.site, self._site.location)
         if header is None:
             return
         values = records.load_value(context, header["c"], self._key)
-        recorded = set(values) | set(header["a"])
-        current = set(self._names) | set(self._weak)
-        if not recorded <= current:
-            raise NonDeterminismError(
-                context.execution_id,
-                f"loop {self._label} ({self._site.location})",
-                f"a loop carrying {', '.join(sorted(recorded))}",
-                f"a loop carrying {', '.join(sorted(current)) or 'nothing'}",
-            )
+        code = self._frame.f_code
+        known = set(code.co_varnames) | set(code.co_cellvars) | set(code.co_freevars)
+        for name in (*values, *header["a"]):
+            if name[0] != "$" and name not in known:
+                raise NonDeterminismError(
+                    context.execution_id,
+                    self._where,
+                    f"a loop carrying {name!r}",
+                    f"a loop of {code.co_qualname} without a local {name!r}",
+                )
         for name, last in header["a"].items():
             values[name] = items = self._rebuild(context, name, last)
             self._tracks[name] = _AppendTrack(last, items, len(items), items[-1] if items else None)
-        frames.write_locals(self._frame, values)
+        frames.restore(self._frame, values, header.get("e", ()))
         self._located = True
         self._index = self._flushed = header["i"]
         self._done = header["d"]
+        self._recorded_digest = header.get("h")
         events.record(
             events.LoopResumed,
             context.execution_id,
@@ -218,33 +317,49 @@ class CheckpointedLoop(AsyncIterator[T], Generic[T]):
 
     async def _checkpoint(self, context: ExecutionContext) -> None:
         where = self._where
-        values = frames.read_locals(self._frame, self._read)
-        for name in self._weak:
-            if name in values and not _is_data(values[name]):
-                del values[name]  # a client or session, say: not state
+        plan = self._plan
+        frame = self._frame
+        if plan.decisive and not carry.still_valid(plan, frame):
+            # A callee that proved a local untouched was rebound: decide again.
+            self._plan = plan = self._make_plan()
+        if plan.pending:
+            self._settle()
+        values = frames.read_locals(frame, plan.names)
+        if self._carry_arg is AUTO:
+            self._reclassify(values)
         puts: dict[str, bytes] = {}
         deletes: list[str] = []
-        tracks = dict(self._tracks) if self._append else self._tracks
-        for name in self._append:
+        tracks = dict(self._tracks) if plan.appends else self._tracks
+        delta_values: dict[str, list[Any]] = {}
+        for name in plan.appends:
             value = values.get(name, _MISSING)
             if type(value) is not list:
-                continue  # not a list at run time (a deque, say): carried whole
+                continue  # not a list at run time: carried whole
             del values[name]
+            delta_values[name] = value
             tracks[name] = self._append_delta(context, name, value, puts, deletes, where)
+        if self._audit is not None:
+            self._audit.check(self, values, delta_values, tracks)
         if not self._located:
             # file:line goes out once per loop, not in every iteration's header.
             located = f"{self._key}@"
             puts[located] = records.seal(context, {"w": self._site.location}, located)
             self._located = True
-        header = {
+        entry = self._entry
+        header: dict[str, Any] = {
             "k": "loop",
             "s": self._site.site,
             "i": self._index,
             "n": self._total,
             "d": self._done,
-            "c": records.dump_values(context, values, where, self._key),
+            "c": self._encode(context, values, where),
             "a": {name: track.seq for name, track in tracks.items()},
         }
+        same = [name for name, value in values.items() if entry.get(name, _MISSING) is value]
+        if same:
+            header["e"] = same  # still the object the loop began with: restore in place
+        if self._item is not _MISSING and self._index:
+            header["h"] = ordering.digest(self._item)
         puts[self._key] = records.seal(context, header, self._key)
         watched = events.wanted()
         began = time.perf_counter() if watched else 0.0
@@ -261,6 +376,17 @@ class CheckpointedLoop(AsyncIterator[T], Generic[T]):
                 records=len(puts),
                 seconds=time.perf_counter() - began,
             )
+
+    def _encode(self, context: ExecutionContext, values: dict[str, Any], where: str) -> bytes:
+        blob = records.dump_values(context, values, where, self._key, keep_sharing=self._plan.shared)
+        if records.is_pickle(blob):
+            # A value may pickle but not unpickle (a tqdm bar does): never
+            # write one. Checked once per combination of carried types.
+            kinds = tuple(type(v) for v in values.values())
+            if kinds not in self._verified:
+                records.verify(context, blob, values, where, self._key)
+                self._verified.add(kinds)
+        return blob
 
     def _append_delta(  # noqa: PLR0917
         self,
@@ -295,22 +421,29 @@ class CheckpointedLoop(AsyncIterator[T], Generic[T]):
         return _AppendTrack(seq, value, len(value), value[-1] if value else None)
 
 
-def _carried(
-    site: LoopSite, carry: _Auto | tuple[str, ...], frame: FrameType
-) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
-    """(always-carried names, names carried when their value is data,
-    append-only lists checkpointed as deltas)."""
-    if isinstance(carry, _Auto):
-        return site.strong, site.weak, tuple(sorted(site.append_only))
-    if not isinstance(carry, tuple) or not all(isinstance(n, str) for n in carry):
-        raise TypeError(f"carry must be AUTO or a tuple of variable names, got {carry!r}")
+def _check_names(
+    names: _Auto | tuple[str, ...], frame: FrameType, site: LoopSite, argument: str
+) -> _Auto | tuple[str, ...]:
+    if isinstance(names, _Auto):
+        if argument == "ignore":
+            raise TypeError("ignore= takes a tuple of variable names, not AUTO")
+        return names
+    if isinstance(names, str) or not isinstance(names, tuple | list):
+        raise TypeError(
+            f"{argument}= takes a tuple of variable names, got {names!r}"
+            + (f"; write {argument}=({names!r},)" if isinstance(names, str) else "")
+        )
+    if not all(isinstance(n, str) for n in names):
+        raise TypeError(f"{argument}={names!r}: every item must be a variable name (a str)")
     code = frame.f_code
     known = set(code.co_varnames) | set(code.co_cellvars) | set(code.co_freevars)
-    unknown = [n for n in carry if n not in known]
+    unknown = [n for n in names if n not in known and not n.startswith("$")]
     if unknown:
         raise ValueError(
-            f"carry={carry!r} at {site.location}: {', '.join(map(repr, unknown))} "
+            f"{argument}={tuple(names)!r} at {site.location}: {', '.join(map(repr, unknown))} "
             f"is not a local variable of {code.co_qualname}"
         )
-    names = tuple(dict.fromkeys(carry))
-    return names, (), tuple(sorted(site.append_only & set(names)))
+    return tuple(dict.fromkeys(names))
+
+
+__all__ = ["AUTO", "CarryAuditError", "CheckpointedLoop", "find_site"]

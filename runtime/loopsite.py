@@ -1,61 +1,41 @@
-"""Find the `async for` a helper call feeds, its body, and its carried locals.
+"""Find the `async for` a helper call feeds, its body, and what the body does.
 
 `aiter_checkpointed(...)` is called from the user's frame with the loop's
 GET_AITER right after the call. From there we take the loop head (the
-instruction after GET_AITER) and define the body as every instruction that is
-reachable from the head and can reach the head again without re-entering the
-loop through its call. That covers `continue`, nested loops and the "cold"
-except blocks that 3.12+ moves to the end of the code object; it leaves out
-`break` paths and the code after the loop.
+instruction after GET_AITER, where each iteration starts) and define the
+body as every instruction that is reachable from the head and can reach the
+head again without re-entering the loop through its call. That covers
+`continue`, nested loops and the "cold" except blocks that 3.12+ moves to
+the end of the code object; it leaves out `break` paths and the code after
+the loop.
 
-Checked on CPython 3.11, 3.12 and 3.13.
+What the body does is read from the abstract interpreter (`bytecode`): the
+locals it rebinds (itself, or through closures it calls), the globals it
+rebinds, and every effect of its instructions. Which of those effects really
+change state is decided when the loop starts, with the values at hand
+(`carry`).
+
+Shapes the helper cannot serve are refused here (`LoopShapeError`): an async
+comprehension (its partial result lives on the interpreter stack, where no
+checkpoint can reach it), and a loop whose body yields to a consumer (an
+async generator: the consumer's progress is not checkpointed).
+
+Checked on CPython 3.11, 3.12, 3.13, 3.14 and 3.15.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import dis
 from dataclasses import dataclass
 from types import CodeType
 
+from resumable.errors import LoopShapeError
 from resumable.runtime import bytecode
+from resumable.runtime.absval import GLOBAL_STORE, YIELD, Effect
 
-# Methods that change a container in place; a name they are called on is
-# carried whatever its type. Other methods (client.post(...)) only make a
-# name carried if its value turns out to be data (see `LoopSite.carried`).
-CONTAINER_MUTATORS = frozenset(
-    [
-        "append",
-        "extend",
-        "insert",
-        "add",
-        "update",
-        "pop",
-        "popitem",
-        "remove",
-        "discard",
-        "clear",
-        "setdefault",
-        "sort",
-        "reverse",
-        "appendleft",
-        "extendleft",
-        "popleft",
-        "rotate",
-        "difference_update",
-        "intersection_update",
-        "symmetric_difference_update",
-        "__setitem__",
-        "__delitem__",
-        "__iadd__",
-        "__ior__",
-    ]
+_ACCUMULATE = frozenset(
+    {"LIST_APPEND", "SET_ADD", "MAP_ADD", "LIST_EXTEND", "SET_UPDATE", "DICT_UPDATE", "DICT_MERGE"}
 )
-APPEND_METHODS = frozenset({"append", "extend"})
-
-
-class LoopShapeError(TypeError):
-    """The helper is not the iterable of an `async for` statement."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,20 +43,36 @@ class LoopSite:
     """What the bytecode says about one `async for ... in aiter_checkpointed(...)`."""
 
     code: CodeType
-    site: str  # stable within a code object: "qualname:loop<ordinal>"
+    site: str  # stable within a code object: "qualname:loop<ordinal>(targets)"
     location: str  # "file:line" of the `async for`
     body: frozenset[int]  # instruction offsets inside the loop
     targets: frozenset[str]  # the loop variables themselves
-    strong: tuple[str, ...]  # rebound or mutated as containers: always carried
-    weak: tuple[str, ...]  # only non-container methods called: carried if data
-    append_only: frozenset[str]  # only .append/.extend: checkpointed as deltas
+    live: frozenset[str]  # locals whose value at the loop head may be read later
+    rebound: dict[str, int]  # local -> offset of an instruction that rebinds it
+    globals_rebound: dict[str, int]  # global -> offset of its `global x; x = ...`
+    effects: tuple[Effect, ...]  # what the body's instructions (and closures) do
+    frame_escapes: bool  # locals()/vars()/eval()/exec(): any local may be read
+
+    def line(self, offset: int) -> int:
+        return bytecode.facts(self.code).line_of(offset)
+
+    @property
+    def roots(self) -> frozenset[str]:
+        """Every local and global ("$name") the body's effects name."""
+        found: set[str] = set()
+        for effect in self.effects:
+            for value in (effect.target, effect.callee, effect.into, *effect.args):
+                if value is not None:
+                    found.update(tag.root for tag in value.tags)
+        return frozenset(found)
 
 
 _cache: dict[tuple[CodeType, int], LoopSite] = {}
 
 
 def loop_site(code: CodeType, lasti: int) -> LoopSite:
-    """The loop fed by the call executing at `lasti` in `code` (cached)."""
+    """The loop fed by the call executing at `lasti` in `code` (cached).
+    Raises `bytecode.Unmodelled` for bytecode the analysis cannot follow."""
     key = (code, lasti)
     found = _cache.get(key)
     if found is None:
@@ -88,66 +84,100 @@ def _analyse(code: CodeType, lasti: int) -> LoopSite:
     facts = bytecode.facts(code)
     instructions = facts.instructions
     call = facts.index_at_or_before(lasti)
-    where = f"{code.co_filename}:{_line(instructions[call], code)}"
+    where = f"{code.co_filename}:{facts.line_of(instructions[call].offset)}"
     if call + 2 >= len(instructions) or instructions[call + 1].opname != "GET_AITER":
         raise LoopShapeError(
-            f"aiter_checkpointed() at {where} must be the iterable of an `async for` "
-            "statement: write `async for item in aiter_checkpointed(items):` (it finds "
-            "the loop it feeds in the calling function's bytecode)."
+            where,
+            "it is not the iterable of an `async for` statement",
+            "write `async for item in aiter_checkpointed(items):` (it finds the loop it "
+            "feeds in the calling function's bytecode)",
         )
     head = call + 2
+    if instructions[head].opname != "GET_ANEXT":
+        # 3.11 compiles an async comprehension into a function of its own:
+        # the iterator is handed to it, and its loop is not here.
+        raise LoopShapeError(
+            where,
+            "aiter_checkpointed() is the source of an async comprehension, whose partial "
+            "result lives on the interpreter stack where no checkpoint can reach it (a "
+            "resumed run would return only the items after the crash)",
+            "write a plain loop that appends: `results = []` then `async for d in "
+            "aiter_checkpointed(docs): results.append(await f(d))`; or use "
+            "`await amap(f, docs)`",
+        )
     region = bytecode.reachable(facts.successors, head, blocked=frozenset({call, call + 1}))
     body_indices = region & bytecode.reaching(facts.successors, head, region)
     body = frozenset(instructions[i].offset for i in body_indices)
-    ordinal = sum(1 for ins in instructions[: call + 1] if ins.opname == "GET_AITER")
+    location = f"{code.co_filename}:{facts.line_of(instructions[call + 1].offset)}"
+    _refuse_shapes(facts, head, body_indices, location)
 
+    rebound: dict[str, int] = {}
+    for i in sorted(body_indices):
+        for name in facts.defs[i] | facts.may_defs[i]:
+            rebound.setdefault(name, instructions[i].offset)
+    effects = tuple(e for e in facts.effects if e.offset in body)
+    globals_rebound: dict[str, int] = {}
+    for effect in effects:
+        if effect.kind == GLOBAL_STORE and effect.name is not None:
+            globals_rebound.setdefault(effect.name, effect.offset)
+    live = set(facts.live_at(head))
+    # Free variables belong to the enclosing function, which may read them
+    # whenever it likes.
+    live |= set(code.co_freevars)
+    if facts.frame_escapes:
+        live |= set(code.co_varnames) | set(code.co_cellvars)
     targets = _targets(instructions, head)
-    rebound = {name for name, offset in facts.rebinds if offset in body}
-    rebound -= facts.comprehension_names  # 3.12+ inlined comprehensions restore them
-    mutations = [m for m in facts.mutations if m.offset in body]
-    for nested in _closures_called(facts, body):
-        nested_rebound, nested_mutations = _closure_effects(nested)
-        rebound |= nested_rebound
-        mutations.extend(nested_mutations)
-
-    strong = set(rebound)
-    weak: set[str] = set()
-    appended: set[str] = set()
-    other_mutation: set[str] = set()
-    for m in mutations:
-        if m.kind != "method" or m.method in CONTAINER_MUTATORS:
-            strong.add(m.name)
-        else:
-            weak.add(m.name)
-        if m.kind == "method" and m.method in APPEND_METHODS:
-            appended.add(m.name)
-        else:
-            other_mutation.add(m.name)
-    # Carried = changed in the body and live at the loop head: its value may
-    # be read by a later iteration or after the loop. Temporaries written
-    # before they are read each iteration are dead there and never carried.
-    cells = set(code.co_cellvars) | set(code.co_freevars)
-    live = facts.live_at(head) | cells
-    strong &= live
-    weak &= live
-    weak -= strong
+    ordinal = sum(1 for ins in instructions[: call + 1] if ins.opname == "GET_AITER")
     return LoopSite(
         code=code,
         # Ordinal and loop variables: stable across edits elsewhere in the
         # function, yet a different loop at the same place is told apart.
         site=f"{code.co_qualname}:loop{ordinal}({','.join(sorted(targets))})",
-        location=f"{code.co_filename}:{_line(instructions[call + 1], code)}",
+        location=location,
         body=body,
         targets=frozenset(targets),
-        strong=tuple(sorted(strong)),
-        weak=tuple(sorted(weak)),
-        append_only=frozenset((appended & strong) - other_mutation - rebound),
+        live=frozenset(live),
+        rebound=rebound,
+        globals_rebound=globals_rebound,
+        effects=effects,
+        frame_escapes=facts.frame_escapes,
     )
 
 
-def _line(ins: dis.Instruction, code: CodeType) -> int:
-    line = ins.positions.lineno if ins.positions else None
-    return line if line is not None else code.co_firstlineno
+def _refuse_shapes(
+    facts: bytecode.CodeFacts, head: int, body: set[int], location: str
+) -> None:
+    instructions = facts.instructions
+    iterator_slot = facts.depth[head] - 1  # the async iterator, at the loop head
+    for i in sorted(body):
+        ins = instructions[i]
+        if ins.opname in _ACCUMULATE and facts.depth[i] >= 0:
+            # The container LIST_APPEND i (and friends) add to, as a stack
+            # slot number: below the loop's own iterator means it outlives
+            # the iterations, which is a comprehension's result list.
+            popped = 2 if ins.opname == "MAP_ADD" else 1
+            slot = facts.depth[i] - popped - (ins.arg or 0)
+            if slot < iterator_slot:
+                raise LoopShapeError(
+                    location,
+                    "aiter_checkpointed() is the source of an async comprehension, whose "
+                    "partial result lives on the interpreter stack where no checkpoint can "
+                    "reach it (a resumed run would return only the items after the crash)",
+                    "write a plain loop that appends: `results = []` then `async for d in "
+                    "aiter_checkpointed(docs): results.append(await f(d))`; or use "
+                    "`await amap(f, docs)`",
+                )
+    for effect in facts.effects:
+        if effect.kind == YIELD and effect.offset in {instructions[i].offset for i in body}:
+            raise LoopShapeError(
+                location,
+                "the loop body yields to a consumer (this is an async generator), and the "
+                "consumer's progress is not checkpointed: after a resume it would miss the "
+                "items yielded before the crash",
+                "checkpoint the consumer's loop instead (`async for x in "
+                "aiter_checkpointed(gen())` over the generator), or collect the items in "
+                "a list inside a @resumable function",
+            )
 
 
 def _targets(ins_list: list[dis.Instruction], head: int) -> set[str]:
@@ -160,11 +190,12 @@ def _targets(ins_list: list[dis.Instruction], head: int) -> set[str]:
     if send is None:
         return set()
     offsets = {ins.offset: i for i, ins in enumerate(ins_list)}
-    i = offsets.get(ins_list[send].argval, len(ins_list))
+    target = getattr(ins_list[send], "jump_target", None) or ins_list[send].argval
+    i = offsets.get(target, len(ins_list))
     names: set[str] = set()
     while i < len(ins_list):
         ins = ins_list[i]
-        if ins.opname in {"END_SEND", "UNPACK_SEQUENCE", "UNPACK_EX"}:
+        if ins.opname in {"END_SEND", "UNPACK_SEQUENCE", "UNPACK_EX", "NOT_TAKEN"}:
             pass
         elif ins.opname in {"STORE_FAST", "STORE_DEREF"}:
             names.add(str(ins.argval))
@@ -176,21 +207,5 @@ def _targets(ins_list: list[dis.Instruction], head: int) -> set[str]:
     return names
 
 
-def _closures_called(facts: bytecode.CodeFacts, body: frozenset[int]) -> list[CodeType]:
-    """Nested functions the body may run: defined in the body, or bound to a
-    local name earlier and loaded in the body."""
-    found = [code for code, offset in facts.made_functions if offset in body]
-    for name, offset in facts.loads:
-        if offset in body and name in facts.functions:
-            found.append(facts.functions[name])
-    return list(dict.fromkeys(found))
-
-
-def _closure_effects(code: CodeType) -> tuple[set[str], list[bytecode.Mutation]]:
-    """What a nested function does to the enclosing frame's cells: `nonlocal`
-    rebinding and in-place mutation of free variables."""
-    facts = bytecode.facts(code)
-    free = set(code.co_freevars)
-    rebound = {name for name, _ in facts.rebinds if name in free}
-    mutations = [dataclasses.replace(m, offset=-1) for m in facts.mutations if m.name in free]
-    return rebound, mutations
+def effects_in(site: LoopSite, kind: str) -> list[Effect]:
+    return [e for e in site.effects if e.kind == kind]

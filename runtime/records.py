@@ -13,20 +13,56 @@ from typing import Any
 
 from resumable.errors import CheckpointError, CorruptCheckpoint, NonDeterminismError
 from resumable.runtime.context import ExecutionContext
-from resumable.stores.codec import UnserializableValue
+from resumable.stores.codec import Codec, UnserializableValue
 
 
-def dump_values(context: ExecutionContext, values: dict[str, Any], where: str, key: str) -> bytes:
+def dump_values(
+    context: ExecutionContext,
+    values: dict[str, Any],
+    where: str,
+    key: str,
+    *,
+    keep_sharing: bool = False,
+) -> bytes:
     """Encode carried values for record `key`; on failure, name the culprit
     variable and type."""
     try:
-        return context.codec.dumps(values, execution_id=context.execution_id, key=key)
+        return context.codec.dumps(
+            values, execution_id=context.execution_id, key=key, keep_sharing=keep_sharing
+        )
     except UnserializableValue as exc:
         for name, value in values.items():
             try:
                 context.codec.dumps(value)
             except UnserializableValue as culprit:
                 raise CheckpointError(where, name, _type_name(value), culprit.reason) from None
+        raise CheckpointError(where, ", ".join(values), "dict", exc.reason) from None
+
+
+def is_pickle(blob: bytes) -> bool:
+    return Codec.is_pickle(blob)
+
+
+def verify(context: ExecutionContext, blob: bytes, values: dict[str, Any], where: str, key: str) -> None:
+    """Refuse a blob that does not decode (a value that pickles but does not
+    unpickle), naming the variable, before it is written."""
+    try:
+        context.codec.loads(blob, execution_id=context.execution_id, key=key)
+    except CorruptCheckpoint as exc:
+        plain = Codec()
+        for name, value in values.items():
+            try:
+                plain.loads(plain.dumps(value))
+            except (CorruptCheckpoint, UnserializableValue) as culprit:
+                reason = culprit.reason if isinstance(culprit, CorruptCheckpoint) else str(culprit)
+                raise CheckpointError(
+                    where,
+                    name,
+                    _type_name(value),
+                    f"it pickles but cannot be unpickled ({reason})",
+                    f"leave it out with ignore=({name!r},) if its state does not matter "
+                    "(a progress bar, a client), or carry the data it holds instead",
+                ) from None
         raise CheckpointError(where, ", ".join(values), "dict", exc.reason) from None
 
 

@@ -226,12 +226,33 @@ class Codec:
     def __repr__(self) -> str:
         return f"Codec(mode={self._mode!r}, signed={self.signed})"
 
-    def dumps(self, value: Any, *, execution_id: str = "?", key: str = "?") -> bytes:
+    def dumps(
+        self,
+        value: Any,
+        *,
+        execution_id: str = "?",
+        key: str = "?",
+        keep_sharing: bool = False,
+    ) -> bytes:
         """Encode `value`; raises `UnserializableValue` if it cannot be stored.
 
         When signing, the signature also covers `execution_id` and `key`, the
         place the blob is written to: `loads` given another place refuses it,
-        so a signed blob cannot be moved to another record or execution."""
+        so a signed blob cannot be moved to another record or execution.
+
+        `keep_sharing`: the value holds one object in several places (two
+        carried locals aliasing one list) and must come back that way: pickle,
+        whose memo keeps it, not msgpack, which would write copies."""
+        if keep_sharing:
+            if self._mode == "msgpack":
+                raise UnserializableValue(
+                    "the values share objects, which msgpack would store as separate "
+                    "copies, and the codec is in msgpack-only mode, which refuses pickle"
+                )
+            blob = _PICKLE_TAG + _pickle(value)
+            if self._mac is None:
+                return blob
+            return _SIGNED_TAG + self._sign(blob, execution_id, key) + blob
         try:
             # Packed inside a 1-element list whose header byte (0x91) is then
             # dropped: msgpack 1.x packs 1025 levels of nesting but unpacks
@@ -268,6 +289,12 @@ class Codec:
                 reason = f"msgpack cannot store it: {_describe(msgpack_error)}"
             raise UnserializableValue(reason) from msgpack_error
         return _PICKLE_TAG + _pickle(value)
+
+    @staticmethod
+    def is_pickle(blob: bytes) -> bool:
+        """Whether a blob made by `dumps` holds a pickle (not msgpack)."""
+        tag = blob[1 + _MAC_SIZE] if blob[:1] == _SIGNED_TAG and len(blob) > 1 + _MAC_SIZE else blob[0]
+        return tag == _PICKLE
 
     def loads(self, data: bytes, *, execution_id: str = "?", key: str = "?") -> Any:
         """Decode a blob made by `dumps`; raises `CorruptCheckpoint` for anything else."""
@@ -321,9 +348,16 @@ class Codec:
             try:
                 return pickle.loads(payload)
             except Exception as exc:  # unpickling can raise anything, even from user code
-                raise corrupt(
-                    f"it cannot be unpickled ({_describe(exc)}); if a module or class is "
-                    "missing, import the code that wrote the record"
+                classes = _pickled_classes(payload)
+                named = f" (it holds {', '.join(classes)})" if classes else ""
+                raise CorruptCheckpoint(
+                    execution_id,
+                    key,
+                    f"its value cannot be unpickled{named}: {type(exc).__name__}: "
+                    f"{_describe(exc)}",
+                    "if a module or class is missing, run where the code that wrote the "
+                    "record can be imported; if the class itself cannot be rebuilt from its "
+                    "pickle, it cannot be stored: keep it out of carried variables and results",
                 ) from exc
         raise corrupt(f"unknown format tag {bytes([tag])!r}")
 
@@ -361,6 +395,31 @@ def _plain_pickle(value: Any) -> bytes | None:
     if b"__main__" in data or cloudpickle.list_registry_pickle_by_value():
         return None
     return data
+
+
+def _pickled_classes(payload: bytes | memoryview, limit: int = 4) -> list[str]:
+    """The classes a pickle refers to (module.name), read without running it."""
+    import pickletools
+
+    found: list[str] = []
+    strings: list[str] = []
+    try:
+        for opcode, arg, _ in pickletools.genops(bytes(payload)):
+            if opcode.name in ("SHORT_BINUNICODE", "BINUNICODE", "UNICODE"):
+                strings.append(str(arg))
+            elif opcode.name == "STACK_GLOBAL" and len(strings) >= 2:
+                name = f"{strings[-2]}.{strings[-1]}"
+                if name not in found and not strings[-2].startswith(("copyreg", "builtins")):
+                    found.append(name)
+            elif opcode.name == "GLOBAL":
+                name = str(arg).replace(" ", ".")
+                if name not in found:
+                    found.append(name)
+            if len(found) >= limit:
+                break
+    except Exception:  # noqa: S110 - a damaged pickle: say nothing more
+        pass
+    return found
 
 
 def _describe(exc: BaseException) -> str:

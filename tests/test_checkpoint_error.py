@@ -22,7 +22,7 @@ class TestUnserializableCarriedValue:
             await poison.job.options(execution_id=execution_id, store=store)(6)
         error = caught.value
         assert error.variable == "holder"
-        assert error.type_name == "_thread.lock"
+        assert error.type_name == "jobs.poison.Opaque"
         assert "poison.py:" in error.where and "job:loop0(i)" in error.where
         assert "pickle" in error.reason
         # Iterations 0..2 were checkpointed; the failed checkpoint wrote nothing.
@@ -31,7 +31,7 @@ class TestUnserializableCarriedValue:
         assert "CheckpointError" in (record.error or "")
         assert [(p.done, p.finished) for p in record.progress] == [(3, False)]
 
-        poison.POISON["at"] = -1  # the data no longer produces a lock
+        poison.POISON["at"] = -1  # the data no longer produces an unpicklable value
         poison.RUNS.clear()
         assert await resume(execution_id, store=store) == (15, 5)
         assert poison.RUNS == [3, 4, 5]  # resumed from the intact checkpoint

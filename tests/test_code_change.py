@@ -19,11 +19,14 @@ from resumable import aiter_checkpointed, resumable
 
 RUNS = []
 
+def ran(i):  # a side effect outside the loop's state: counts real runs
+    RUNS.append(i)
+
 @resumable
 async def job(n):
     total = 0
     async for i in aiter_checkpointed(range(n)):
-        RUNS.append(i)
+        ran(i)
         total += i
     return total
 """
@@ -40,11 +43,14 @@ from resumable import aiter_checkpointed, resumable
 
 RUNS = []
 
+def ran(i):
+    RUNS.append(i)
+
 @resumable
 async def job(n):
     count = 0
     async for k in aiter_checkpointed(range(n)):
-        RUNS.append(k)
+        ran(k)
         count += 1
     return count
 """
@@ -86,7 +92,7 @@ class TestCodeChanged:
             await resume(execution_id, store=store)
         error = caught.value
         assert error.function.endswith(":job")
-        assert error.location.endswith(".py:6")  # the @resumable line
+        assert error.location.endswith(".py:9")  # the @resumable line
         assert "bytecode differs" in str(error) and "on_code_change" in str(error)
         assert changed.RUNS == []  # nothing ran
         # The refusal released the lease: a later resume may still decide.

@@ -125,7 +125,7 @@ class TestMisuse:
     async def test_helper_outside_async_for(self, store):
         from jobs import misuse
 
-        with pytest.raises(LoopShapeError, match="must be the iterable of an `async for`"):
+        with pytest.raises(LoopShapeError, match="is not the iterable of an `async for`"):
             await misuse.assigned_first.options(store=store)()
 
     async def test_bad_every_and_carry(self, store):

@@ -141,7 +141,7 @@ async def _rows_of(item: int) -> int:
     acc = 0
     async for j in aiter_checkpointed(range(5)):
         await asyncio.sleep(0.001 * ((item + j) % 3))  # items interleave
-        CALLS[f"inner:{item}:{j}"] += 1
+        record(None, f"inner:{item}:{j}")  # a side effect outside the loop's own state
         acc += item * 10 + j
     return acc
 

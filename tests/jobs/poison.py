@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import threading
 
 from resumable import aiter_checkpointed, resumable
 
@@ -11,14 +10,25 @@ POISON = {"at": 3}
 RUNS: list[int] = []
 
 
+class Opaque:
+    """Data that cannot be pickled (not a resource: nothing rebuilds it)."""
+
+    def __reduce__(self) -> str:
+        raise TypeError("Opaque objects cannot be pickled")
+
+
+def ran(i: int) -> None:
+    RUNS.append(i)  # a side effect outside the loop's state
+
+
 @resumable
 async def job(n: int) -> tuple[int, object]:
     total = 0
     holder: object = None
     async for i in aiter_checkpointed(range(n)):
-        RUNS.append(i)
+        ran(i)
         total += i
-        holder = threading.Lock() if i == POISON["at"] else i
+        holder = Opaque() if i == POISON["at"] else i
     return total, holder
 
 

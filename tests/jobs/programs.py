@@ -8,6 +8,13 @@ from resumable import aiter_checkpointed, resumable
 RUNS: list[int] = []
 
 
+def ran(index: int) -> None:
+    """A side effect outside the loop's state: counts how often each
+    iteration really ran (module state changed by a called function is not
+    carried)."""
+    RUNS.append(index)
+
+
 @resumable
 async def program(ops: list[tuple[str, int]], every: int) -> dict[str, object]:
     total = 0
@@ -17,7 +24,7 @@ async def program(ops: list[tuple[str, int]], every: int) -> dict[str, object]:
     seen: set[int] = set()
     last = None
     async for index, (op, value) in aiter_checkpointed(enumerate(ops), every=every):
-        RUNS.append(index)
+        ran(index)
         if op == "skip":
             continue
         if op == "stop" and value > 80:

@@ -1,0 +1,463 @@
+"""Which locals a checkpointed loop carries, decided when the loop starts.
+
+The rule (README, "What gets carried"): a local that is live at the loop head
+and that the body may change, by any path, is carried; what cannot be carried
+and cannot be proven safe to leave out is refused before any work is done.
+
+1. The bytecode analysis (`loopsite`) gives the body's rebindings and
+   effects. `effects.Judge` decides, with the values in the frame, which
+   roots each effect may change (NONE, SHALLOW or DEEP).
+2. Escapes link roots: a value stored into a container changes when the
+   container changes deeply, and a container changes when a live value
+   stored into it does.
+3. Objects shared at run time (an alias made before the loop, a `csv.writer`
+   over a `StringIO`, a holder of a list) link roots too: a local whose graph
+   shares an object with a changing one is changing.
+4. Each changing live local is then carried (data), left to the code before
+   the loop (a resource: client, session, lock, logger, progress bar), or
+   refused (a running hash, a file the code before the loop truncates, an
+   iterator or queue the body advances, an unpicklable object the body
+   changes), with the line that changes it and the fix.
+
+Locals unbound when the loop starts (`client = None` is bound, a first
+assignment inside the body is not) are classified at the first checkpoint
+that finds them bound.
+"""
+
+from __future__ import annotations
+
+import builtins
+import gc
+import types
+from dataclasses import dataclass, field
+from types import FrameType
+from typing import Any
+
+from resumable.errors import CheckpointError
+from resumable.runtime import callees, effects, kinds, shapes
+from resumable.runtime.absval import STORE
+from resumable.runtime.effects import DEEP, NONE, SHALLOW, Change, Judge, Part
+
+__all__ = ["CARRY", "RESOURCE", "VIEW", "CarryPlan", "Change", "automatic", "classify", "explicit"]
+from resumable.runtime.loopsite import LoopSite
+from resumable.stores.codec import Codec, UnserializableValue
+
+# Test hook (tests/test_properties.py): break one rule on purpose to show the
+# property test catches it. "partial-mutation", "method-call",
+# "call-argument", "pre-loop-alias" or "closure-call"; never set otherwise.
+BROKEN_RULE: str | None = None
+
+CARRY = "carry"
+RESOURCE = "resource"
+VIEW = "view"
+
+_MISSING = object()
+
+
+@dataclass(slots=True)
+class CarryPlan:
+    """What a loop writes at each checkpoint."""
+
+    names: list[str] = field(default_factory=list)  # carried: locals, and "$global"
+    appends: set[str] = field(default_factory=set)  # lists written as deltas of new items
+    pending: dict[str, Change] = field(default_factory=dict)  # changing, unbound at start
+    left_out: dict[str, str] = field(default_factory=dict)  # name -> RESOURCE or VIEW
+    ignored: frozenset[str] = frozenset()
+    audited: list[str] = field(default_factory=list)  # neither carried, ignored nor resources
+    # Carried values share objects: encode them together with pickle, whose
+    # memo keeps the sharing (msgpack would make copies).
+    shared: bool = False
+    decisive: dict[tuple[str, ...], Any] = field(default_factory=dict)
+    changes: dict[str, Change] = field(default_factory=dict)
+
+
+def frame_values(frame: FrameType, names: frozenset[str] | set[str] | None = None) -> dict[str, Any]:
+    """The frame's locals (a plain dict; on 3.13+ f_locals is a proxy)."""
+    proxy = frame.f_locals
+    if names is None:
+        return dict(proxy)
+    found = {}
+    for name in names:
+        value = proxy.get(name, _MISSING)
+        if value is not _MISSING:
+            found[name] = value
+    return found
+
+
+def read_root(frame: FrameType, root: str, values: dict[str, Any]) -> Any:
+    if root.startswith("$"):
+        found = frame.f_globals.get(root[1:], _MISSING)
+        if found is _MISSING:
+            found = getattr(builtins, root[1:], _MISSING)
+        return found
+    return values.get(root, _MISSING)
+
+
+def explicit(site: LoopSite, frame: FrameType, names: tuple[str, ...], ignore: frozenset[str]) -> CarryPlan:
+    """carry=("a", "b"): exactly these; appends still become deltas."""
+    values = frame_values(frame)
+    plan = CarryPlan(names=list(dict.fromkeys(names)), ignored=ignore)
+    auto = automatic(site, frame, ignore | frozenset(names), values=values, refuse=False)
+    plan.appends = {n for n in auto.appends if n in plan.names} | {
+        n for n in _append_only(site, frame, values) if n in plan.names
+    }
+    plan.audited = [n for n in auto.audited + auto.names + list(auto.pending) if n not in plan.names]
+    plan.shared = True
+    return plan
+
+
+def _append_only(site: LoopSite, frame: FrameType, values: dict[str, Any]) -> set[str]:
+    judge = Judge(frame.f_globals, values)
+    found = set()
+    for name in site.rebound.keys() | site.roots:
+        value = values.get(name, _MISSING)
+        if type(value) is not list or name in site.rebound:
+            continue
+        change, escapes = judge.judge(name, Part(shapes.lazy(value)), site.effects)
+        if change.level == SHALLOW and change.appends_only and not escapes:
+            found.add(name)
+    return found
+
+
+def automatic(
+    site: LoopSite,
+    frame: FrameType,
+    ignore: frozenset[str],
+    *,
+    values: dict[str, Any] | None = None,
+    refuse: bool = True,
+) -> CarryPlan:
+    """carry=AUTO: the plan for the loop at `site`, running in `frame`."""
+    effects.BROKEN_RULE = BROKEN_RULE
+    values = frame_values(frame) if values is None else values
+    judge = Judge(frame.f_globals, values)
+    live = set(site.live) | {"$" + g for g in site.globals_rebound}
+    roots = set(site.roots) | set(site.rebound) | {"$" + g for g in site.globals_rebound}
+    parts: dict[str, Part] = {}
+    for root in roots:
+        value = read_root(frame, root, values)
+        parts[root] = Part(None if value is _MISSING else shapes.lazy(value))
+
+    changes: dict[str, Change] = {}
+    escapes: dict[str, set[str]] = {}
+    # Functions, classes and modules are code, not state: what flows through
+    # them (a call result "derived" from `json`) does not change them. Only
+    # setting one of their attributes does (refused as state outside the
+    # frame), or rebinding the name (carried).
+    code_roots = {
+        root for root in roots if parts[root].shape is not None and kinds.is_code(parts[root].shape.value)
+    }
+    for root in roots:
+        if root in code_roots:
+            changes[root] = _attribute_stores(site, root)
+            escapes[root] = set()
+            continue
+        change, found = judge.judge(root, parts[root], site.effects)
+        changes[root] = change
+        escapes[root] = {into for into, _ in found if into not in code_roots}
+    for name, offset in site.rebound.items():
+        _rebinds(changes.setdefault(name, Change()), offset)
+    for name, offset in site.globals_rebound.items():
+        _rebinds(changes.setdefault("$" + name, Change()), offset)
+    _propagate(changes, escapes, live)
+
+    plan = CarryPlan(ignored=ignore, decisive=dict(judge.decisive), changes=changes)
+    changing = {
+        root
+        for root, change in changes.items()
+        if change.level > NONE and (root in live or root.startswith("$"))
+    }
+    if BROKEN_RULE != "pre-loop-alias":
+        _shared_objects(site, frame, values, changes, changing, live, parts)
+    for root in sorted(changing):
+        if root in ignore or root.lstrip("$") in ignore:
+            continue
+        value = read_root(frame, root, values)
+        if value is _MISSING:
+            plan.pending[root] = changes[root]
+            continue
+        decided = classify(site, root, value, changes[root], refuse=refuse)
+        if decided == CARRY:
+            plan.names.append(root)
+            change = changes[root]
+            if (
+                change.appends_only
+                and change.level == SHALLOW
+                and root not in site.rebound
+                and type(value) is list
+                and not escapes.get(root)
+            ):
+                plan.appends.add(root)
+        elif decided is not None:
+            plan.left_out[root] = decided
+    plan.audited = sorted(
+        name
+        for name in site.live
+        if name not in plan.names
+        and name not in plan.pending
+        and name not in plan.left_out
+        and name not in ignore
+        and name in values
+    )
+    plan.shared = _carried_share(plan, values, frame)
+    return plan
+
+
+def _attribute_stores(site: LoopSite, root: str) -> Change:
+    change = Change()
+    for effect in site.effects:
+        if effect.kind == STORE and any(
+            t.root == root and t.depth == 0 and t.exact for t in effect.target.tags
+        ):
+            change.note(SHALLOW, effect, f"sets {effect.name or 'an attribute'} on it")
+    return change
+
+
+def _rebinds(change: Change, offset: int) -> None:
+    change.appends_only = False
+    if change.level < SHALLOW:
+        change.level, change.offset, change.how = SHALLOW, offset, "rebinds it"
+
+
+def _propagate(changes: dict[str, Change], escapes: dict[str, set[str]], live: set[str]) -> None:
+    """A value stored into a container changes when the container changes
+    deeply; a container changes (deeply) when a live value inside it does."""
+    moved = True
+    while moved:
+        moved = False
+        for root, intos in escapes.items():
+            mine = changes.setdefault(root, Change())
+            for into in intos:
+                theirs = changes.setdefault(into, Change())
+                if theirs.level == DEEP and mine.level < DEEP:
+                    _follow(mine, theirs, f"is stored into {into.lstrip('$')}, which {theirs.how}")
+                    moved = True
+                if (root in live or root.startswith("$")) and mine.level > NONE and theirs.level < DEEP:
+                    _follow(theirs, mine, f"holds {root.lstrip('$')}, which {mine.how}")
+                    moved = True
+
+
+def _follow(change: Change, cause: Change, how: str) -> None:
+    change.level = DEEP
+    change.offset = cause.offset
+    change.via = cause.via
+    change.how = how
+    change.appends_only = False
+
+
+def _shared_objects(
+    site: LoopSite,
+    frame: FrameType,
+    values: dict[str, Any],
+    changes: dict[str, Change],
+    changing: set[str],
+    live: set[str],
+    parts: dict[str, Part],
+) -> None:
+    """Locals that share objects with a changing one change too (an alias
+    made before the loop, a writer over a buffer, a holder of a list)."""
+    candidates = {
+        name: value
+        for name, value in values.items()
+        if name in site.live
+        and name not in changing
+        and not kinds.is_atom(value)
+        and not kinds.is_code(value)
+        and kinds.by_class(value) not in (kinds.RESOURCE, kinds.FILE)
+    }
+    if not candidates:
+        return
+    reached: set[int] = set()
+    done: set[str] = set()
+
+    def spread(root: str) -> None:
+        value = read_root(frame, root, values)
+        if value is _MISSING or kinds.is_code(value):
+            return
+        category = kinds.by_class(value)
+        if category == kinds.RESOURCE:
+            return  # a client holding our data does not change it
+        change = changes[root]
+        if change.level == DEEP or category != kinds.OTHER or _unpicklable_hint(value):
+            shape = parts[root].shape if root in parts and parts[root].shape else shapes.lazy(value)
+            shape.ensure()
+            reached.update(shape.ids)
+            reached.update(id(getattr(f, "__self__", None)) for f in _bound_writers(value))
+        else:
+            reached.add(id(value))
+
+    for root in changing:
+        spread(root)
+        done.add(root)
+    moved = True
+    while moved:
+        moved = False
+        for name, value in list(candidates.items()):
+            shape = shapes.lazy(value)
+            shape.ensure()
+            shared = reached & (shape.ids | {id(value)})
+            if not shared:
+                continue
+            cause = next((r for r in sorted(changing) if r in done), "")
+            change = changes.setdefault(name, Change())
+            _follow(change, changes.get(cause, Change()), f"shares objects with {cause.lstrip('$')}, which the loop changes")
+            changing.add(name)
+            del candidates[name]
+            spread(name)
+            done.add(name)
+            moved = True
+
+
+def _bound_writers(value: Any) -> list[Any]:
+    """The bound methods a view writes through (csv.writer holds its file's
+    `write`)."""
+    found = []
+    try:
+        for ref in gc.get_referents(value):
+            if isinstance(ref, types.BuiltinMethodType | types.MethodType):
+                found.append(ref)
+    except TypeError:
+        pass
+    return found
+
+
+def _unpicklable_hint(value: Any) -> bool:
+    return not hasattr(type(value), "__reduce_ex__")
+
+
+def classify(site: LoopSite, root: str, value: Any, change: Change, *, refuse: bool = True) -> str | None:
+    """CARRY, RESOURCE or VIEW for a changing local; raises CheckpointError
+    when it can be neither carried nor left out (unless `refuse` is False,
+    then None)."""
+    name = root.lstrip("$")
+    if kinds.is_atom(value):
+        return CARRY
+    if kinds.is_code(value):
+        if root.lstrip("$") in site.rebound or root.lstrip("$") in site.globals_rebound:
+            return CARRY
+        return _refuse(site, root, value, change, "it is code (a function, class or module), and "
+                       "the body changes it: that is state outside the function, which is not "
+                       "carried", "keep the state in a local variable of the @resumable "
+                       "function instead", refuse)
+    category = kinds.by_class(value)
+    if category == kinds.RESOURCE:
+        return RESOURCE
+    if category == kinds.VIEW:
+        return VIEW
+    if category == kinds.FILE:
+        if "a" in kinds.file_mode(value):
+            return RESOURCE
+        if kinds.truncating(value):
+            return _refuse(site, root, value, change, "it is a file opened for writing; on "
+                           "resume, the code before the loop opens it again, which empties it, "
+                           "and the rows written before the crash are lost", "open it in "
+                           "append mode (open(path, 'a')), or collect the rows in a list and "
+                           "write the file after the loop", refuse)
+        return _refuse(site, root, value, change, "it is a file the body reads; its read "
+                       "position cannot be carried, so a resume would read it from the start "
+                       "again", "read it into a list before the loop, or iterate it with "
+                       "`async for line in aiter_checkpointed(f)`", refuse)
+    if category == kinds.ACCUMULATOR:
+        return _refuse(site, root, value, change, "its state is part of the result (a running "
+                       "hash, a compressor, a queue), it cannot be pickled, and a resume would "
+                       "start it again from scratch", "carry the inputs instead (append them "
+                       "to a list and feed them to it after the loop), or move the loop into a "
+                       "@step", refuse)
+    if category == kinds.ITERATOR:
+        if _round_trips(value):
+            return CARRY
+        return _refuse(site, root, value, change, "it is an iterator (or generator) that the "
+                       "body advances; it cannot be pickled, and a resume would start it again "
+                       "from the beginning", "iterate it with `async for x in "
+                       "aiter_checkpointed(it)`, or make a list of it before the loop", refuse)
+    if _round_trips(value):
+        return CARRY
+    if shapes.holds_resource(value) is not None and _only_calls(site, root):
+        return RESOURCE
+    return _refuse(site, root, value, change, "it cannot be pickled (or does not unpickle), "
+                   "so it cannot be carried, and the body changes it", "if its changes do not "
+                   "matter for the result, leave it out with ignore=(" + repr(name) + ",); "
+                   "otherwise keep the state in picklable data, or move the work into a @step",
+                   refuse)
+
+
+def _only_calls(site: LoopSite, root: str) -> bool:
+    from resumable.runtime.absval import CALL, ESCAPE
+
+    for effect in site.effects:
+        values = (effect.target, effect.callee, effect.into, *effect.args)
+        if any(v is not None and any(t.root == root for t in v.tags) for v in values):
+            if effect.kind not in (CALL, ESCAPE):
+                return False
+    return True
+
+
+_round_trip_ok: dict[type, bool] = {}
+
+
+def _round_trips(value: Any) -> bool:
+    """Does a value survive dumps and loads? Checked once per type (a value
+    that pickles but does not unpickle, like a tqdm bar, must never be
+    written)."""
+    kind = type(value)
+    found = _round_trip_ok.get(kind)
+    if found is not None and kind.__module__ != "builtins":
+        return found
+    codec = Codec()
+    try:
+        blob = codec.dumps(value)
+        codec.loads(blob)
+    except (UnserializableValue, Exception):
+        _round_trip_ok[kind] = False
+        return False
+    _round_trip_ok[kind] = True
+    return True
+
+
+def _refuse(
+    site: LoopSite, root: str, value: Any, change: Change, reason: str, hint: str, refuse: bool
+) -> None:
+    if not refuse:
+        return None
+    raise refusal(site, root, value, change, reason, hint)
+
+
+def refusal(site: LoopSite, root: str, value: Any, change: Change, reason: str, hint: str) -> CheckpointError:
+    name = root.lstrip("$")
+    if change.offset >= 0:
+        line = site.line(change.offset) if change.via is None else None
+        where = f"line {line}" if line is not None else f"a call at line {site.line(change.offset)}"
+        via = f" (through {change.via.co_qualname})" if change.via is not None else ""
+        reason = f"{where} {change.how}{via}; {reason}"
+    label = f"global {name}" if root.startswith("$") else name
+    return CheckpointError(f"loop {site.site} ({site.location})", label, kinds.describe_type(value), reason, hint)
+
+
+def _carried_share(plan: CarryPlan, values: dict[str, Any], frame: FrameType) -> bool:
+    """Do carried values share objects (so they must be encoded together,
+    keeping the sharing)?"""
+    if len(plan.names) < 2:
+        return False
+    seen: set[int] = set()
+    for root in plan.names:
+        value = read_root(frame, root, values)
+        if value is _MISSING or kinds.is_atom(value):
+            continue
+        shape = shapes.lazy(value)
+        shape.ensure()
+        ids = shape.ids | {id(value)}
+        if seen & ids or not shape.complete:
+            return True
+        seen |= ids
+    return False
+
+
+def still_valid(plan: CarryPlan, frame: FrameType) -> bool:
+    """Have the callees that proved locals untouched stayed the same?"""
+    for path, found in plan.decisive.items():
+        if path[0] != "G":
+            continue
+        if callees.resolve(path, frame.f_globals, {}) is not found:
+            return False
+    return True
+
