@@ -50,8 +50,23 @@ class Tag:
         return self.root.startswith("$")
 
     @property
+    def is_item(self) -> bool:
+        """A pseudo-root: the item an `async for` got at the GET_ANEXT whose
+        offset follows the "@" (see `AnextItem`)."""
+        return self.root.startswith("@")
+
+    @property
     def name(self) -> str:
         return self.root[1:] if self.is_global else self.root
+
+
+class AnextItem:
+    """Marks the awaitable GET_ANEXT pushes: the value awaiting it gives is
+    the loop's item, named by a pseudo-root "@<offset>" instead of "anything
+    derived from the iterator". Where that item comes from is decided later:
+    statically (`CodeFacts.anext_sources`), or, for the checkpointed loop
+    itself, from the iterable at run time (a plain list's items are its
+    elements)."""
 
 
 NO_TAGS: frozenset[Tag] = frozenset()

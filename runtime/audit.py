@@ -22,7 +22,7 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from resumable.errors import CarryAuditError
-from resumable.runtime import frames
+from resumable.runtime import frames, kinds
 from resumable.stores.codec import Codec, UnserializableValue
 
 if TYPE_CHECKING:
@@ -47,6 +47,10 @@ _UNENCODABLE = object()
 
 
 def _fingerprint(value: Any) -> object:
+    if kinds.is_code(value):
+        # A closure's pickle holds its cells' contents, which are locals of
+        # their own (carried or audited as such).
+        return _UNENCODABLE
     try:
         return _codec.dumps(value)
     except UnserializableValue:

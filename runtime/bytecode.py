@@ -62,6 +62,8 @@ class CodeFacts:
     # Set when the code calls locals()/vars()/eval()/exec(): every local may
     # be read at any time.
     frame_escapes: bool = False
+    # "@<offset>" (an async for's item) -> what its iterator derives from
+    anext_sources: dict[str, Val] = field(default_factory=dict)
     _live_in: list[frozenset[str]] | None = None
     _outer: list[Effect] | None = None
 
@@ -80,7 +82,10 @@ class CodeFacts:
                 values = (effect.target, effect.callee, effect.into, *effect.args)
                 if not any(
                     v is not None
-                    and (v.funcs or any(t.is_global or t.root in outer for t in v.tags))
+                    and (
+                        v.funcs
+                        or any(t.is_global or t.is_item or t.root in outer for t in v.tags)
+                    )
                     for v in values
                 ):
                     continue
@@ -242,6 +247,7 @@ def _analyse(code: CodeType) -> CodeFacts:
         result.may_defs.append(frozenset(recorder.may_defs))
         result.effects.extend(recorder.effects)
     result.frame_escapes = frame.frame_escapes
+    result.anext_sources = frame.anext_sources
     return result
 
 

@@ -34,8 +34,8 @@ from types import FrameType
 from typing import Any
 
 from resumable.errors import CheckpointError
-from resumable.runtime import callees, effects, kinds, shapes
-from resumable.runtime.absval import STORE
+from resumable.runtime import bytecode, callees, effects, kinds, shapes
+from resumable.runtime.absval import STORE, Tag
 from resumable.runtime.effects import DEEP, NONE, SHALLOW, Change, Judge, Part
 
 __all__ = ["CARRY", "RESOURCE", "VIEW", "CarryPlan", "Change", "automatic", "classify", "explicit"]
@@ -109,9 +109,9 @@ def explicit(site: LoopSite, frame: FrameType, names: tuple[str, ...], ignore: f
 def _append_only(site: LoopSite, frame: FrameType, values: dict[str, Any]) -> set[str]:
     judge = Judge(frame.f_globals, values)
     found = set()
-    for name in site.rebound.keys() | site.roots:
+    for name in site.rebinding().keys() | site.roots:
         value = values.get(name, _MISSING)
-        if type(value) is not list or name in site.rebound:
+        if type(value) is not list or name in site.rebinding():
             continue
         change, escapes = judge.judge(name, Part(shapes.lazy(value)), site.effects)
         if change.level == SHALLOW and change.appends_only and not escapes:
@@ -124,15 +124,23 @@ def automatic(
     frame: FrameType,
     ignore: frozenset[str],
     *,
+    iterable: Any = _MISSING,
     values: dict[str, Any] | None = None,
     refuse: bool = True,
 ) -> CarryPlan:
-    """carry=AUTO: the plan for the loop at `site`, running in `frame`."""
+    """carry=AUTO: the plan for the loop at `site`, running in `frame` over
+    `iterable`."""
     effects.BROKEN_RULE = BROKEN_RULE
     values = frame_values(frame) if values is None else values
     judge = Judge(frame.f_globals, values)
+    judge.expand = effects.static_items(bytecode.facts(site.code))
+    if iterable is not _MISSING:
+        relation = item_relation(iterable, values)
+        if relation is not None:
+            judge.expand[f"@{site.head_offset}"] = relation
+    rebound = site.rebinding(closures=BROKEN_RULE != "closure-call")
     live = set(site.live) | {"$" + g for g in site.globals_rebound}
-    roots = set(site.roots) | set(site.rebound) | {"$" + g for g in site.globals_rebound}
+    roots = set(site.roots) | set(rebound) | {"$" + g for g in site.globals_rebound}
     parts: dict[str, Part] = {}
     for root in roots:
         value = read_root(frame, root, values)
@@ -155,11 +163,11 @@ def automatic(
         change, found = judge.judge(root, parts[root], site.effects)
         changes[root] = change
         escapes[root] = {into for into, _ in found if into not in code_roots}
-    for name, offset in site.rebound.items():
+    for name, offset in rebound.items():
         _rebinds(changes.setdefault(name, Change()), offset)
     for name, offset in site.globals_rebound.items():
         _rebinds(changes.setdefault("$" + name, Change()), offset)
-    _propagate(changes, escapes, live)
+    _propagate(changes, escapes, live, parts)
 
     plan = CarryPlan(ignored=ignore, decisive=dict(judge.decisive), changes=changes)
     changing = {
@@ -183,7 +191,7 @@ def automatic(
             if (
                 change.appends_only
                 and change.level == SHALLOW
-                and root not in site.rebound
+                and root not in rebound
                 and type(value) is list
                 and not escapes.get(root)
             ):
@@ -213,15 +221,67 @@ def _attribute_stores(site: LoopSite, root: str) -> Change:
     return change
 
 
+# Iterators over a container, and wrappers whose items are new tuples holding
+# a container's items (enumerate, zip, dict views): unwrapped to find the
+# container a local holds.
+_WRAPPERS = frozenset(
+    {"enumerate", "zip", "reversed", "dict_keys", "dict_values", "dict_items", "map", "filter"}
+)
+
+
+def item_relation(iterable: Any, values: dict[str, Any]) -> tuple[Tag, ...] | None:
+    """How the checkpointed loop's items relate to the frame's locals: the
+    elements of a list `docs` are exactly one level inside `docs`; the tuples
+    `enumerate(ops)` yields hold `ops`'s elements. None when it cannot tell
+    (a generator may yield anything its arguments reach)."""
+    owners = {id(v): name for name, v in values.items() if not kinds.is_atom(v)}
+    if isinstance(iterable, range | str | bytes):
+        return ()
+    name = owners.get(id(iterable))
+    if name is not None and type(iterable) in kinds.TRANSPARENT:
+        return (Tag(name, 1, exact=True),)
+    found: list[Tag] = []
+    todo, seen = [iterable], 0
+    while todo and seen < 8:
+        obj = todo.pop()
+        seen += 1
+        kind_name = type(obj).__name__
+        name = owners.get(id(obj))
+        if name is not None and type(obj) in kinds.TRANSPARENT and obj is not iterable:
+            found.append(Tag(name, 1, exact=False))
+            continue
+        if kind_name in _WRAPPERS or kind_name.endswith("iterator") and type(obj).__module__ == "builtins":
+            refs = [r for r in gc.get_referents(obj) if not isinstance(r, type)]
+            if kind_name in ("map", "filter"):
+                return None  # calls a function on each item: anything may come out
+            todo.extend(refs)
+            continue
+        if kinds.is_atom(obj):
+            continue
+        return None
+    return tuple(found)
+
+
 def _rebinds(change: Change, offset: int) -> None:
     change.appends_only = False
     if change.level < SHALLOW:
         change.level, change.offset, change.how = SHALLOW, offset, "rebinds it"
 
 
-def _propagate(changes: dict[str, Change], escapes: dict[str, set[str]], live: set[str]) -> None:
+def _propagate(
+    changes: dict[str, Change],
+    escapes: dict[str, set[str]],
+    live: set[str],
+    parts: dict[str, Part],
+) -> None:
     """A value stored into a container changes when the container changes
-    deeply; a container changes (deeply) when a live value inside it does."""
+    deeply; a container changes (deeply) when a live value inside it changes
+    in place (a rebinding of the name leaves the stored object alone)."""
+
+    def mutable(root: str) -> bool:
+        part = parts.get(root)
+        return part is None or part.shape is None or not part.shape.immutable
+
     moved = True
     while moved:
         moved = False
@@ -229,10 +289,14 @@ def _propagate(changes: dict[str, Change], escapes: dict[str, set[str]], live: s
             mine = changes.setdefault(root, Change())
             for into in intos:
                 theirs = changes.setdefault(into, Change())
-                if theirs.level == DEEP and mine.level < DEEP:
+                if theirs.level == DEEP and mine.level < DEEP and mutable(root):
                     _follow(mine, theirs, f"is stored into {into.lstrip('$')}, which {theirs.how}")
                     moved = True
-                if (root in live or root.startswith("$")) and mine.level > NONE and theirs.level < DEEP:
+                if (
+                    (root in live or root.startswith("$"))
+                    and mine.in_place
+                    and theirs.level < DEEP
+                ):
                     _follow(theirs, mine, f"holds {root.lstrip('$')}, which {mine.how}")
                     moved = True
 
@@ -243,6 +307,7 @@ def _follow(change: Change, cause: Change, how: str) -> None:
     change.via = cause.via
     change.how = how
     change.appends_only = False
+    change.in_place = True
 
 
 def _shared_objects(
@@ -333,7 +398,7 @@ def classify(site: LoopSite, root: str, value: Any, change: Change, *, refuse: b
     if kinds.is_atom(value):
         return CARRY
     if kinds.is_code(value):
-        if root.lstrip("$") in site.rebound or root.lstrip("$") in site.globals_rebound:
+        if root.lstrip("$") in site.rebinding() or root.lstrip("$") in site.globals_rebound:
             return CARRY
         return _refuse(site, root, value, change, "it is code (a function, class or module), and "
                        "the body changes it: that is state outside the function, which is not "
@@ -434,22 +499,27 @@ def refusal(site: LoopSite, root: str, value: Any, change: Change, reason: str, 
 
 
 def _carried_share(plan: CarryPlan, values: dict[str, Any], frame: FrameType) -> bool:
-    """Do carried values share objects (so they must be encoded together,
-    keeping the sharing)?"""
+    """Do carried values share objects? Then they are encoded together with
+    pickle, which keeps the sharing, and none of the sharing ones is written
+    as a delta (two records would rebuild two lists where there was one)."""
     if len(plan.names) < 2:
         return False
-    seen: set[int] = set()
+    owners: dict[int, str] = {}
+    sharing: set[str] = set()
     for root in plan.names:
         value = read_root(frame, root, values)
         if value is _MISSING or kinds.is_atom(value):
             continue
         shape = shapes.lazy(value)
         shape.ensure()
-        ids = shape.ids | {id(value)}
-        if seen & ids or not shape.complete:
-            return True
-        seen |= ids
-    return False
+        if not shape.complete:
+            sharing.add(root)
+        for ident in shape.ids | {id(value)}:
+            other = owners.setdefault(ident, root)
+            if other != root:
+                sharing.update((root, other))
+    plan.appends -= sharing
+    return bool(sharing)
 
 
 def still_valid(plan: CarryPlan, frame: FrameType) -> bool:

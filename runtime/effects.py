@@ -89,12 +89,14 @@ class Change:
     # Every change is an append/extend of this very list: it can be written
     # as a delta of the new items.
     appends_only: bool = True
+    in_place: bool = False  # the object itself may change (not only the name rebound)
 
     def note(self, level: int, effect: Effect, how: str, *, append: bool = False) -> None:
         if level == NONE:
             return
         if not append:
             self.appends_only = False
+        self.in_place = True
         if level > self.level:
             self.level = level
             self.offset = effect.offset
@@ -132,6 +134,9 @@ class Judge:
 
     frame_globals: dict[str, Any]
     frame_locals: dict[str, Any]
+    # "@<offset>" pseudo-roots (an async for's item) -> the tags on real roots
+    # that item has, for the code being judged.
+    expand: dict[str, tuple[Tag, ...]] = field(default_factory=dict)
     # Callee resolutions that proved an argument untouched: checked again at
     # each checkpoint, so a rebound function cannot make the proof stale.
     decisive: dict[tuple[str, ...], Any] = field(default_factory=dict)
@@ -164,7 +169,14 @@ class Judge:
     def _tags(self, root: str, value: Val | None) -> list[Tag]:
         if value is None:
             return []
-        found = [t for t in value.tags if t.root == root]
+        found = []
+        for tag in value.tags:
+            if tag.root == root:
+                found.append(tag)
+            elif tag.is_item:
+                found.extend(
+                    _compose(source, tag) for source in self.expand.get(tag.root, ()) if source.root == root
+                )
         if BROKEN_RULE == "pre-loop-alias" and value.path is not None and len(value.path) > 1:
             # Pretend a value is only what its own name holds.
             named = value.path[1] if value.path[0] in ("L", "G") else None
@@ -255,7 +267,9 @@ class Judge:
         name = callee_val.path[-1] if callee_val is not None and callee_val.path else None
         # The callable itself, when it is (part of) this root: calling it may
         # change it (a bound method of a list, an object with __call__).
-        if callee_val is not None and not method:
+        if callee_val is not None and not method and not (
+            BROKEN_RULE == "closure-call" and callee_val.funcs
+        ):
             for tag in self._tags(root, callee_val):
                 inner = part.inner(tag)
                 callee_obj = callees.resolve(callee_val.path, frame_globals, frame_locals)
@@ -297,10 +311,16 @@ class Judge:
     ) -> tuple[int, str, bool]:
         """What calling method `name` on `part` does to it: (level, why, is it
         an append to this very list)."""
+        found = part.types()
+        if found is not None and not _mutable(found):
+            return NONE, "", False  # only immutable objects there
         if name is None:
             return DEEP, "calls a method on it", False
-        found = part.types()
         if found is None:
+            return DEEP, f"calls its method {name}()", False
+        if not part.exact:
+            # Maybe a new object holding parts of the root (a wrapper made by
+            # a call): its methods are not those of the types found inside.
             return DEEP, f"calls its method {name}()", False
         if BROKEN_RULE == "method-call" and not found & set(kinds.TRANSPARENT):
             return NONE, "", False
@@ -465,14 +485,19 @@ class Judge:
             facts = bytecode.facts(code)
         except bytecode.Unmodelled:
             return DEEP, True
-        change, escapes = self.judge(
-            param,
-            part,
-            facts.outer_effects,
-            depth + 1,
-            globals_=function.__globals__,
-            locals_={},
-        )
+        outer_expand = self.expand
+        self.expand = static_items(facts)
+        try:
+            change, escapes = self.judge(
+                param,
+                part,
+                facts.outer_effects,
+                depth + 1,
+                globals_=function.__globals__,
+                locals_={},
+            )
+        finally:
+            self.expand = outer_expand
         stored = bool(escapes)
         level = DEEP if stored and change.level < DEEP and _mutable(part.types()) else change.level
         self._memo[key] = (level, "stored" if stored else "")
@@ -490,6 +515,21 @@ class Judge:
                 if listed is not None:
                     return (DEEP if listed[0] == callees.CHANGES else NONE), f"calls {name}()"
         return DEEP, "calls it"
+
+
+def static_items(facts: bytecode.CodeFacts) -> dict[str, tuple[Tag, ...]]:
+    """Each async for's item as "anything derived from its iterator"."""
+    return {root: tuple(source.tags) for root, source in facts.anext_sources.items()}
+
+
+def _compose(outer: Tag, inner: Tag) -> Tag:
+    """`inner` (relative to something `outer` names), in `outer`'s root."""
+    if outer.exact and inner.exact:
+        tag = outer
+        for _ in range(inner.depth):
+            tag = tag.child()
+        return tag
+    return Tag(outer.root, outer.depth, exact=False)
 
 
 def _listed_arg(what: str, part: Part) -> tuple[int, bool]:

@@ -28,6 +28,7 @@ from typing import Any
 from resumable.runtime import kinds
 
 _MISSING = object()
+MISSING = _MISSING  # what state_of gives for a type it cannot restore in place
 
 
 def read_locals(frame: FrameType, names: Iterable[str]) -> dict[str, Any]:
@@ -62,6 +63,61 @@ def restore(frame: FrameType, values: Mapping[str, Any], in_place: Iterable[str]
             rebind[name] = value
     if rebind:
         write_locals(frame, rebind)
+
+
+def state_of(value: Any) -> Any:
+    """What `set_state` needs to give an object of the same type `value`'s
+    contents in place; _MISSING for types it cannot do that for."""
+    kind = type(value)
+    if kinds.by_class(value) != kinds.OTHER:
+        return _MISSING
+    if kind is list or kind is set:
+        return kind(value)
+    if kind is bytearray:
+        return bytes(value)
+    if kind in (dict, collections.OrderedDict, collections.Counter):
+        return dict(value)
+    if kind is collections.defaultdict:
+        return (value.default_factory, dict(value))
+    if kind is collections.deque:
+        return (list(value), value.maxlen)
+    if kind is io.StringIO or kind is io.BytesIO:
+        return (value.getvalue(), value.tell())
+    if _plain_object(value):
+        return dict(value.__dict__)
+    return _MISSING
+
+
+def set_state(target: Any, state: Any) -> bool:
+    """Give `target` the contents `state_of` took from an object of its type."""
+    kind = type(target)
+    if kind is list or kind is bytearray:
+        target[:] = state
+    elif kind is set or kind in (dict, collections.OrderedDict, collections.Counter):
+        target.clear()
+        target.update(state)
+    elif kind is collections.defaultdict:
+        target.default_factory, items = state
+        target.clear()
+        target.update(items)
+    elif kind is collections.deque:
+        items, maxlen = state
+        if target.maxlen != maxlen:
+            return False
+        target.clear()
+        target.extend(items)
+    elif kind is io.StringIO or kind is io.BytesIO:
+        text, position = state
+        target.seek(0)
+        target.truncate()
+        target.write(text)
+        target.seek(position)
+    elif _plain_object(target):
+        target.__dict__.clear()
+        target.__dict__.update(state)
+    else:
+        return False
+    return True
 
 
 def _into(target: Any, saved: Any) -> bool:

@@ -36,6 +36,7 @@ from resumable.runtime.context import (
     push_loop,
 )
 from resumable.runtime.loopsite import LoopSite, loop_site
+from resumable.stores.codec import UnserializableValue
 
 T = TypeVar("T")
 
@@ -237,7 +238,7 @@ class CheckpointedLoop(AsyncIterator[T], Generic[T]):
     def _make_plan(self) -> carry.CarryPlan:
         if isinstance(self._carry_arg, tuple):
             return carry.explicit(self._site, self._frame, self._carry_arg, self._ignore)
-        return carry.automatic(self._site, self._frame, self._ignore)
+        return carry.automatic(self._site, self._frame, self._ignore, iterable=self._iterable)
 
     def _settle(self) -> None:
         """Classify changing locals that were unbound when the loop started
@@ -273,7 +274,11 @@ class CheckpointedLoop(AsyncIterator[T], Generic[T]):
         header = records.read(context, self._key, "loop", self._site.site, self._site.location)
         if header is None:
             return
-        values = records.load_value(context, header["c"], self._key)
+        in_place: list[str] = list(header.get("e", ()))
+        if header.get("l"):
+            values, in_place = self._load_linked(context, header["c"])
+        else:
+            values = records.load_value(context, header["c"], self._key)
         code = self._frame.f_code
         known = set(code.co_varnames) | set(code.co_cellvars) | set(code.co_freevars)
         for name in (*values, *header["a"]):
@@ -287,7 +292,7 @@ class CheckpointedLoop(AsyncIterator[T], Generic[T]):
         for name, last in header["a"].items():
             values[name] = items = self._rebuild(context, name, last)
             self._tracks[name] = _AppendTrack(last, items, len(items), items[-1] if items else None)
-        frames.restore(self._frame, values, header.get("e", ()))
+        frames.restore(self._frame, values, in_place)
         self._located = True
         self._index = self._flushed = header["i"]
         self._done = header["d"]
@@ -299,6 +304,42 @@ class CheckpointedLoop(AsyncIterator[T], Generic[T]):
             loop=self._label,
             index=self._index,
         )
+
+    def _load_linked(self, context: ExecutionContext, blob: bytes) -> tuple[dict[str, Any], list[str]]:
+        """Values written by `_encode_linked`: the linked objects are the ones
+        the frame holds now (the code before the loop just rebuilt them),
+        given their checkpointed contents in place."""
+        current = frames.read_locals(self._frame, self._frame.f_code.co_varnames)
+        current.update(frames.read_locals(self._frame, self._frame.f_code.co_cellvars))
+
+        def link(name: str) -> Any:
+            found = current.get(name, _MISSING)
+            if found is _MISSING and name.startswith("$"):
+                found = self._frame.f_globals.get(name[1:], _MISSING)
+            if found is _MISSING:
+                assert self._context is not None
+                raise NonDeterminismError(
+                    self._context.execution_id,
+                    self._where,
+                    f"a loop whose {name!r} is bound when it starts",
+                    f"a loop whose {name!r} is unbound when it starts",
+                )
+            return found
+
+        payload = context.codec.loads(
+            blob, execution_id=context.execution_id, key=self._key, links=link
+        )
+        values: dict[str, Any] = dict(payload["v"])
+        for name, state in payload["s"].items():
+            target = link(name)
+            if not frames.set_state(target, state):
+                raise CorruptCheckpoint(
+                    context.execution_id,
+                    self._key,
+                    f"the checkpointed contents of {name!r} do not fit the "
+                    f"{type(target).__name__} the code before the loop builds now",
+                )
+        return values, []
 
     def _rebuild(self, context: ExecutionContext, name: str, last: int) -> list[Any]:
         """An append-only list from its base and deltas: one record per
@@ -346,18 +387,22 @@ class CheckpointedLoop(AsyncIterator[T], Generic[T]):
             puts[located] = records.seal(context, {"w": self._site.location}, located)
             self._located = True
         entry = self._entry
+        same = [name for name, value in values.items() if entry.get(name, _MISSING) is value]
         header: dict[str, Any] = {
             "k": "loop",
             "s": self._site.site,
             "i": self._index,
             "n": self._total,
             "d": self._done,
-            "c": self._encode(context, values, where),
             "a": {name: track.seq for name, track in tracks.items()},
         }
-        same = [name for name, value in values.items() if entry.get(name, _MISSING) is value]
-        if same:
-            header["e"] = same  # still the object the loop began with: restore in place
+        if self._plan.shared and same:
+            header["c"] = self._encode_linked(context, values, same, where)
+            header["l"] = 1
+        else:
+            header["c"] = self._encode(context, values, where)
+            if same:
+                header["e"] = same  # still the object the loop began with: restore in place
         if self._item is not _MISSING and self._index:
             header["h"] = ordering.digest(self._item)
         puts[self._key] = records.seal(context, header, self._key)
@@ -376,6 +421,35 @@ class CheckpointedLoop(AsyncIterator[T], Generic[T]):
                 records=len(puts),
                 seconds=time.perf_counter() - began,
             )
+
+    def _encode_linked(
+        self, context: ExecutionContext, values: dict[str, Any], same: list[str], where: str
+    ) -> bytes:
+        """Carried values that share objects, in one pickle. Those still the
+        objects the loop began with are written as their contents, with
+        every reference to them (from the other values) kept as a link to
+        the name: a resume gives the objects the frame rebuilds those
+        contents, and the other values point at them again."""
+        links: dict[int, str] = {}
+        states: dict[str, Any] = {}
+        rebound: dict[str, Any] = {}
+        for name, value in values.items():
+            state = frames.state_of(value) if name in same else frames.MISSING
+            if state is frames.MISSING:
+                rebound[name] = value
+            else:
+                links[id(value)] = name
+                states[name] = state
+        try:
+            return context.codec.dumps_linked(
+                {"v": rebound, "s": states},
+                links,
+                execution_id=context.execution_id,
+                key=self._key,
+            )
+        except UnserializableValue:
+            # Name the culprit the usual way.
+            return records.dump_values(context, values, where, self._key, keep_sharing=True)
 
     def _encode(self, context: ExecutionContext, values: dict[str, Any], where: str) -> bytes:
         blob = records.dump_values(context, values, where, self._key, keep_sharing=self._plan.shared)

@@ -46,15 +46,23 @@ class LoopSite:
     site: str  # stable within a code object: "qualname:loop<ordinal>(targets)"
     location: str  # "file:line" of the `async for`
     body: frozenset[int]  # instruction offsets inside the loop
+    head_offset: int  # the GET_ANEXT each iteration starts at
     targets: frozenset[str]  # the loop variables themselves
     live: frozenset[str]  # locals whose value at the loop head may be read later
     rebound: dict[str, int]  # local -> offset of an instruction that rebinds it
+    closure_rebound: dict[str, int]  # cell -> offset of a call of a closure rebinding it
     globals_rebound: dict[str, int]  # global -> offset of its `global x; x = ...`
     effects: tuple[Effect, ...]  # what the body's instructions (and closures) do
     frame_escapes: bool  # locals()/vars()/eval()/exec(): any local may be read
 
     def line(self, offset: int) -> int:
         return bytecode.facts(self.code).line_of(offset)
+
+    def rebinding(self, *, closures: bool = True) -> dict[str, int]:
+        """Locals the body rebinds, itself or through closures it calls."""
+        if not closures:
+            return self.rebound
+        return {**self.closure_rebound, **self.rebound}
 
     @property
     def roots(self) -> frozenset[str]:
@@ -112,9 +120,12 @@ def _analyse(code: CodeType, lasti: int) -> LoopSite:
     _refuse_shapes(facts, head, body_indices, location)
 
     rebound: dict[str, int] = {}
+    closure_rebound: dict[str, int] = {}
     for i in sorted(body_indices):
-        for name in facts.defs[i] | facts.may_defs[i]:
+        for name in facts.defs[i]:
             rebound.setdefault(name, instructions[i].offset)
+        for name in facts.may_defs[i]:
+            closure_rebound.setdefault(name, instructions[i].offset)
     effects = tuple(e for e in facts.effects if e.offset in body)
     globals_rebound: dict[str, int] = {}
     for effect in effects:
@@ -135,9 +146,11 @@ def _analyse(code: CodeType, lasti: int) -> LoopSite:
         site=f"{code.co_qualname}:loop{ordinal}({','.join(sorted(targets))})",
         location=location,
         body=body,
+        head_offset=instructions[head].offset,
         targets=frozenset(targets),
         live=frozenset(live),
         rebound=rebound,
+        closure_rebound=closure_rebound,
         globals_rebound=globals_rebound,
         effects=effects,
         frame_escapes=facts.frame_escapes,

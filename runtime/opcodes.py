@@ -33,6 +33,7 @@ from types import CodeType
 
 from resumable.runtime.absval import (
     AWAIT,
+    AnextItem,
     CALL,
     ESCAPE,
     FRESH,
@@ -122,6 +123,8 @@ class Frame:
         self.cells = frozenset(code.co_cellvars) | frozenset(code.co_freevars)
         self.frame_escapes = False
         self.is_generator = bool(code.co_flags & 0x20)  # CO_GENERATOR (sync generators)
+        # "@<offset>" -> what the async iterator at that GET_ANEXT derives from
+        self.anext_sources: dict[str, Val] = {}
 
     def kwnames(self, index: int) -> tuple[str, ...]:
         """Keyword names of the call at `index` (KW_NAMES before it on
@@ -150,6 +153,7 @@ class Recorder:
         self.may_defs: set[str] = set()
 
     def begin(self) -> None:
+        self.effects = []
         self.uses = set()
         self.defs = set()
         self.may_defs = set()
@@ -321,7 +325,10 @@ def _bind(name: str, value: Val, env: Env, rec: Recorder | None) -> None:
         rec.defs.add(name)
     # Loading `name` later gives the object stored now (it may alias `value`'s
     # roots) and is also that name's own object.
-    env[name] = Val(local(name).tags | value.tags, value.funcs, ("L", name), kind=value.kind)
+    # Tags of the same name are dropped: the name's object is its own root
+    # (`items = [*items, x]` makes a new root object, holding old items).
+    others = frozenset(t for t in value.tags if t.root != name)
+    env[name] = Val(local(name).tags | others, value.funcs, ("L", name), kind=value.kind)
 
 
 def _store_local(frame: Frame, i: int, ins: dis.Instruction, stack: Stack, env: Env, rec: Recorder | None) -> None:
@@ -506,8 +513,18 @@ def _binary_op(frame: Frame, i: int, ins: dis.Instruction, stack: Stack, env: En
         _record(rec, Effect(ins.offset, INPLACE, left, name=symbol))
         _escape(frame, i, derived(right.child()), left, rec, stack_env=env)
         stack.append(union(Val(left.tags, left.funcs), derived(left, right)))
+    elif symbol in _NUMERIC_ONLY:
+        # Quotients, remainders, powers and shifts are new numbers (or new
+        # strings for str % args, new arrays for numpy): they hold no object
+        # of their operands.
+        stack.append(FRESH)
     else:
-        stack.append(derived(left, right))
+        # A new object (sum, concatenation, union...) that may hold the
+        # operands' items, never the operands themselves.
+        stack.append(derived(left.child(), right.child()))
+
+
+_NUMERIC_ONLY = frozenset({"%", "//", "/", "**", "<<", ">>"})
 
 
 def _contains(frame: Frame, i: int, ins: dis.Instruction, stack: Stack, env: Env, rec: Recorder | None) -> None:
@@ -548,9 +565,12 @@ def _list_add(frame: Frame, i: int, ins: dis.Instruction, stack: Stack, env: Env
         added = derived(values[0].child())
     else:
         added = derived(*values)
-    container = stack[-depth]
-    _escape(frame, i, added, container, rec, stack_env=env)
-    stack[-depth] = union(container, added)
+    # The container is a stack temporary (a display or comprehension being
+    # built): it carries what it holds in its own tags from here on.
+    if rec is not None:
+        for code in added.funcs:
+            _closure_effects(frame, ins, env, rec, code, (), known_args=False)
+    stack[-depth] = union(stack[-depth], added)
 
 
 def _unpack(frame: Frame, i: int, ins: dis.Instruction, stack: Stack, env: Env, rec: Recorder | None) -> None:
@@ -594,7 +614,10 @@ def _get_aiter(frame: Frame, i: int, ins: dis.Instruction, stack: Stack, env: En
 def _get_anext(frame: Frame, i: int, ins: dis.Instruction, stack: Stack, env: Env, rec: Recorder | None) -> None:
     if not stack:
         raise Unmodelled(ins.opname, "no async iterator on the stack")
-    stack.append(derived(stack[-1]))
+    root = f"@{ins.offset}"
+    if rec is not None:
+        frame.anext_sources[root] = derived(stack[-1])
+    stack.append(Val(frozenset({Tag(root)}), kind=AnextItem))
 
 
 def _for_iter(frame: Frame, i: int, ins: dis.Instruction, stack: Stack, env: Env, rec: Recorder | None) -> Stack:
@@ -624,7 +647,8 @@ def _send(frame: Frame, i: int, ins: dis.Instruction, stack: Stack, env: Env, re
     # keeps a NULL slot between them: the result derives from both slots.
     below = stack[-3:-1]
     receiver, _value = _pop(stack, 2, ins)
-    result = derived(*below)
+    items = [v for v in below if v.kind is AnextItem]
+    result = Val(items[0].tags) if items else derived(*below)
     if _stack_effect(ins, jump=True) < 0:  # 3.11: the receiver is popped on return
         jump = [*stack, result]
     else:
@@ -814,7 +838,16 @@ def _closure_effects(
             return None
         tags: set[Tag] = set()
         funcs = set(value.funcs)
+        expanded: list[Tag] = []
         for tag in value.tags:
+            if tag.is_item:
+                source = nested.anext_sources.get(tag.root)
+                if source is not None:
+                    expanded.extend(_compose(s, tag) for s in source.tags)
+                    funcs.update(source.funcs)
+            else:
+                expanded.append(tag)
+        for tag in expanded:
             if tag.is_global:
                 tags.add(tag)
                 continue

@@ -20,9 +20,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import io
 import pickle
 import re
 import threading
+from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
 import cloudpickle
@@ -36,6 +38,8 @@ CodecMode = Literal["auto", "msgpack"]
 
 _MSGPACK = ord("m")
 _PICKLE = ord("p")
+_LINKED = ord("l")
+_LINKED_TAG = b"l"
 _SIGNED = ord("s")
 _MSGPACK_TAG = b"m"
 _PICKLE_TAG = b"p"
@@ -290,14 +294,45 @@ class Codec:
             raise UnserializableValue(reason) from msgpack_error
         return _PICKLE_TAG + _pickle(value)
 
+    def dumps_linked(
+        self, value: Any, links: Mapping[int, str], *, execution_id: str = "?", key: str = "?"
+    ) -> bytes:
+        """Pickle `value`, writing each object whose id is in `links` as a
+        reference to that name instead of its contents. `loads(...,
+        links=resolve)` puts back whatever `resolve(name)` gives there: a
+        loop's restored values then point at the objects the frame holds
+        now, which other objects (a csv.writer, a holder) may point at too."""
+        if self._mode == "msgpack":
+            raise UnserializableValue(
+                "the values share objects with each other, which only pickle keeps, and the "
+                "codec is in msgpack-only mode, which refuses pickle"
+            )
+        buffer = io.BytesIO()
+        try:
+            _LinkedPickler(buffer, links).dump(value)
+        except Exception as exc:
+            raise UnserializableValue(_describe(exc)) from exc
+        blob = _LINKED_TAG + buffer.getvalue()
+        if self._mac is None:
+            return blob
+        return _SIGNED_TAG + self._sign(blob, execution_id, key) + blob
+
     @staticmethod
     def is_pickle(blob: bytes) -> bool:
         """Whether a blob made by `dumps` holds a pickle (not msgpack)."""
         tag = blob[1 + _MAC_SIZE] if blob[:1] == _SIGNED_TAG and len(blob) > 1 + _MAC_SIZE else blob[0]
-        return tag == _PICKLE
+        return tag in (_PICKLE, _LINKED)
 
-    def loads(self, data: bytes, *, execution_id: str = "?", key: str = "?") -> Any:
-        """Decode a blob made by `dumps`; raises `CorruptCheckpoint` for anything else."""
+    def loads(
+        self,
+        data: bytes,
+        *,
+        execution_id: str = "?",
+        key: str = "?",
+        links: Callable[[str], Any] | None = None,
+    ) -> Any:
+        """Decode a blob made by `dumps` (or `dumps_linked`, given `links`);
+        raises `CorruptCheckpoint` for anything else."""
         if self._mac is None and data[:1] == _MSGPACK_TAG:
             # The common case, taken 100,000 times when a long loop's list is
             # rebuilt on resume: no signature, plain data.
@@ -305,9 +340,11 @@ class Codec:
                 return _unpackb(memoryview(data)[1:])
             except Exception:  # noqa: S110 - the full path below says what is wrong
                 pass
-        return self._loads(data, execution_id, key)
+        return self._loads(data, execution_id, key, links)
 
-    def _loads(self, data: bytes, execution_id: str, key: str) -> Any:
+    def _loads(
+        self, data: bytes, execution_id: str, key: str, links: Callable[[str], Any] | None = None
+    ) -> Any:
 
         def corrupt(reason: str) -> CorruptCheckpoint:
             return CorruptCheckpoint(execution_id, key, reason)
@@ -342,10 +379,16 @@ class Codec:
                 return _unpackb(payload)
             except Exception as exc:  # msgpack raises many types for bad bytes
                 raise corrupt(f"its msgpack data cannot be decoded ({_describe(exc)})") from exc
-        if tag == _PICKLE:
+        if tag in (_PICKLE, _LINKED):
             if self._mode == "msgpack":
                 raise corrupt("it holds a pickle, and the codec is in msgpack-only mode")
+            if tag == _LINKED and links is None:
+                raise corrupt("it refers to a loop's frame, and only that loop can read it")
             try:
+                if tag == _LINKED:
+                    unpickler = pickle.Unpickler(io.BytesIO(payload))
+                    unpickler.persistent_load = links  # type: ignore[assignment]
+                    return unpickler.load()
                 return pickle.loads(payload)
             except Exception as exc:  # unpickling can raise anything, even from user code
                 classes = _pickled_classes(payload)
@@ -369,6 +412,15 @@ class Codec:
         mac.update(place)
         mac.update(blob)
         return mac.digest()
+
+
+class _LinkedPickler(cloudpickle.Pickler):  # type: ignore[misc]
+    def __init__(self, file: io.BytesIO, links: Mapping[int, str]) -> None:
+        super().__init__(file, protocol=pickle.HIGHEST_PROTOCOL)
+        self._links = links
+
+    def persistent_id(self, obj: Any) -> str | None:
+        return self._links.get(id(obj))
 
 
 def _pickle(value: Any) -> bytes:
