@@ -28,7 +28,6 @@ and the set of iteration tags.
 from __future__ import annotations
 
 import os
-import random
 import uuid
 from pathlib import Path
 
@@ -52,17 +51,6 @@ SEED = os.environ.get("RESUMABLE_CORPUS_SEED", "corpus-1")
 
 # Each process of a test hashes strings differently, as real processes do.
 SEED_BASELINE, SEED_KILLED, SEED_RESUMED = 1001, 2002, 3003
-
-
-def kill_point(point: str, writes: int, name: str) -> int:
-    """The checkpoint write to die before (1-based) for a run of `writes` writes."""
-    return {
-        "first": 1,  # before any checkpoint
-        "second": min(2, writes),  # right after the first
-        "middle": max(1, (writes + 1) // 2),
-        "last": writes,  # at the last iteration's (or the loop's closing) write
-        "random": random.Random(f"{SEED}:{name}").randint(1, writes),
-    }[point]
 
 
 @pytest.fixture(name="baselines", scope="session")
@@ -93,7 +81,7 @@ def uninterrupted(program: Program, store: str | None, baselines: Path, kind: st
 def kill_and_resume(program: Program, point: str, store: str, expected: Baseline, log: Path):
     """Kill a fresh run of `program` before write N, resume it fresh, and
     check the result and the side effects."""
-    n = kill_point(point, expected.writes, program.name)
+    n = corpus_runs.kill_point(point, expected.writes, f"{SEED}:{program.name}")
     where = f"{program.name}, killed before checkpoint write {n} of {expected.writes}"
     execution_id = uuid.uuid4().hex
     killed = corpus_runs.start(

@@ -14,6 +14,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import random
 import re
 import subprocess
 import sys
@@ -133,6 +134,20 @@ def resume(store: str, execution_id: str, log: Path, *, hash_seed: int) -> Run:
     outcome = log.with_suffix(".resume-outcome.json")
     command = [sys.executable, "-c", RESUME_SNIPPET, execution_id, store, str(outcome)]
     return _run(command, f"resume of {execution_id}", environment(hash_seed), log.parent, outcome)
+
+
+def kill_point(point: str, writes: int, seed: str) -> int:
+    """The checkpoint write to die before (1-based), for a run of `writes`
+    writes: `first` (before any checkpoint), `second` (right after the
+    first), `middle`, `last` (the last iteration's, or the loop's closing,
+    write), or `random` (drawn from `seed`)."""
+    return {
+        "first": 1,
+        "second": min(2, writes),
+        "middle": max(1, (writes + 1) // 2),
+        "last": writes,
+        "random": random.Random(seed).randint(1, max(1, writes)),
+    }[point]
 
 
 @dataclass(frozen=True, slots=True)
