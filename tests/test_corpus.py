@@ -97,19 +97,27 @@ def kill_and_resume(program: Program, point: str, store: str, expected: Baseline
 
     resumed = corpus_runs.resume(store, execution_id, log, hash_seed=SEED_RESUMED)
     assert resumed.result_text is not None, f"{where}: the resume failed\n{resumed.explain()}"
-    assert resumed.result_text == expected.result_text, (
-        f"{where}: the resumed result differs from the uninterrupted one\n"
-        f"  resumed:       {resumed.result_text}\n"
-        f"  uninterrupted: {expected.result_text}"
-    )
+    # Every problem at once: a lost state often shows in the result and in
+    # the iterations that ran again.
+    problems = []
+    if resumed.result_text != expected.result_text:
+        problems.append(
+            "the resumed result differs from the uninterrupted one\n"
+            f"  resumed:       {resumed.result_text}\n"
+            f"  uninterrupted: {expected.result_text}"
+        )
     effects = Trace.read(log).tags
     missing = sorted(set(expected.tags) - set(effects))
     extra = sorted(set(effects) - set(expected.tags))
-    assert not missing and not extra, f"{where}: iterations missing {missing}, unexpected {extra}"
+    if missing or extra:
+        problems.append(f"iterations missing {missing}, unexpected {extra}")
     again = sorted(tag for tag in checkpointed if effects[tag] > 1)
-    assert not again, f"{where}: checkpointed before the kill, yet ran again: {again}"
+    if again:
+        problems.append(f"checkpointed before the kill, yet ran again: {again}")
     thrice = sorted(tag for tag, times in effects.items() if times > 2)
-    assert not thrice, f"{where}: ran more than twice after one kill: {thrice}"
+    if thrice:
+        problems.append(f"ran more than twice after one kill: {thrice}")
+    assert not problems, f"{where}:\n" + "\n".join(problems)
 
 
 @pytest.mark.parametrize(
