@@ -148,21 +148,31 @@ class NonDeterminismError(ResumableError):
 
 
 class CheckpointError(ResumableError):
-    """A value could not be checkpointed; the previous checkpoint is untouched."""
+    """A value could not be checkpointed; the previous checkpoint is untouched.
 
-    def __init__(self, where: str, variable: str, type_name: str, reason: str) -> None:
+    `hint` replaces the default advice (about carried variables) where the
+    value is something else: an argument, `self` of a method, a result.
+    """
+
+    def __init__(
+        self, where: str, variable: str, type_name: str, reason: str, hint: str | None = None
+    ) -> None:
         self.where = where
         self.variable = variable
         self.type_name = type_name
         self.reason = reason
-        super().__init__(where, variable, type_name, reason)
+        self.hint = hint
+        super().__init__(where, variable, type_name, reason, hint)
 
     def _message(self) -> str:
-        return (
-            f"cannot checkpoint {self.variable!r} (type {self.type_name}) at {self.where}: "
-            f"{self.reason}. The previous checkpoint is intact. HINT: keep only plain data "
+        advice = self.hint or (
+            "The previous checkpoint is intact. HINT: keep only plain data "
             "or picklable objects in carried variables, exclude this one with "
             "carry=(...), or create it inside the loop body."
+        )
+        return (
+            f"cannot checkpoint {self.variable!r} (type {self.type_name}) at {self.where}: "
+            f"{self.reason}. {advice}"
         )
 
 
