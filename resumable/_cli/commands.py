@@ -75,9 +75,10 @@ async def list_(args: argparse.Namespace, store: Store, out: TextIO) -> int:
         out.write(f"no executions in {store.url}" + (f" with {filters}" if filters else "") + "\n")
         return ExitCode.OK
     now = time.time()
+    # Child executions right under their parent, indented by depth.
     rows = [
         (
-            view.id,
+            "  " * depth + view.id,
             view.name,
             fmt.state(view),
             fmt.ago(view.created_at, now),
@@ -85,7 +86,7 @@ async def list_(args: argparse.Namespace, store: Store, out: TextIO) -> int:
             str(view.attempts),
             fmt.error_line(view.error) or "",
         )
-        for view in views
+        for depth, view in fmt.families(views)
     ]
     fmt.table(rows, ("ID", "FUNCTION", "STATUS", "CREATED", "RAN", "ATTEMPTS", "ERROR"), out)
     return ExitCode.OK
