@@ -19,6 +19,7 @@ from jobs import methods
 from jobs.methods import Base, Counter, Crawler, Rebuilt, Sub, WithClient, WithSocket
 
 from resumable import (
+    BoundResumable,
     CheckpointError,
     Execution,
     ResumableFunction,
@@ -27,7 +28,6 @@ from resumable import (
     resume,
     status,
 )
-from resumable._decorator import BoundResumable
 from resumable.runtime import references
 from resumable.testing import SimulatedCrash, crash_after
 
