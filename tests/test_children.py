@@ -514,6 +514,18 @@ class TestCommandLine:
         by_id = {e["id"]: e["parent_id"] for e in listed}
         assert by_id["fam/0.0.0"] == "fam" and by_id["fam"] is None
 
+    async def test_gc_keeps_the_children_of_a_parent_it_keeps(self, url, sqlite, family):
+        await crash_in(backfill, "crashed", sqlite, 13, 3, "", 0)  # still running
+        result = cli("gc", "--older-than", "0s", "--json", store=url)
+        assert result.returncode == 0, result.stderr
+        deleted = {e["id"] for e in json.loads(result.stdout)["executions"]}
+        assert deleted == {"fam", "fam/0.0.0", "fam/0.1.0", "other"}
+        left = {e["id"] for e in json.loads(cli("list", "--json", store=url).stdout)["executions"]}
+        assert left == {"crashed", "crashed/0.0.0", "crashed/0.1.0"}
+        children.RUNS.clear()
+        assert await resume("crashed", store=sqlite) == children.expected(3)
+        assert not [run for run in children.RUNS if run.startswith("region:0:")]
+
     def test_cancel_a_parent_from_the_command_line(self, url, sqlite):
         execution_id = new_id()
         process = start(url, execution_id, "children.backfill", 3, Path(os.devnull), 0.2)
