@@ -30,6 +30,7 @@ from jobs.children import (
     calls_elsewhere,
     catches,
     detached,
+    explicit,
     fan_out,
     named,
     straight,
@@ -60,7 +61,7 @@ def _fresh() -> Iterator[None]:
     children.RUNS.clear()
     children.FAIL.clear()
     children.GATES.clear()
-    children.SWITCH["step_first"] = False
+    children.SWITCH.update(step_first=False, explicit_id="first-id")
     yield
     children.FAIL.clear()
 
@@ -217,6 +218,17 @@ class TestReplay:
         assert "position #0" in message
         assert "child jobs.children:leaf" in message and "step noted" in message
         assert "noted:3" not in children.RUNS
+
+    async def test_an_explicit_id_that_changed_is_refused(self, store):
+        execution_id = new_id()
+        children.SWITCH["explicit_id"] = f"first-{execution_id}"
+        assert await explicit.options(execution_id=execution_id, store=store)(2) == 4
+        await _mark(store, execution_id, status="failed")
+        children.SWITCH["explicit_id"] = f"second-{execution_id}"
+        with pytest.raises(NonDeterminismError) as caught:
+            await resume(execution_id, store=store)
+        assert f"with id 'first-{execution_id}'" in str(caught.value)
+        assert f"with id 'second-{execution_id}'" in str(caught.value)
 
     async def test_a_restarted_parent_restarts_its_children(self, store):
         execution_id = new_id()

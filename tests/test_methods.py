@@ -95,6 +95,19 @@ class TestBound:
         assert (await status(run.id, store=store)).function == "jobs.methods:Base.greet"
         assert await Base("b").greet.options(store=store)("?") == "base b?"
 
+    async def test_a_method_awaited_inside_an_execution_is_a_child(self, store):
+        crawler = Crawler("j/", step=5)
+        execution_id = uuid.uuid4().hex
+        with crash_after(4), pytest.raises(SimulatedCrash):
+            await crawler.fetch_all.options(execution_id=execution_id, store=store)(4)
+        assert 0 < len(methods.RUNS) < 4  # died part-way
+        assert await resume(execution_id, store=store) == ["j/0", "j/5", "j/10", "j/15"]
+        # A completed child returns its stored result on replay: none ran twice.
+        assert sorted(methods.RUNS) == ["fetch:0", "fetch:1", "fetch:2", "fetch:3"]
+        kids = await store.list(parent_id=execution_id)
+        assert {kid.function for kid in kids} == {"jobs.methods:Crawler.fetch"}
+        assert sorted(kid.id for kid in kids) == [f"{execution_id}/0.{i}.0" for i in range(4)]
+
     async def test_nested_class(self, store):
         inner = Crawler.Inner()
         run = await inner.deep.options(store=store).start(21)

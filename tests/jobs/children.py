@@ -19,7 +19,7 @@ ITEMS = 6  # iterations of each region's loop
 RUNS: list[str] = []  # in-process side effects
 FAIL: dict[str, Any] = {}  # region -> the item at which it raises, while set
 GATES: dict[str, asyncio.Event] = {}
-SWITCH: dict[str, bool] = {"step_first": False}
+SWITCH: dict[str, Any] = {"step_first": False, "explicit_id": "first-id"}
 
 
 @resumable
@@ -94,6 +94,12 @@ async def fan_out(n: int) -> list[int]:
 async def named(x: int) -> int:
     """A child with an id the caller chose."""
     return await leaf.options(execution_id=f"leaf-for-{x}")(x)
+
+
+@resumable
+async def explicit(x: int) -> int:
+    """A child whose explicit id comes from SWITCH (a test changes it)."""
+    return await leaf.options(execution_id=SWITCH["explicit_id"])(x)
 
 
 @step
