@@ -61,6 +61,7 @@ def _fresh() -> Iterator[None]:
     children.RUNS.clear()
     children.FAIL.clear()
     children.GATES.clear()
+    children.DIE.clear()
     children.SWITCH.update(step_first=False, explicit_id="first-id")
     yield
     children.FAIL.clear()
@@ -70,10 +71,12 @@ def new_id() -> str:
     return uuid.uuid4().hex
 
 
-async def crash_in(fn, execution_id: str, store: Store, writes: int, *args) -> None:
-    """Run until `writes` checkpoint writes happened, then die like SIGKILL."""
-    with crash_after(writes), pytest.raises(SimulatedCrash):
-        await fn.options(execution_id=execution_id, store=store)(*args)
+async def die_in_region_1(execution_id: str, store: Store, delay: float = 0) -> None:
+    """Run `backfill` over 3 regions and die like SIGKILL at item 2 of region
+    1: region 0 completed, region 1 has checkpointed items 0 and 1."""
+    children.DIE["at"] = (1, 2)
+    with pytest.raises(SimulatedCrash):
+        await backfill.options(execution_id=execution_id, store=store)(3, "", delay)
 
 
 def region_runs() -> list[str]:
@@ -155,7 +158,7 @@ class TestReplay:
     async def test_completed_children_return_their_stored_result(self, store):
         execution_id = new_id()
         # Dies after region 0 completed and region 1 checkpointed 2 items.
-        await crash_in(backfill, execution_id, store, 13, 3, "", 0)
+        await die_in_region_1(execution_id, store)
         assert region_runs()[:6] == [f"region:0:{j}" for j in range(6)]
         children.RUNS.clear()
         assert await resume(execution_id, store=store) == children.expected(3)
@@ -166,14 +169,13 @@ class TestReplay:
 
     async def test_an_unfinished_child_is_resumed_as_part_of_the_parent(self, store):
         execution_id = new_id()
-        await crash_in(backfill, execution_id, store, 13, 3, "", 0)
+        await die_in_region_1(execution_id, store)
         child = f"{execution_id}/0.1.0"
-        done_before = (await status(child, store=store)).progress[0].done
-        assert done_before > 0
+        assert (await status(child, store=store)).progress[0].done == 2
         children.RUNS.clear()
         assert await resume(execution_id, store=store) == children.expected(3)
-        rerun = [f"region:1:{j}" for j in range(done_before)]
-        assert not set(rerun) & set(children.RUNS), "checkpointed child iterations ran again"
+        assert region_runs()[:4] == ["region:1:2", "region:1:3", "region:1:4", "region:1:5"]
+        assert not {"region:1:0", "region:1:1"} & set(children.RUNS), "checkpointed items ran again"
         resumed = await status(child, store=store)
         assert (resumed.status, resumed.attempts) == ("completed", 2)
         assert resumed.owner is None
@@ -289,7 +291,7 @@ class TestCancel:
 
     async def test_cancel_an_orphaned_parent_cancels_its_orphaned_children(self, store):
         execution_id = new_id()
-        await crash_in(backfill, execution_id, store, 13, 3, "", 0)  # dies inside region 1
+        await die_in_region_1(execution_id, store)  # dies inside region 1
         child = f"{execution_id}/0.1.0"
         assert (await status(child, store=store)).status == "running"
         await cancel(execution_id, store=store)
@@ -310,7 +312,7 @@ class TestElsewhere:
 
     async def test_a_parent_waits_for_its_child_running_elsewhere(self, store):
         execution_id = new_id()
-        await crash_in(backfill, execution_id, store, 13, 3, "", DELAY)
+        await die_in_region_1(execution_id, store, DELAY)
         child = f"{execution_id}/0.1.0"
         children.RUNS.clear()
         alone = asyncio.get_running_loop().create_task(resume(child, store=store))
@@ -348,7 +350,7 @@ class TestRecover:
 
     async def test_the_child_is_resumed_by_its_parent_only(self, store):
         execution_id = new_id()
-        await crash_in(backfill, execution_id, store, 13, 3, "", 0)
+        await die_in_region_1(execution_id, store)
         await asyncio.sleep(0.4)  # the dead run's leases expire
         orphans = {r.id for r in await store.list(status="running")}
         assert orphans == {execution_id, f"{execution_id}/0.1.0"}
@@ -362,7 +364,7 @@ class TestRecover:
 
     async def test_a_child_whose_parent_ended_is_recovered_on_its_own(self, store):
         execution_id = new_id()
-        await crash_in(backfill, execution_id, store, 13, 3, "", 0)
+        await die_in_region_1(execution_id, store)
         await _mark(store, execution_id, status="failed")
         await asyncio.sleep(0.4)
         outcomes = await recover(store=store)
@@ -527,7 +529,7 @@ class TestCommandLine:
         assert by_id["fam/0.0.0"] == "fam" and by_id["fam"] is None
 
     async def test_gc_keeps_the_children_of_a_parent_it_keeps(self, url, sqlite, family):
-        await crash_in(backfill, "crashed", sqlite, 13, 3, "", 0)  # still running
+        await die_in_region_1("crashed", sqlite)  # still running
         result = cli("gc", "--older-than", "0s", "--json", store=url)
         assert result.returncode == 0, result.stderr
         deleted = {e["id"] for e in json.loads(result.stdout)["executions"]}

@@ -13,11 +13,13 @@ from typing import Any
 
 from jobs.pipeline import record
 from resumable import aiter_checkpointed, amap, resumable, step
+from resumable.testing import SimulatedCrash
 
 ITEMS = 6  # iterations of each region's loop
 
 RUNS: list[str] = []  # in-process side effects
 FAIL: dict[str, Any] = {}  # region -> the item at which it raises, while set
+DIE: dict[str, tuple[int, int]] = {}  # "at": (region, item) where the process "dies" once
 GATES: dict[str, asyncio.Event] = {}
 SWITCH: dict[str, Any] = {"step_first": False, "explicit_id": "first-id"}
 
@@ -27,6 +29,9 @@ async def region(r: int, items: int, log_path: str, delay: float) -> int:
     total = 0
     async for j in aiter_checkpointed(range(items)):
         await asyncio.sleep(delay)
+        if DIE.get("at") == (r, j):
+            del DIE["at"]
+            raise SimulatedCrash(0)  # like SIGKILL: nothing is recorded
         if FAIL.get(f"region:{r}") == j:
             raise RuntimeError(f"region {r} failed at item {j}")
         if log_path:
