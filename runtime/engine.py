@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import dataclasses
-import inspect
 import time
 import traceback
 import uuid
@@ -137,7 +136,9 @@ async def prepare_new(
     anew.
     """
     execution_id = execution_id or new_execution_id()
-    blob = _encode_arguments(target, args, kwargs, execution_id, settings.codec, bound=bound)
+    blob = records.dump_arguments(
+        settings.codec, target.name, target.function, (args, kwargs), execution_id, bound=bound
+    )
     now = time.time()
     record = ExecutionRecord(
         id=execution_id,
@@ -163,78 +164,6 @@ async def prepare_new(
             target, record, lease, {}, resumed=False, restart=False, args=args, kwargs=kwargs
         )
     return await prepare_existing(record.id, settings, target)
-
-
-def _encode_arguments(
-    target: Target,
-    args: tuple[Any, ...],
-    kwargs: dict[str, Any],
-    execution_id: str,
-    codec: Codec,
-    *,
-    bound: bool,
-) -> bytes:
-    """The stored arguments; CheckpointError naming the one that cannot be stored."""
-    try:
-        return codec.dumps((args, kwargs), execution_id=execution_id, key="arguments")
-    except UnserializableValue as exc:
-        everything = exc
-    for i, (name, value) in enumerate(_named(target.function, args, kwargs)):
-        try:
-            codec.dumps(value)
-        except UnserializableValue as culprit:
-            type_name = records.type_name(value)
-            if bound and i == 0:
-                raise CheckpointError(
-                    f"the start of {target.name}",
-                    name,
-                    type_name,
-                    culprit.reason,
-                    _SELF_HINT.format(cls=type_name, name=target.name),
-                ) from None
-            raise CheckpointError(
-                f"the start of {target.name}", name, type_name, culprit.reason, _ARGUMENTS_HINT
-            ) from None
-    raise CheckpointError(
-        f"the start of {target.name}", "arguments", "tuple", everything.reason, _ARGUMENTS_HINT
-    ) from None
-
-
-def _named(
-    function: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
-) -> list[tuple[str, Any]]:
-    """The arguments by parameter name ("args[2]" where the signature cannot tell)."""
-    try:
-        signature = inspect.signature(function)
-        arguments = signature.bind(*args, **kwargs).arguments
-    except (TypeError, ValueError):  # a call that does not fit: Python says so when it runs
-        return [*((f"args[{i}]", v) for i, v in enumerate(args)), *kwargs.items()]
-    named: list[tuple[str, Any]] = []
-    for name, value in arguments.items():
-        kind = signature.parameters[name].kind
-        if kind is inspect.Parameter.VAR_POSITIONAL:
-            named += [(f"{name}[{i}]", item) for i, item in enumerate(value)]
-        elif kind is inspect.Parameter.VAR_KEYWORD:
-            named += list(value.items())
-        else:
-            named.append((name, value))
-    return named
-
-
-_ARGUMENTS_HINT = (
-    "Nothing was started: the arguments are stored with the execution, so that resume() "
-    "can call the function again in another process. HINT: pass plain data or picklable "
-    "objects (ids, paths, settings), and create clients, connections and files inside "
-    "the function."
-)
-_SELF_HINT = (
-    "Nothing was started: a @resumable method stores `self` with its arguments, so that "
-    "resume() can rebuild the {cls} object in another process, and this one cannot be "
-    "stored. HINT: make {name} a module-level @resumable function that takes the "
-    "picklable parts (ids, URLs, settings) and creates the client inside it; or make "
-    "{cls} picklable, with __getstate__/__setstate__ (or __reduce__) that leave the "
-    "client out and rebuild it."
-)
 
 
 async def _discard(store: Store, record: ExecutionRecord, ttl: float) -> None:

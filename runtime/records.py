@@ -11,12 +11,14 @@ anything of the user's.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import re
+from collections.abc import Callable
 from typing import Any
 
 from resumable.errors import CheckpointError, CorruptCheckpoint, NonDeterminismError
 from resumable.runtime.context import ExecutionContext
-from resumable.stores.codec import UnserializableValue
+from resumable.stores.codec import Codec, UnserializableValue
 
 
 def dump_values(context: ExecutionContext, values: dict[str, Any], where: str, key: str) -> bytes:
@@ -38,6 +40,75 @@ def dump_value(context: ExecutionContext, value: Any, where: str, what: str, key
         return context.codec.dumps(value, execution_id=context.execution_id, key=key)
     except UnserializableValue as exc:
         raise CheckpointError(where, what, type_name(value), exc.reason) from None
+
+
+def dump_arguments(
+    codec: Codec,
+    name: str,
+    function: Callable[..., Any],
+    call: tuple[tuple[Any, ...], dict[str, Any]],
+    execution_id: str,
+    *,
+    bound: bool,
+) -> bytes:
+    """The stored arguments of a new execution of `function` (display name
+    `name`); CheckpointError naming the one that cannot be stored. `bound`:
+    the first is the `self` of a method, which gets advice of its own."""
+    args, kwargs = call
+    try:
+        return codec.dumps((args, kwargs), execution_id=execution_id, key="arguments")
+    except UnserializableValue as exc:
+        everything = exc
+    for i, (argument, value) in enumerate(_named(function, args, kwargs)):
+        try:
+            codec.dumps(value)
+        except UnserializableValue as culprit:
+            kind = type_name(value)
+            where = f"the start of {name}"
+            if bound and i == 0:
+                hint = _SELF_HINT.format(cls=kind, name=name)
+                raise CheckpointError(where, argument, kind, culprit.reason, hint) from None
+            raise CheckpointError(where, argument, kind, culprit.reason, _ARGUMENTS_HINT) from None
+    raise CheckpointError(
+        f"the start of {name}", "arguments", "tuple", everything.reason, _ARGUMENTS_HINT
+    ) from None
+
+
+def _named(
+    function: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> list[tuple[str, Any]]:
+    """The arguments by parameter name ("args[2]" where the signature cannot tell)."""
+    try:
+        signature = inspect.signature(function)
+        arguments = signature.bind(*args, **kwargs).arguments
+    except (TypeError, ValueError):  # a call that does not fit: Python says so when it runs
+        return [*((f"args[{i}]", v) for i, v in enumerate(args)), *kwargs.items()]
+    named: list[tuple[str, Any]] = []
+    for name, value in arguments.items():
+        kind = signature.parameters[name].kind
+        if kind is inspect.Parameter.VAR_POSITIONAL:
+            named += [(f"{name}[{i}]", item) for i, item in enumerate(value)]
+        elif kind is inspect.Parameter.VAR_KEYWORD:
+            named += list(value.items())
+        else:
+            named.append((name, value))
+    return named
+
+
+_ARGUMENTS_HINT = (
+    "Nothing was started: the arguments are stored with the execution, so that resume() "
+    "can call the function again in another process. HINT: pass plain data or picklable "
+    "objects (ids, paths, settings), and create clients, connections and files inside "
+    "the function."
+)
+_SELF_HINT = (
+    "Nothing was started: a @resumable method stores `self` with its arguments, so that "
+    "resume() can rebuild the {cls} object in another process, and this one cannot be "
+    "stored. HINT: make {name} a module-level @resumable function that takes the "
+    "picklable parts (ids, URLs, settings) and creates the client inside it; or make "
+    "{cls} picklable, with __getstate__/__setstate__ (or __reduce__) that leave the "
+    "client out and rebuild it."
+)
 
 
 def load_value(context: ExecutionContext, data: bytes, key: str) -> Any:
