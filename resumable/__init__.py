@@ -18,7 +18,7 @@ from resumable._api import (
     status,
 )
 from resumable._config import configure
-from resumable._decorator import Execution, ResumableFunction, resumable
+from resumable._decorator import BoundResumable, Execution, ResumableFunction, resumable
 from resumable._fanout import AMap, agather, amap
 from resumable._helpers import aiter_checkpointed
 from resumable._journal import Current, current, now, random, sleep, uuid4
@@ -46,6 +46,7 @@ from resumable.stores import MemoryStore, SQLiteStore, Store, open_store
 __all__ = [
     "AMap",
     "AUTO",
+    "BoundResumable",
     "CarryAuditError",
     "CheckpointError",
     "CodeChangedError",

@@ -80,6 +80,7 @@ class ExecutionStatus:
     progress: tuple[LoopProgress, ...] = ()
     fanouts: tuple[FanoutProgress, ...] = ()
     cancel_requested: bool = False
+    parent_id: str | None = None  # set for a child execution: the one it was called in
 
     @property
     def owner_description(self) -> str:
@@ -120,12 +121,25 @@ async def cancel(execution_id: str, *, store: Store | str | None = None) -> None
     waits until it has stopped. Running elsewhere: its owner notices the
     request within about half a second. Owned by nobody (orphaned): marked
     cancelled here, so `recover()` leaves it alone.
+
+    Its child executions that still run are cancelled with it, wherever they
+    run (those awaited in the same process stop with it at once); resuming
+    the parent resumes them.
     """
+    here = engine.running.get(execution_id)
+    settings = here.settings if here is not None else _config.settings(store)
     task = engine.cancel_local(execution_id)
     if task is not None:
         await asyncio.wait([task])
-        return
-    settings = _config.settings(store)
+    else:
+        await _cancel_elsewhere(execution_id, settings)
+    for child in await settings.store.list(
+        parent_id=execution_id, status="running", limit=engine.EVERYTHING
+    ):
+        await cancel(child.id, store=settings.store)
+
+
+async def _cancel_elsewhere(execution_id: str, settings: engine.Settings) -> None:
     chosen = settings.store
     if not await chosen.request_cancel(execution_id):
         raise ExecutionNotFound(execution_id, chosen.url)
@@ -146,7 +160,13 @@ async def recover(
     """Resume, in this process, every execution whose owner is gone (its
     lease expired, or it was a process of this host that died): what a
     worker runs at start-up. Returns {execution_id: result, or the exception
-    that ended it}; executions another live process owns are left alone."""
+    that ended it}; executions another live process owns are left alone.
+
+    A child execution whose parent is still running (live, or orphaned and
+    recovered here now) is not resumed on its own: the parent's run resumes
+    it when its replay reaches the call, so parent and child never run it
+    twice at once. A child whose parent ended (or is gone) is resumed here.
+    """
     settings = _config.settings(store, on_code_change)
     now = time.time()
     orphans = [
@@ -154,6 +174,7 @@ async def recover(
         for record in await settings.store.list(status="running", limit=100_000)
         if record.id not in engine.running
         and (record.lease_expires_at <= now or identity.is_dead_local(record.owner))
+        and not await _parent_runs(settings.store, record)
     ]
 
     async def one(execution_id: str) -> Any:
@@ -171,6 +192,13 @@ async def recover(
     return {record.id: outcome for record, outcome in zip(orphans, outcomes, strict=True)}
 
 
+async def _parent_runs(store: Store, record: ExecutionRecord) -> bool:
+    if record.parent_id is None:
+        return False
+    parent = await store.get(record.parent_id)
+    return parent is not None and parent.status == "running"
+
+
 async def status(execution_id: str, *, store: Store | str | None = None) -> ExecutionStatus:
     """The execution's record with progress per loop and per amap/agather.
     Raises ExecutionNotFound."""
@@ -179,21 +207,36 @@ async def status(execution_id: str, *, store: Store | str | None = None) -> Exec
 
 @dataclass(frozen=True, slots=True)
 class Snapshot:
-    """One read of an execution, for viewers (`resumable show`)."""
+    """One read of an execution, for viewers (`resumable show`). `parent`
+    and `children` (oldest first) are read only when asked for: listing
+    children scans the store's executions on Redis."""
 
     record: ExecutionRecord
     status: ExecutionStatus
     progress: Progress
+    parent: ExecutionStatus | None = None
+    children: tuple[ExecutionStatus, ...] | None = None
 
 
-async def snapshot(execution_id: str, store: Store) -> Snapshot:
+async def snapshot(execution_id: str, store: Store, *, relations: bool = False) -> Snapshot:
     record = await store.get(execution_id)
     if record is None:
         raise ExecutionNotFound(execution_id, store.url)
     checkpoints = await store.load(execution_id)
     live = record.status == "running" and not _view(record).orphaned
     progress = read_progress(execution_id, checkpoints, _config.codec(), live=live)
-    return Snapshot(record, _view(record, progress), progress)
+    view = _view(record, progress)
+    if not relations:
+        return Snapshot(record, view, progress)
+    parent = None if record.parent_id is None else await store.get(record.parent_id)
+    children = await store.list(parent_id=execution_id, limit=engine.EVERYTHING)
+    return Snapshot(
+        record,
+        view,
+        progress,
+        parent=None if parent is None else _view(parent),
+        children=tuple(_view(child) for child in reversed(children)),
+    )
 
 
 async def list_executions(
@@ -201,14 +244,16 @@ async def list_executions(
     store: Store | str | None = None,
     status: Status | None = None,
     function: str | None = None,
+    parent_id: str | None = None,
     limit: int = 100,
 ) -> list[ExecutionStatus]:
-    """Executions newest first, optionally filtered by status and function
-    (its reference "module:qualname" or its display name)."""
+    """Executions newest first, optionally filtered by status, function (its
+    reference "module:qualname" or its display name) and parent (the child
+    executions of `parent_id`)."""
     chosen = _config.resolve_store(store)
-    records = await chosen.list(status=status, function=function, limit=limit)
+    records = await chosen.list(status=status, function=function, parent_id=parent_id, limit=limit)
     if function is not None and not records:
-        by_name = await chosen.list(status=status, limit=max(limit, 1000))
+        by_name = await chosen.list(status=status, parent_id=parent_id, limit=max(limit, 1000))
         records = [r for r in by_name if r.name == function][:limit]
     return [_view(record) for record in records]
 
@@ -231,6 +276,7 @@ def _view(record: ExecutionRecord, progress: Progress | None = None) -> Executio
         progress=progress.loops if progress else (),
         fanouts=progress.fanouts if progress else (),
         cancel_requested=record.cancel_requested,
+        parent_id=record.parent_id,
     )
 
 

@@ -164,7 +164,11 @@ class NonDeterminismError(ResumableError):
 
 class CheckpointError(ResumableError):
     """A value could not be checkpointed, or a loop's local can neither be
-    carried nor proven safe to leave out; the previous checkpoint is untouched."""
+    carried nor proven safe to leave out; the previous checkpoint is untouched.
+
+    `hint` replaces the default advice (about carried variables): what is
+    safe now and what to do (an argument, `self` of a method, a refused local).
+    """
 
     def __init__(
         self, where: str, variable: str, type_name: str, reason: str, hint: str | None = None
@@ -177,14 +181,15 @@ class CheckpointError(ResumableError):
         super().__init__(where, variable, type_name, reason, hint)
 
     def _message(self) -> str:
-        hint = self.hint or (
-            "keep only plain data or picklable objects in carried variables, name the "
-            "carried ones with carry=(...) or leave this one out with ignore=(...), or "
-            "create it inside the loop body"
+        advice = self.hint or (
+            "The previous checkpoint is intact. HINT: keep only plain data "
+            "or picklable objects in carried variables, name the carried ones with "
+            "carry=(...) or leave this one out with ignore=(...), or create it inside "
+            "the loop body."
         )
         return (
             f"cannot checkpoint {self.variable!r} (type {self.type_name}) at {self.where}: "
-            f"{self.reason}. The previous checkpoint is intact. HINT: {hint}."
+            f"{self.reason}. {advice}"
         )
 
 
@@ -202,8 +207,8 @@ class UnsupportedBytecode(CheckpointError):
             opcode,
             f"the bytecode analysis does not model {opcode} ({detail}), so it cannot tell "
             "which locals the loop body changes",
-            "name the carried locals yourself with carry=(...), or report this with your "
-            "Python version",
+            "Nothing was written. HINT: name the carried locals yourself with carry=(...), "
+            "or report this with your Python version.",
         )
 
     def __reduce__(self) -> tuple[Any, ...]:

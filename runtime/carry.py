@@ -495,7 +495,13 @@ def refusal(site: LoopSite, root: str, value: Any, change: Change, reason: str, 
         via = f" (through {change.via.co_qualname})" if change.via is not None else ""
         reason = f"{where} {change.how}{via}; {reason}"
     label = f"global {name}" if root.startswith("$") else name
-    return CheckpointError(f"loop {site.site} ({site.location})", label, kinds.describe_type(value), reason, hint)
+    return CheckpointError(
+        f"loop {site.site} ({site.location})",
+        label,
+        kinds.describe_type(value),
+        reason,
+        f"Nothing was written for this loop. HINT: {hint}.",
+    )
 
 
 def _carried_share(plan: CarryPlan, values: dict[str, Any], frame: FrameType) -> bool:

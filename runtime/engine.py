@@ -1,15 +1,24 @@
-"""Start, resume and finish executions.
+"""Start, resume and finish executions, top-level and child ones.
 
 An execution runs in a task of its own with a copied context, so that the
 execution's contextvars never leak into the caller. While it runs, a
 background task renews its lease; if the lease is lost (another process took
 over after it expired), the run is cancelled and `LeaseLost` is raised.
+
+A @resumable function called inside an execution starts a *child*
+execution (`start_child`): its id derives from the parent's id and the
+call's position (records.child_id), the parent records it at that position
+before the child exists, and a replay of the parent that reaches the call
+again finds the child by that id: a completed child gives its stored
+result, any other is resumed, by this process, as part of the parent. A
+child runs under a lease of its own, in its parent's store.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextvars
+import dataclasses
 import time
 import traceback
 import uuid
@@ -26,9 +35,10 @@ from resumable.errors import (
     ExecutionLocked,
     ExecutionNotFound,
     LeaseLost,
+    NonDeterminismError,
     StoreUnavailable,
 )
-from resumable.runtime import events, faults, fingerprint, identity, references
+from resumable.runtime import events, faults, fingerprint, identity, records, references
 from resumable.runtime.context import ExecutionContext, enter_execution
 from resumable.stores.base import ExecutionRecord, ExecutionUpdate, Lease, Store
 from resumable.stores.codec import Codec, UnserializableValue
@@ -39,9 +49,7 @@ ON_CODE_CHANGE: tuple[OnCodeChange, ...] = ("error", "continue", "restart")
 log = structlog.get_logger("resumable")
 
 CANCEL_POLL = 0.5  # seconds between checks for a cancel requested elsewhere
-
-# Executions this process is running now: id -> (context, task).
-running: dict[str, tuple[ExecutionContext, asyncio.Task[Any]]] = {}
+EVERYTHING = 1_000_000_000  # a store `limit` that means "all of them"
 # Executions whose lease this process holds, from acquiring it until its run
 # ends. A lease recorded for this process but not held here is left over from
 # a run of ours that died (StoreUnavailable, a simulated crash): it is dead.
@@ -65,6 +73,20 @@ class Settings:
     codec: Codec
     lease_ttl: float
     on_code_change: OnCodeChange
+
+
+@dataclass(eq=False, slots=True)
+class Run:
+    """An execution this process is running now."""
+
+    context: ExecutionContext
+    task: asyncio.Task[Any]  # the user's function
+    settings: Settings
+    parent_id: str | None
+
+
+# Executions this process is running now, by id.
+running: dict[str, Run] = {}
 
 
 @dataclass(slots=True)
@@ -99,16 +121,24 @@ async def prepare_new(
     kwargs: dict[str, Any],
     execution_id: str | None,
     settings: Settings,
+    *,
+    bound: bool = False,
+    parent_id: str | None = None,
+    stale: bool = False,
 ) -> Prepared | Finished:
     """Create the execution, or, when the id exists (an idempotency key),
-    return its stored result or take it over to resume it."""
+    return its stored result or take it over to resume it.
+
+    `bound`: args[0] is the `self` of a method. `parent_id` makes it a child
+    execution. `stale=True`: an execution found under this id that is a
+    child of the same parent is left over from an earlier life of that
+    parent (it restarted): it is deleted, with its own children, and created
+    anew.
+    """
     execution_id = execution_id or new_execution_id()
-    try:
-        blob = settings.codec.dumps((args, kwargs), execution_id=execution_id, key="arguments")
-    except UnserializableValue as exc:
-        raise CheckpointError(
-            f"the call of {target.name}", "arguments", "tuple", exc.reason
-        ) from None
+    blob = records.dump_arguments(
+        settings.codec, target.name, target.function, (args, kwargs), execution_id, bound=bound
+    )
     now = time.time()
     record = ExecutionRecord(
         id=execution_id,
@@ -117,16 +147,38 @@ async def prepare_new(
         args=blob,
         fingerprint=target.fingerprint,
         location=target.location,
+        parent_id=parent_id,
         created_at=now,
         updated_at=now,
     )
-    lease = await settings.store.create(record, identity.this_owner(), settings.lease_ttl)
+    store, owner = settings.store, identity.this_owner()
+    lease = await store.create(record, owner, settings.lease_ttl)
+    if lease is None and stale:
+        found = await store.get(execution_id)
+        if found is not None and found.parent_id == parent_id:
+            await _discard(store, found, settings.lease_ttl)
+            lease = await store.create(record, owner, settings.lease_ttl)
     if lease is not None:
         held.add(record.id)
         return Prepared(
             target, record, lease, {}, resumed=False, restart=False, args=args, kwargs=kwargs
         )
     return await prepare_existing(record.id, settings, target)
+
+
+async def _discard(store: Store, record: ExecutionRecord, ttl: float) -> None:
+    """Delete an execution and its descendants. Each one's lease is taken
+    first, so nothing is deleted under a live owner (ExecutionLocked)."""
+    lease = await acquire(store, record, ttl)
+    try:
+        for child in await store.list(parent_id=record.id, limit=EVERYTHING):
+            await _discard(store, child, ttl)
+    except BaseException:
+        await store.release(lease)
+        raise
+    finally:
+        held.discard(record.id)
+    await store.delete(record.id)  # the lease goes with it
 
 
 async def prepare_existing(
@@ -200,8 +252,117 @@ async def acquire(store: Store, record: ExecutionRecord, ttl: float) -> Lease:
     return lease
 
 
+@dataclass(frozen=True, slots=True)
+class Child:
+    """A child execution, as its parent's call found or started it."""
+
+    execution_id: str
+    store: Store
+    outcome: asyncio.Future[Any]  # its result (or exception), once it ends
+
+
+async def start_child(  # noqa: PLR0917
+    parent: ExecutionContext,
+    target: Target,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    execution_id: str | None,
+    on_code_change: OnCodeChange | None,
+    *,
+    bound: bool,
+) -> Child:
+    """Start, find or resume the child execution that `parent` calls now.
+
+    Its id is `execution_id` if given, else derived from the parent's id and
+    this call's position. The child runs in the parent's store, with the
+    parent's settings (`on_code_change` overrides the parent's if given).
+    """
+    key = parent.next_position()  # before any await: positions follow program order
+    parent_run = running.get(parent.execution_id)
+    if parent_run is None:
+        raise RuntimeError(
+            f"{target.name} was called in execution {parent.execution_id!r} after that "
+            "execution ended (from a task it did not await?): await every task that calls "
+            "@resumable functions before the execution returns"
+        )
+    settings = parent_run.settings
+    if on_code_change is not None:
+        settings = dataclasses.replace(settings, on_code_change=on_code_change)
+    recorded = records.read(parent, key, "child", target.reference, target.location)
+    if recorded is not None:
+        child_id = str(recorded["c"])
+        if execution_id is not None and execution_id != child_id:
+            raise NonDeterminismError(
+                parent.execution_id,
+                f"position {key}",
+                f"child {target.reference} with id {child_id!r}",
+                f"child {target.reference} with id {execution_id!r} ({target.location})",
+            )
+    else:
+        child_id = execution_id or records.child_id(parent.execution_id, key)
+        # Recorded before the child exists, so that a child under a derived
+        # id without a record in its parent can only be left over from an
+        # earlier life of the parent (it restarted): `stale` below.
+        record = records.child_record(parent, key, target.reference, target.location, child_id)
+        await parent.write_grouped({key: record})
+
+    async def prepare() -> Prepared | Finished:
+        return await prepare_new(
+            target,
+            args,
+            kwargs,
+            child_id,
+            settings,
+            bound=bound,
+            parent_id=parent.execution_id,
+            stale=recorded is None and execution_id is None,
+        )
+
+    loop = asyncio.get_running_loop()
+    outcome: asyncio.Future[Any]
+    try:
+        prepared = await prepare()
+    except ExecutionLocked:
+        outcome = loop.create_task(_when_free(prepare, settings))
+    else:
+        if isinstance(prepared, Finished):
+            outcome = loop.create_future()
+            outcome.set_result(prepared.result)
+        else:
+            outcome = loop.create_task(run(prepared, settings))
+    return Child(child_id, settings.store, outcome)
+
+
+async def _when_free(
+    prepare: Callable[[], Awaitable[Prepared | Finished]], settings: Settings
+) -> Any:
+    """The child is owned by another live run (one that `resume(child)` or
+    `recover()` started, or a dead owner on another host whose lease has
+    not expired yet): wait until it ends or its lease expires, then take its
+    result or take it over."""
+    while True:
+        try:
+            prepared = await prepare()
+        except ExecutionLocked as locked:
+            await asyncio.sleep(min(max(locked.expires_in, 0.01), CANCEL_POLL))
+            continue
+        if isinstance(prepared, Finished):
+            return prepared.result
+        return await run(prepared, settings)
+
+
 async def run(prepared: Prepared, settings: Settings) -> Any:
     """Run the execution to its end in a task of its own and record the outcome."""
+    try:
+        return await _run(prepared, settings)
+    finally:
+        # Only now: until its outcome is recorded and its lease released, the
+        # lease is live and ours, and `acquire` must not take it for a dead
+        # run of this process (the run would then lose its last update).
+        held.discard(prepared.record.id)
+
+
+async def _run(prepared: Prepared, settings: Settings) -> Any:
     store = settings.store
     record, lease = prepared.record, prepared.lease
     lease_update = ExecutionUpdate(
@@ -243,7 +404,7 @@ async def run(prepared: Prepared, settings: Settings) -> Any:
     watcher = asyncio.get_running_loop().create_task(
         _watch(context, settings.lease_ttl, task, lost)
     )
-    running[record.id] = (context, task)
+    running[record.id] = Run(context, task, settings, record.parent_id)
     try:
         result = await task
     except faults.SimulatedCrash as crash:
@@ -252,14 +413,22 @@ async def run(prepared: Prepared, settings: Settings) -> Any:
     except asyncio.CancelledError:
         if lost:
             raise lost[0] from None
-        await _finish(context, "cancelled", None, None)
-        events.record(
-            events.ExecutionCancelled, record.id, function=record.name, seconds=time.time() - began
-        )
+        _cancel_children(record.id)
+        await _cancelled(context, record, began, None)
         if context.cancel_requested:  # cancel(id): the caller was not cancelled
             raise ExecutionCancelled(record.id) from None
         raise
-    except LeaseLost:
+    except ExecutionCancelled as exc:
+        # A child it awaited was cancelled (`resumable cancel CHILD`): so is
+        # this execution, and resume() continues both.
+        await _cancelled(context, record, began, exc)
+        raise ExecutionCancelled(record.id) from exc
+    except LeaseLost as exc:
+        if exc.execution_id == record.id:
+            raise
+        # A child's: another process took the child over. Ours still holds.
+        await _finish(context, "failed", None, exc)
+        _failed(record, began, exc)
         raise
     except StoreUnavailable:
         # The store gave up on us: recording "failed" there would fail too,
@@ -273,7 +442,6 @@ async def run(prepared: Prepared, settings: Settings) -> Any:
         raise
     finally:
         running.pop(record.id, None)
-        held.discard(record.id)
         watcher.cancel()
         for shared in context.memo.values():  # memoized calls nobody waits for now
             shared.cancel()
@@ -291,6 +459,23 @@ async def run(prepared: Prepared, settings: Settings) -> Any:
         events.ExecutionCompleted, record.id, function=record.name, seconds=time.time() - began
     )
     return result
+
+
+async def _cancelled(
+    context: ExecutionContext, record: ExecutionRecord, began: float, why: BaseException | None
+) -> None:
+    await _finish(context, "cancelled", None, why)
+    events.record(
+        events.ExecutionCancelled, record.id, function=record.name, seconds=time.time() - began
+    )
+
+
+def _cancel_children(parent_id: str) -> None:
+    """Cancel the children of a cancelled execution that still run here:
+    those it started (`.start()`) and did not await. Awaited ones were
+    cancelled with the await."""
+    for child in [run for run in running.values() if run.parent_id == parent_id]:
+        cancel_local(child.context.execution_id)
 
 
 def _failed(record: ExecutionRecord, began: float, error: BaseException) -> None:
@@ -332,10 +517,9 @@ def cancel_local(execution_id: str) -> asyncio.Task[Any] | None:
     found = running.get(execution_id)
     if found is None:
         return None
-    context, task = found
-    context.cancel_requested = True
-    task.cancel()
-    return task
+    found.context.cancel_requested = True
+    found.task.cancel()
+    return found.task
 
 
 async def _watch(

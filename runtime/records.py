@@ -1,14 +1,19 @@
 """Checkpoint records: a small plain-data header per helper position.
 
 Every record is one codec blob (signed when a secret key is set) holding a
-dict with at least "k" (kind: loop, step, map, gather), "s" (the site: which
-helper, stable across edits elsewhere) and "w" (file:line, for messages).
-User values inside it are nested codec blobs, so a record's header can be
-read (progress, `show`) without unpickling anything of the user's.
+dict with at least "k" (kind: loop, step, map, gather, value, sleep, child),
+"s" (the site: which helper, stable across edits elsewhere) and "w"
+(file:line, for messages). User values inside it are nested codec blobs, so
+a record's header can be read (progress, `show`) without unpickling
+anything of the user's.
 """
 
 from __future__ import annotations
 
+import hashlib
+import inspect
+import re
+from collections.abc import Callable
 from typing import Any
 
 from resumable.errors import CheckpointError, CorruptCheckpoint, NonDeterminismError
@@ -35,7 +40,7 @@ def dump_values(
             try:
                 context.codec.dumps(value)
             except UnserializableValue as culprit:
-                raise CheckpointError(where, name, _type_name(value), culprit.reason) from None
+                raise CheckpointError(where, name, type_name(value), culprit.reason) from None
         raise CheckpointError(where, ", ".join(values), "dict", exc.reason) from None
 
 
@@ -60,8 +65,9 @@ def verify(context: ExecutionContext, blob: bytes, values: dict[str, Any], where
                     name,
                     _type_name(value),
                     f"it pickles but cannot be unpickled ({reason})",
-                    f"leave it out with ignore=({name!r},) if its state does not matter "
-                    "(a progress bar, a client), or carry the data it holds instead",
+                    "The previous checkpoint is intact. HINT: leave it out with "
+                    f"ignore=({name!r},) if its state does not matter (a progress bar, a "
+                    "client), or carry the data it holds instead.",
                 ) from None
         raise CheckpointError(where, ", ".join(values), "dict", exc.reason) from None
 
@@ -70,7 +76,76 @@ def dump_value(context: ExecutionContext, value: Any, where: str, what: str, key
     try:
         return context.codec.dumps(value, execution_id=context.execution_id, key=key)
     except UnserializableValue as exc:
-        raise CheckpointError(where, what, _type_name(value), exc.reason) from None
+        raise CheckpointError(where, what, type_name(value), exc.reason) from None
+
+
+def dump_arguments(
+    codec: Codec,
+    name: str,
+    function: Callable[..., Any],
+    call: tuple[tuple[Any, ...], dict[str, Any]],
+    execution_id: str,
+    *,
+    bound: bool,
+) -> bytes:
+    """The stored arguments of a new execution of `function` (display name
+    `name`); CheckpointError naming the one that cannot be stored. `bound`:
+    the first is the `self` of a method, which gets advice of its own."""
+    args, kwargs = call
+    try:
+        return codec.dumps((args, kwargs), execution_id=execution_id, key="arguments")
+    except UnserializableValue as exc:
+        everything = exc
+    for i, (argument, value) in enumerate(_named(function, args, kwargs)):
+        try:
+            codec.dumps(value)
+        except UnserializableValue as culprit:
+            kind = type_name(value)
+            where = f"the start of {name}"
+            if bound and i == 0:
+                hint = _SELF_HINT.format(cls=kind, name=name)
+                raise CheckpointError(where, argument, kind, culprit.reason, hint) from None
+            raise CheckpointError(where, argument, kind, culprit.reason, _ARGUMENTS_HINT) from None
+    raise CheckpointError(
+        f"the start of {name}", "arguments", "tuple", everything.reason, _ARGUMENTS_HINT
+    ) from None
+
+
+def _named(
+    function: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> list[tuple[str, Any]]:
+    """The arguments by parameter name ("args[2]" where the signature cannot tell)."""
+    try:
+        signature = inspect.signature(function)
+        arguments = signature.bind(*args, **kwargs).arguments
+    except (TypeError, ValueError):  # a call that does not fit: Python says so when it runs
+        return [*((f"args[{i}]", v) for i, v in enumerate(args)), *kwargs.items()]
+    named: list[tuple[str, Any]] = []
+    for name, value in arguments.items():
+        kind = signature.parameters[name].kind
+        if kind is inspect.Parameter.VAR_POSITIONAL:
+            named += [(f"{name}[{i}]", item) for i, item in enumerate(value)]
+        elif kind is inspect.Parameter.VAR_KEYWORD:
+            named += list(value.items())
+        else:
+            named.append((name, value))
+    return named
+
+
+_ARGUMENTS_HINT = (
+    "Nothing was started: the arguments are stored with the execution, so that resume() "
+    "can call the function again in another process. HINT: pass plain data or picklable "
+    "objects (ids, paths, settings), and create clients, connections and files inside "
+    "the function."
+)
+_SELF_HINT = (
+    "Nothing was started: a @resumable method stores `self` with its arguments, so that "
+    "resume() can rebuild the {cls} object in another process, and this one cannot be "
+    "stored. HINT: make {name} a module-level @resumable function that takes the "
+    "picklable parts (ids, URLs, settings) and creates the client inside it; or make "
+    "{cls} picklable, with __getstate__/__setstate__ (or __reduce__) that leave the "
+    "client out and rebuild it."
+)
 
 
 def load_value(context: ExecutionContext, data: bytes, key: str) -> Any:
@@ -105,6 +180,47 @@ def read(
     return header
 
 
+# -- child executions ------------------------------------------------------------
+
+# Derived child ids longer than this many characters end in a digest instead.
+CHILD_ID_MAX = 200
+_POSITION = re.compile(r"(?:#\d+\[\d+\]/)*#\d+")  # "#3", "#0[5]/#1": see context.py
+_DIGITS = re.compile(r"\d+")
+
+
+def child_id(parent_id: str, position: str) -> str:
+    """The id of the child execution called at `position` of `parent_id`.
+
+    "<parent id>/<position>", the position written with its numbers only,
+    dot-separated: "#3" (the 4th helper call of the function) gives
+    "nightly/3", and "#0[5]/#1" (the 2nd call in iteration 5 of the loop at
+    #0) gives "nightly/0.5.1"; a grandchild is "nightly/0.5.1/2". Readable,
+    and safe to paste into a shell unquoted (no `#`, `[` or `]`). An id
+    that would pass CHILD_ID_MAX characters keeps its first 150 and ends in
+    "~" and a digest of the whole, so ids stay short however deep they nest.
+    """
+    if _POSITION.fullmatch(position):
+        tail = ".".join(_DIGITS.findall(position))
+    else:  # a position of another shape: unique, if less readable
+        tail = "~" + _digest(position)
+    derived = f"{parent_id}/{tail}"
+    if len(derived) <= CHILD_ID_MAX:
+        return derived
+    return f"{derived[:150]}~{_digest(derived)}"
+
+
+def _digest(text: str) -> str:
+    data = text.encode("utf-8", "surrogatepass")
+    return hashlib.blake2b(data, digest_size=10).hexdigest()
+
+
+def child_record(context: ExecutionContext, key: str, site: str, where: str, child: str) -> bytes:
+    """The parent's record of a child execution at `key`: which function
+    (the site), and the child's id. The child's outcome lives in the child's
+    own execution record, not here."""
+    return seal(context, {"k": "child", "s": site, "w": where, "c": child}, key)
+
+
 def _location(context: ExecutionContext, key: str) -> str:
     """A loop's file:line lives in a record of its own (written once)."""
     data = context.records.get(f"{key}@")
@@ -113,7 +229,8 @@ def _location(context: ExecutionContext, key: str) -> str:
     return str(load_value(context, data, f"{key}@").get("w", "?"))
 
 
-def _type_name(value: object) -> str:
+def type_name(value: object) -> str:
+    """The value's type for messages: "module.Class", builtins bare ("int")."""
     kind = type(value)
     return (
         kind.__qualname__
@@ -150,7 +267,7 @@ def dump_outcome(  # noqa: PLR0917
     try:
         return b"e" + context.codec.dumps(error, **place)
     except UnserializableValue:
-        stand_in = ReplayedFailure(_type_name(error), str(error))
+        stand_in = ReplayedFailure(type_name(error), str(error))
         return b"e" + context.codec.dumps(stand_in, **place)
 
 

@@ -4,6 +4,11 @@ A reference is "module:qualname". Functions defined in a script run as
 `__main__` are found through the file path of their stored location, loaded
 under a private module name so the script's `if __name__ == "__main__":`
 block does not run again.
+
+A method ("module:Class.method") is looked up in the class's `__dict__`,
+not with getattr: that finds the object the class body defined (the
+@resumable function itself, not what a descriptor would hand out), and
+unwraps a staticmethod or classmethod around it.
 """
 
 from __future__ import annotations
@@ -33,8 +38,20 @@ def resolve(reference: str, location: str) -> object:
                 f"{reference} is defined inside another function, so a new process cannot "
                 "import it; define @resumable functions at module level"
             )
-        target = getattr(target, part)
+        target = _member(target, part)
     return target
+
+
+def _member(owner: object, name: str) -> object:
+    if not isinstance(owner, type):
+        return getattr(owner, name)
+    for klass in owner.__mro__:
+        if name in vars(klass):
+            found = vars(klass)[name]
+            if isinstance(found, staticmethod | classmethod):
+                return found.__func__
+            return found
+    return getattr(owner, name)  # a metaclass attribute: let it raise or find it
 
 
 def _module(module_name: str, location: str, qualname: str) -> ModuleType:

@@ -34,6 +34,8 @@ class ExecutionRecord:
     args: bytes
     fingerprint: str
     location: str  # "path/to/file.py:LINE" of the function
+    # The execution this one is a child of (it was awaited inside it), or None.
+    parent_id: str | None = None
     status: Status = "running"
     created_at: float = 0.0
     updated_at: float = 0.0
@@ -119,8 +121,9 @@ class Store(Protocol):
       writing process (SQLite: a committed WAL transaction; Redis: EXEC done).
     * `load` returns every checkpoint record of an execution, as it was after
       the last acknowledged write, in one round trip.
-    * `list` returns records newest first (by `created_at`), filtered by status
-      and/or function when given.
+    * `list` returns records newest first (by `created_at`), filtered by status,
+      function and/or parent_id when given (`parent_id=X`: the child
+      executions of X).
     * `request_cancel` sets `cancel_requested` without a lease (any process may
       ask); it returns False for unknown ids. `cancel_requested` reads that
       one flag (False for unknown ids): owners poll it twice a second, so it
@@ -152,7 +155,12 @@ class Store(Protocol):
     async def load(self, execution_id: str) -> dict[str, bytes]: ...
 
     async def list(
-        self, *, status: Status | None = None, function: str | None = None, limit: int = 100
+        self,
+        *,
+        status: Status | None = None,
+        function: str | None = None,
+        parent_id: str | None = None,
+        limit: int = 100,
     ) -> list[ExecutionRecord]: ...
 
     async def request_cancel(self, execution_id: str) -> bool: ...

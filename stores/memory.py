@@ -130,7 +130,12 @@ class MemoryStore:
         return dict(self._checkpoints.get(execution_id, ()))
 
     async def list(
-        self, *, status: Status | None = None, function: str | None = None, limit: int = 100
+        self,
+        *,
+        status: Status | None = None,
+        function: str | None = None,
+        parent_id: str | None = None,
+        limit: int = 100,
     ) -> list[ExecutionRecord]:
         _common.check_limit(limit)
         # Newest inserted first before the stable sort, so that equal
@@ -140,6 +145,7 @@ class MemoryStore:
             for record in reversed(self._records.values())
             if (status is None or record.status == status)
             and (function is None or record.function == function)
+            and (parent_id is None or record.parent_id == parent_id)
         ]
         found.sort(key=lambda record: record.created_at, reverse=True)
         return found[:limit]

@@ -12,8 +12,10 @@ record is created (in the same pipeline, one round trip) and leaves it after
 the record is deleted; `list` skips ids without a record. A crash between the
 two commands leaves at worst an id without a record, never an execution that
 `list` (and so `recover`) cannot find. The status filter is applied while
-paging through the index, reading only the status and function fields of
-each page before the records that match, like SQLite's scan of its table.
+paging through the index, reading only the status, function and parent_id
+fields of each page before the records that match, like SQLite's scan of its
+table. (Listing a parent's children pages through every id: `show` and
+`cancel` do it once per parent, nothing on the checkpoint path does.)
 
 Group commit: an awaited Redis write costs ~100-200 µs, a pipelined one
 ~20 µs (DESIGN §11). `write` sends at once when no write of this store is in
@@ -310,11 +312,16 @@ class RedisStore:
         return {key.decode(): value for key, value in stored.items()}
 
     async def list(
-        self, *, status: Status | None = None, function: str | None = None, limit: int = 100
+        self,
+        *,
+        status: Status | None = None,
+        function: str | None = None,
+        parent_id: str | None = None,
+        limit: int = 100,
     ) -> list[ExecutionRecord]:
         _common.check_limit(limit)
         found: list[ExecutionRecord] = []
-        filtered = status is not None or function is not None
+        filtered = status is not None or function is not None or parent_id is not None
         page = _PAGE if filtered else min(max(limit, 1), 1000)
         start = 0
         while len(found) < limit:
@@ -326,13 +333,14 @@ class RedisStore:
             start += page
             wanted = [raw.decode() for raw in ids]
             if filtered:
-                wanted = await self._matching(wanted, status, function)
+                wanted = await self._matching(wanted, status, function, parent_id)
             found += [
                 record
                 for record in await self._records(wanted)
                 if record is not None
                 and (status is None or record.status == status)
                 and (function is None or record.function == function)
+                and (parent_id is None or record.parent_id == parent_id)
             ]
         return found[:limit]
 
@@ -363,18 +371,22 @@ class RedisStore:
 
     # -- reading many records ---------------------------------------------------
 
-    async def _matching(self, ids: _Ids, status: Status | None, function: str | None) -> _Ids:
-        """The ids whose status and function match, read in one round trip."""
-        commands = [("HMGET", self._keys(i)[0], "status", "function") for i in ids]
+    async def _matching(
+        self, ids: _Ids, status: Status | None, function: str | None, parent_id: str | None
+    ) -> _Ids:
+        """The ids whose status, function and parent match, read in one round trip."""
+        fields = ("status", "function", "parent_id")
+        commands = [("HMGET", self._keys(i)[0], *fields) for i in ids]
         replies = await self._pipeline("listing executions", commands)
-        wanted_status = None if status is None else status.encode()
-        wanted_function = None if function is None else function.encode()
+        wanted = [
+            None if value is None else lua.encode_value(name, value)
+            for name, value in zip(fields, (status, function, parent_id), strict=True)
+        ]
         return [
             execution_id
-            for execution_id, (found_status, found_function) in zip(ids, replies, strict=True)
-            if found_status is not None
-            and (wanted_status is None or found_status == wanted_status)
-            and (wanted_function is None or found_function == wanted_function)
+            for execution_id, found in zip(ids, replies, strict=True)
+            if found[0] is not None  # the record exists
+            and all(want is None or got == want for want, got in zip(wanted, found, strict=True))
         ]
 
     async def _records(self, ids: _Ids) -> _Records:

@@ -200,10 +200,17 @@ class SQLiteStore:
         return loaded
 
     async def list(
-        self, *, status: Status | None = None, function: str | None = None, limit: int = 100
+        self,
+        *,
+        status: Status | None = None,
+        function: str | None = None,
+        parent_id: str | None = None,
+        limit: int = 100,
     ) -> list[ExecutionRecord]:
         _common.check_limit(limit)
-        return await self._run("listing executions", sql.list_records, status, function, limit)
+        return await self._run(
+            "listing executions", sql.list_records, status, function, parent_id, limit
+        )
 
     async def request_cancel(self, execution_id: str) -> bool:
         return await self._run("requesting cancellation", sql.request_cancel, execution_id)

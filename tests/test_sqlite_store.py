@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import shutil
 import signal
 import sqlite3
 import sys
@@ -16,11 +17,13 @@ import textwrap
 import threading
 import time
 from contextlib import closing
+from pathlib import Path
 
 import pytest
 
 from resumable.errors import LeaseLost, StoreUnavailable
 from resumable.stores import ExecutionUpdate, SQLiteStore, open_store
+from resumable.stores._sqlite_sql import SCHEMA_VERSION
 
 TTL = 30.0
 
@@ -108,6 +111,102 @@ class TestFile:
         await store.close()
         with pytest.raises(StoreUnavailable, match="closed"):
             await store.get("e1")
+
+
+class TestSchemaMigration:
+    """A file of schema version 1 (before child executions) is migrated in
+    place when opened, and everything in it keeps working.
+
+    tests/data/sqlite-schema-v1.db was written by the version-1 SQLiteStore
+    (commit 31d2c57) through its public methods: a completed, a failed and an
+    orphaned running execution (lease expired, owner gone) with checkpoints.
+    """
+
+    V1 = Path(__file__).parent / "data" / "sqlite-schema-v1.db"
+
+    @pytest.fixture(name="v1_path")
+    def _v1_path(self, tmp_path):
+        path = tmp_path / "state.db"
+        shutil.copyfile(self.V1, path)
+        with closing(sqlite3.connect(path)) as conn:
+            assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
+            columns = [row[1] for row in conn.execute("PRAGMA table_info(executions)")]
+        assert "parent_id" not in columns
+        return path
+
+    async def test_opening_migrates_to_the_current_version(self, v1_path):
+        await SQLiteStore(v1_path).close()
+        with closing(sqlite3.connect(v1_path)) as conn:
+            assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+            columns = [row[1] for row in conn.execute("PRAGMA table_info(executions)")]
+            indexes = [row[1] for row in conn.execute("PRAGMA index_list(executions)")]
+        assert "parent_id" in columns
+        assert "executions_parent_id" in indexes
+        again = SQLiteStore(v1_path)  # a migrated file opens as it is
+        await again.close()
+
+    async def test_old_records_are_read_unchanged(self, v1_path):
+        store = SQLiteStore(v1_path)
+        try:
+            done = await store.get("done-1")
+            assert done is not None
+            assert (done.status, done.result, done.parent_id, done.attempts) == (
+                "completed",
+                b"m\xa2ok",
+                None,
+                1,
+            )
+            assert done.args.startswith(b"m")
+            assert await store.load("done-1") == {"#0": b"header-done", "#0+0": b"delta"}
+            failed = await store.get("failed-1")
+            assert failed is not None
+            assert (failed.status, failed.error_text, failed.cancel_requested) == (
+                "failed",
+                "Traceback...\nValueError: boom\n",
+                True,
+            )
+            assert [r.id for r in await store.list()] == ["orphan-1", "failed-1", "done-1"]
+            assert [r.id for r in await store.list(status="running")] == ["orphan-1"]
+        finally:
+            await store.close()
+
+    async def test_old_executions_go_on_and_new_children_join(self, v1_path, make_record):
+        store = SQLiteStore(v1_path)
+        try:
+            orphan = await store.get("orphan-1")
+            assert orphan is not None
+            assert orphan.lease_expires_at < time.time()
+            lease = await store.acquire("orphan-1", "me", TTL)  # its lease expired
+            assert lease.token == orphan.lease_token + 1
+            await store.write(lease, {"#0+2": b"delta-2"}, deletes=["#0+0"])
+            assert await store.load("orphan-1") == {
+                "#0": b"header-orphan",
+                "#0+1": b"delta-1",
+                "#0+2": b"delta-2",
+            }
+            child = make_record("orphan-1/1", parent_id="orphan-1")
+            assert await store.create(child, "me", TTL) is not None
+            await store.update(lease, ExecutionUpdate(status="completed", result=b"r"))
+            assert [r.id for r in await store.list(parent_id="orphan-1")] == ["orphan-1/1"]
+            assert (await store.get("orphan-1/1")).parent_id == "orphan-1"
+        finally:
+            await store.close()
+
+    async def test_two_processes_opening_it_at_once_migrate_it_once(self, v1_path):
+        opener = """
+            import sys
+            from resumable.stores import SQLiteStore
+            sys.stdin.readline()
+            SQLiteStore(sys.argv[1])
+            print("opened")
+        """
+        procs = [await python(opener, str(v1_path)) for _ in range(3)]
+        for proc in procs:
+            proc.stdin.write(b"go\n")
+        for proc in procs:
+            assert (await finished(proc)).strip() == "opened"
+        with closing(sqlite3.connect(v1_path)) as conn:
+            assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
 
 
 class TestReopen:

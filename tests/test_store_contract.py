@@ -87,6 +87,16 @@ class TestCreate:
         assert await store.load("e1") == {"k": b"v"}
         await store.write(lease, {"k": b"still mine"})  # the first lease still holds
 
+    async def test_parent_id_round_trips(self, store, make_record):
+        await created(store, make_record("top"))
+        await created(store, make_record("top/3", parent_id="top"))
+        await created(store, make_record("été/0.7.1", parent_id="été"))
+        assert (await store.get("top")).parent_id is None
+        assert (await store.get("top/3")).parent_id == "top"
+        assert (await store.get("été/0.7.1")).parent_id == "été"
+        by_id = {record.id: record.parent_id for record in await store.list()}
+        assert by_id == {"top": None, "top/3": "top", "été/0.7.1": "été"}
+
     async def test_new_execution_has_no_checkpoints(self, store, make_record):
         await created(store, make_record("e1"))
         assert await store.load("e1") == {}
@@ -470,6 +480,25 @@ class TestList:
     async def test_filters_combine(self, store, make_record):
         await self.fill(store, make_record)
         assert await self.ids(store, status="completed", function="m:g") == ["new"]
+
+    async def test_filter_by_parent(self, store, make_record):
+        await self.fill(store, make_record)
+        for execution_id, created_at, parent, status in [
+            ("mid/0", 210.0, "mid", "completed"),
+            ("mid/1", 220.0, "mid", "running"),
+            ("mid/1/0", 230.0, "mid/1", "running"),
+            ("old/0", 110.0, "old", "completed"),
+        ]:
+            record = make_record(
+                execution_id, created_at=created_at, parent_id=parent, status=status
+            )
+            await created(store, record)
+        assert await self.ids(store, parent_id="mid") == ["mid/1", "mid/0"]
+        assert await self.ids(store, parent_id="mid/1") == ["mid/1/0"]
+        assert await self.ids(store, parent_id="mid", status="running") == ["mid/1"]
+        assert await self.ids(store, parent_id="new") == []
+        assert await self.ids(store, parent_id="mid", limit=1) == ["mid/1"]
+        assert len(await self.ids(store)) == 8  # no filter: parents and children
 
     async def test_limit(self, store, make_record):
         await self.fill(store, make_record)

@@ -75,9 +75,10 @@ async def list_(args: argparse.Namespace, store: Store, out: TextIO) -> int:
         out.write(f"no executions in {store.url}" + (f" with {filters}" if filters else "") + "\n")
         return ExitCode.OK
     now = time.time()
+    # Child executions right under their parent, indented by depth.
     rows = [
         (
-            view.id,
+            "  " * depth + view.id,
             view.name,
             fmt.state(view),
             fmt.ago(view.created_at, now),
@@ -85,7 +86,7 @@ async def list_(args: argparse.Namespace, store: Store, out: TextIO) -> int:
             str(view.attempts),
             fmt.error_line(view.error) or "",
         )
-        for view in views
+        for depth, view in fmt.families(views)
     ]
     fmt.table(rows, ("ID", "FUNCTION", "STATUS", "CREATED", "RAN", "ATTEMPTS", "ERROR"), out)
     return ExitCode.OK
@@ -207,7 +208,28 @@ async def _collect(store: Store, cutoff: float) -> list[ExecutionRecord]:
     for status in ENDED:
         records = await store.list(status=status, limit=EVERYTHING)
         found.extend(r for r in records if _ended_before(r, cutoff))
+    found = await _without_kept_parents(store, found)
     return sorted(found, key=lambda r: r.finished_at or r.updated_at)
+
+
+async def _without_kept_parents(
+    store: Store, found: list[ExecutionRecord]
+) -> list[ExecutionRecord]:
+    """A child execution goes with its parent, never before it: a parent
+    that stays (running, or failed and resumable) would otherwise find its
+    child gone on replay and run the child's work again."""
+    candidates = {r.id for r in found}
+    gone = {
+        parent
+        for parent in {r.parent_id for r in found} - candidates
+        if parent is not None and await store.get(parent) is None
+    }
+    while True:
+        ids = {r.id for r in found}
+        kept = [r for r in found if r.parent_id is None or r.parent_id in ids | gone]
+        if len(kept) == len(found):
+            return kept
+        found = kept
 
 
 async def _delete(store: Store, record: ExecutionRecord, cutoff: float) -> bool:

@@ -131,7 +131,34 @@ def execution_json(view: ExecutionStatus, now: float | None = None) -> dict[str,
         "updated_at": view.updated_at,
         "ran_seconds": ran_for(view, now),
         "error": error_line(view.error),
+        "parent_id": view.parent_id,
     }
+
+
+def families(views: Sequence[ExecutionStatus]) -> list[tuple[int, ExecutionStatus]]:
+    """`views` (newest first) with each child right after its parent, oldest
+    child first, as (depth, view): a child whose parent is not among them
+    stays where it was, at depth 0."""
+    listed = {view.id for view in views}
+    kids: dict[str, list[ExecutionStatus]] = {}
+    for view in views:
+        if view.parent_id is not None and view.parent_id in listed:
+            kids.setdefault(view.parent_id, []).append(view)
+    ordered: list[tuple[int, ExecutionStatus]] = []
+    placed: set[str] = set()
+
+    def place(view: ExecutionStatus, depth: int) -> None:
+        if view.id in placed:  # ids are unique; a cycle cannot be built, but never loop
+            return
+        placed.add(view.id)
+        ordered.append((depth, view))
+        for kid in sorted(kids.get(view.id, ()), key=lambda kid: kid.created_at):
+            place(kid, depth + 1)
+
+    for view in views:
+        if view.parent_id is None or view.parent_id not in listed:
+            place(view, 0)
+    return ordered
 
 
 def loop_json(loop: LoopProgress) -> dict[str, Any]:

@@ -14,14 +14,16 @@ import asyncio
 import json
 import shutil
 import time
+from collections import Counter
+from collections.abc import Callable
 from typing import Any, TextIO
 
 from resumable import _config
-from resumable._api import Snapshot, snapshot
+from resumable._api import ExecutionStatus, Snapshot, snapshot
 from resumable._cli import formatting as fmt
 from resumable._cli import progress, values
 from resumable._cli.exitcodes import ExitCode
-from resumable.stores.base import Store
+from resumable.stores.base import STATUSES, Store
 
 LABEL = 11  # width of the field names in `show`
 
@@ -34,7 +36,7 @@ def _width(out: TextIO) -> int:
 async def show(args: argparse.Namespace, store: Store, out: TextIO) -> int:
     if args.follow:
         return await follow(store, args.id, out, args.interval, as_json=args.json)
-    snap = await snapshot(args.id, store)
+    snap = await snapshot(args.id, store, relations=True)
     if args.json:
         fmt.dump(show_json(snap, with_values=args.values), out)
     else:
@@ -62,6 +64,18 @@ def show_lines(snap: Snapshot, width: int, glyphs: progress.Glyphs) -> list[str]
     out = [
         field("execution", view.id),
         field("function", f"{view.name} ({view.function})"),
+    ]
+    if view.parent_id is not None:
+        parent = snap.parent
+        out.append(
+            field(
+                "parent",
+                f"{parent.id}  {parent.name}  {fmt.state(parent)}"
+                if parent is not None
+                else f"{view.parent_id} (no longer in the store)",
+            )
+        )
+    out += [
         field("code", fmt.where(view.location)),
         field("status", fmt.state(view)),
         field("attempts", str(view.attempts)),
@@ -87,10 +101,32 @@ def show_lines(snap: Snapshot, width: int, glyphs: progress.Glyphs) -> list[str]
     out.append(field("ran", f"{ran} (latest attempt), {total} since created"))
     out.append("progress")
     out.extend(progress.lines(snap.progress, width, glyphs, cut=False))
+    if snap.children:
+        out.extend(_children_lines(snap.children, field))
     if view.error:
         out.append(field("error", fmt.error_line(view.error) or ""))
         out.extend("  " + line for line in view.error.rstrip().splitlines())
     return out
+
+
+SHOWN_CHILDREN = 20  # child executions listed by `show`; --json lists them all
+
+
+def _children_lines(
+    kids: tuple[ExecutionStatus, ...], field: Callable[[str, str], str]
+) -> list[str]:
+    counts = Counter(kid.status for kid in kids)
+    summary = ", ".join(f"{counts[s]} {s}" for s in STATUSES if counts[s])
+    lines = [field("children", f"{len(kids)} ({summary})")]
+    shown = kids[:SHOWN_CHILDREN]
+    id_width = max(len(kid.id) for kid in shown)
+    name_width = max(len(kid.name) for kid in shown)
+    for kid in shown:
+        row = f"{kid.id:<{id_width}}  {kid.name:<{name_width}}  {fmt.state(kid)}"
+        lines.append(field("", row))
+    if len(kids) > len(shown):
+        lines.append(field("", f"... and {len(kids) - len(shown)} more (--json lists them all)"))
+    return lines
 
 
 def _write_values(snap: Snapshot, out: TextIO) -> None:
@@ -112,6 +148,8 @@ def show_json(snap: Snapshot, *, with_values: bool) -> dict[str, Any]:
         fanouts=[fmt.fanout_json(fanout) for fanout in snap.status.fanouts],
         unreadable_records=snap.progress.unreadable,
     )
+    if snap.children is not None:  # read for `show`; `--follow` does not (see Snapshot)
+        data["children"] = [fmt.execution_json(kid) for kid in snap.children]
     if with_values:
         decoded = values.values(snap.record.args, _config.codec(), snap.record.id)
         data["values"] = [{"name": name, "repr": text} for name, text in decoded]
