@@ -13,6 +13,7 @@ import asyncio
 import functools
 import inspect
 import sys
+import types
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, Self, TypeVar, overload
 
@@ -66,6 +67,12 @@ class _Configured(Generic[P, R]):
     `bound` holds the `self` of a method called through its instance: it is
     passed, and stored, as the first argument.
     """
+
+    @property
+    def __resumable_function__(self) -> Callable[..., Any]:
+        """The plain function a call runs (for the carry analysis)."""
+        function = self._function.target.function
+        return functools.partial(function, *self._bound) if self._bound else function
 
     def __init__(
         self,
@@ -145,6 +152,11 @@ class _Configured(Generic[P, R]):
 class ResumableFunction(Generic[P, R]):
     """What `@resumable` returns. Calling it starts an execution and returns
     its result; `.start()` returns an `Execution`; `.options()` configures."""
+
+    @property
+    def __resumable_function__(self) -> Callable[..., Any]:
+        """The plain function a call runs (for the carry analysis)."""
+        return self.target.function
 
     def __init__(
         self,
@@ -258,6 +270,11 @@ class BoundResumable(Generic[P, R]):
     def __init__(self, function: ResumableFunction[..., R], instance: object) -> None:
         self.__func__ = function
         self.__self__ = instance
+
+    @property
+    def __resumable_function__(self) -> Callable[..., Any]:
+        """The plain function a call runs (for the carry analysis)."""
+        return types.MethodType(self.__func__.target.function, self.__self__)
 
     async def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         return await self.options()(*args, **kwargs)

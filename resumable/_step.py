@@ -26,6 +26,11 @@ class Step(Generic[P, R]):
     final exception) is recorded at its position and replayed on resume;
     outside one it is a plain call with its retries and timeout."""
 
+    @property
+    def __resumable_function__(self) -> Callable[..., Any]:
+        """The plain function a call runs (for the carry analysis)."""
+        return self._function
+
     def __init__(
         self,
         function: Callable[P, Awaitable[R]],

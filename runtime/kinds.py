@@ -118,7 +118,8 @@ def is_atom(value: object) -> bool:
 
 
 def is_code(value: object) -> bool:
-    return isinstance(value, CODE_TYPES)
+    # @resumable functions and @step wrappers are code too.
+    return isinstance(value, CODE_TYPES) or hasattr(type(value), "__resumable_function__")
 
 
 # -- resources, by class ----------------------------------------------------------

@@ -24,19 +24,29 @@ GATES: dict[str, asyncio.Event] = {}
 SWITCH: dict[str, Any] = {"step_first": False, "explicit_id": "first-id"}
 
 
+def ran(tag: str) -> None:
+    # Test instrumentation lives in functions: module state a loop body
+    # changes itself is carried (and would be put back on resume).
+    RUNS.append(tag)
+
+
+def _die_at(r: int, j: int) -> None:
+    if DIE.get("at") == (r, j):
+        del DIE["at"]
+        raise SimulatedCrash(0)  # like SIGKILL: nothing is recorded
+
+
 @resumable
 async def region(r: int, items: int, log_path: str, delay: float) -> int:
     total = 0
     async for j in aiter_checkpointed(range(items)):
         await asyncio.sleep(delay)
-        if DIE.get("at") == (r, j):
-            del DIE["at"]
-            raise SimulatedCrash(0)  # like SIGKILL: nothing is recorded
+        _die_at(r, j)
         if FAIL.get(f"region:{r}") == j:
             raise RuntimeError(f"region {r} failed at item {j}")
         if log_path:
             record(log_path, f"region:{r}:{j}")
-        RUNS.append(f"region:{r}:{j}")
+        ran(f"region:{r}:{j}")
         total += r * 100 + j
     return total
 
@@ -48,7 +58,7 @@ async def backfill(n: int, log_path: str, delay: float) -> dict[str, object]:
         totals.append(await region(r, ITEMS, log_path, delay))
         if log_path:
             record(log_path, f"backfill:{r}")
-        RUNS.append(f"backfill:{r}")
+        ran(f"backfill:{r}")
     return {"totals": totals, "sum": sum(totals)}
 
 

@@ -67,6 +67,10 @@ def expected_crawl(n: int) -> dict[str, object]:
     return {"pages": [f"{base}{i * 10}" for i in range(n)], "base": base}
 
 
+def ran(tag: str) -> None:
+    RUNS.append(tag)  # a side effect outside the loop's own state
+
+
 class Counter:
     """A method whose loop changes `self`: the object is carried, and comes
     back from the checkpoint on resume."""
@@ -78,7 +82,7 @@ class Counter:
     @resumable
     async def count(self, n: int) -> tuple[int, list[int]]:
         async for i in aiter_checkpointed(range(n)):
-            RUNS.append(f"count:{i}")
+            ran(f"count:{i}")
             self.total += i
             self.seen.append(i)
         return self.total, self.seen
