@@ -405,19 +405,30 @@ def classify(site: LoopSite, root: str, value: Any, change: Change, *, refuse: b
                        "carried", "keep the state in a local variable of the @resumable "
                        "function instead", refuse)
     category = kinds.by_class(value)
+    if kinds.in_memory_database(value):
+        return _refuse(site, root, value, change, "it is an in-memory SQLite database: its "
+                       "tables are state that cannot be carried, and a resume would start "
+                       "them empty", "keep the rows in carried lists and load them into the "
+                       "database after the loop, or use a database file", refuse)
     if category == kinds.RESOURCE:
         return RESOURCE
     if category == kinds.VIEW:
         return VIEW
     if category == kinds.FILE:
-        if "a" in kinds.file_mode(value):
-            return RESOURCE
         if kinds.truncating(value):
             return _refuse(site, root, value, change, "it is a file opened for writing; on "
                            "resume, the code before the loop opens it again, which empties it, "
                            "and the rows written before the crash are lost", "open it in "
-                           "append mode (open(path, 'a')), or collect the rows in a list and "
-                           "write the file after the loop", refuse)
+                           "append mode and declare it with ignore=(" + repr(name) + ",), or "
+                           "collect the rows in a list and write the file after the loop",
+                           refuse)
+        if "a" in kinds.file_mode(value):
+            return _refuse(site, root, value, change, "it is a file the body writes to; what "
+                           "its buffer holds at a crash is lost, and the iteration in flight "
+                           "writes its lines again on resume, so the file would not be the "
+                           "uninterrupted run's", "collect the rows in a carried list and "
+                           "write the file after the loop; or, to accept lines written at "
+                           "least once, declare it with ignore=(" + repr(name) + ",)", refuse)
         return _refuse(site, root, value, change, "it is a file the body reads; its read "
                        "position cannot be carried, so a resume would read it from the start "
                        "again", "read it into a list before the loop, or iterate it with "

@@ -155,12 +155,19 @@ def _into(target: Any, saved: Any) -> bool:
     return True
 
 
+_HEAPTYPE = 1 << 9  # Py_TPFLAGS_HEAPTYPE: a class defined in Python
+
+
 def _plain_object(value: Any) -> bool:
-    """An instance of a Python class keeping its state in __dict__ only."""
+    """An instance of a Python class keeping its state in __dict__ only: no
+    slots, and no base written in C (random.Random keeps its generator's
+    state in C, outside __dict__)."""
     kind = type(value)
     if kind.__module__ == "builtins" or not hasattr(value, "__dict__"):
         return False
-    return all("__slots__" not in vars(base) for base in kind.__mro__[:-1])
+    return all(
+        base.__flags__ & _HEAPTYPE and "__slots__" not in vars(base) for base in kind.__mro__[:-1]
+    )
 
 
 if sys.version_info >= (3, 13):

@@ -302,6 +302,18 @@ def _is_iterator_class(kind: type) -> bool:
     return hasattr(kind, "__next__") or hasattr(kind, "__anext__")
 
 
+def in_memory_database(value: Any) -> bool:
+    """A SQLite connection to ":memory:" (or a temporary database): its tables
+    live only in this process."""
+    if not isinstance(value, sqlite3.Connection):
+        return False
+    try:
+        rows = value.execute("PRAGMA database_list").fetchall()
+    except sqlite3.Error:
+        return False
+    return any(row[1] == "main" and not row[2] for row in rows)
+
+
 def file_mode(value: Any) -> str:
     """The mode a file object was opened with ('' when it does not say)."""
     mode = getattr(value, "mode", "")

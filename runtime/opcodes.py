@@ -137,6 +137,9 @@ class Frame:
                 ins.opname == "LOAD_CONST" and self.instructions[index].opname == "CALL_KW"
             ):
                 value = ins.argval
+                if ins.opname == "KW_NAMES" and not isinstance(value, tuple):
+                    # 3.11/3.12 dis gives the constant's index, not the tuple.
+                    value = self.code.co_consts[ins.arg or 0]
                 if isinstance(value, tuple) and all(isinstance(v, str) for v in value):
                     return value
                 return ()
@@ -867,6 +870,10 @@ def _closure_effects(
         return Val(frozenset(tags), frozenset(funcs), path, value.null)
 
     for effect in nested.outer_effects:
+        if effect.kind == YIELD:
+            # What a generator yields goes to its consumer, which is here:
+            # the call's result already derives from its arguments.
+            continue
         target = mapped(effect.target)
         assert target is not None
         rec.effects.append(
