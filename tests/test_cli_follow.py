@@ -34,14 +34,22 @@ class Terminal:
     def __init__(self, *args: str) -> None:
         master, slave = pty.openpty()
         fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 30, COLUMNS, 0, 0))
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "resumable", *args],
-            stdin=slave,
-            stdout=slave,
-            stderr=slave,
-            env=cli_env(),
-            cwd=TESTS,
-        )
+        # Ctrl-C must reach the command, as in a real terminal. A test run
+        # started in the background without job control (`nohup make test &`,
+        # some CI runners) ignores SIGINT, and an ignored signal stays ignored
+        # in children; a handled one is reset to the default by exec.
+        previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+        try:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "resumable", *args],
+                stdin=slave,
+                stdout=slave,
+                stderr=slave,
+                env=cli_env(),
+                cwd=TESTS,
+            )
+        finally:
+            signal.signal(signal.SIGINT, previous)
         os.close(slave)
         self._master = master
         self.output = ""
