@@ -4,7 +4,11 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-PYTEST_ARGS ?=
+# The suite runs on pytest-xdist workers, one per core: every test has its
+# own directory, store and Redis key prefix (and each worker its own Redis
+# server), so none needs the machine to itself. One run in one process:
+# make test PYTEST_ARGS="-n 0 tests/test_codec.py".
+PYTEST_ARGS ?= -n auto
 
 .PHONY: install test demo bench bench-quick lint format typecheck clean
 

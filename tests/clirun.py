@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from crashing import TESTS, environment
@@ -47,6 +49,36 @@ def cli(
         timeout=timeout,
         check=False,
     )
+
+
+def start_cli(*args: str, store: str | None = None) -> subprocess.Popen[str]:
+    """`python -m resumable [--store STORE] ARGS...` in the background, its
+    output piped (read it as it comes: `--follow` flushes every frame)."""
+    command = [sys.executable, "-m", "resumable"]
+    if store is not None:
+        command += ["--store", store]
+    return subprocess.Popen(
+        [*command, *args],
+        env=cli_env(),
+        cwd=TESTS,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+@contextlib.contextmanager
+def paused(process: subprocess.Popen[str]) -> Iterator[None]:
+    """The process stopped (SIGSTOP: alive, its lease held) during the block.
+
+    For a job that another command is about to watch: that command's
+    interpreter start-up (0.5 s, several seconds on a busy machine) must not
+    use up the job it came to watch."""
+    os.kill(process.pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.kill(process.pid, signal.SIGCONT)
 
 
 def start_job(

@@ -65,6 +65,13 @@ def free_port() -> int:
         return port
 
 
+class _PortTaken(RuntimeError):
+    """Another process bound the server's port first."""
+
+    def __init__(self, port: int) -> None:
+        super().__init__(f"the Redis server could not bind port {port}: another process has it")
+
+
 class RedisServer:
     """A server process in `directory`, which outlives kills and restarts:
     with appendonly, a restarted server has every acknowledged write."""
@@ -81,6 +88,7 @@ class RedisServer:
         self.password = password
         self.appendonly = appendonly
         self.process: subprocess.Popen[bytes] | None = None
+        self.started = False  # once it has, restarts keep the port
         directory.mkdir(parents=True, exist_ok=True)
 
     @property
@@ -89,6 +97,23 @@ class RedisServer:
         return f"redis://{auth}127.0.0.1:{self.port}/0"
 
     def start(self, timeout: float = 10.0) -> None:
+        # free_port() frees the port before the server binds it: another
+        # process (an xdist worker's server, any outgoing connection) may
+        # take it in between. A first start then tries another port; a
+        # restart keeps its port, which its clients' URLs name.
+        for _ in range(4):
+            try:
+                self._start(timeout)
+            except _PortTaken:
+                if self.started:
+                    raise
+                self.port = free_port()
+            else:
+                self.started = True
+                return
+        raise RuntimeError(f"the Redis server found no free port (last: {self.port})")
+
+    def _start(self, timeout: float) -> None:
         config = [
             f"port {self.port}",
             "bind 127.0.0.1",
@@ -113,6 +138,9 @@ class RedisServer:
                 log = self.directory / "server.log"
                 text = log.read_text(errors="replace") if log.exists() else ""
                 self.kill()
+                if "Address already in use" in text:
+                    log.unlink()  # the next attempt's log starts empty
+                    raise _PortTaken(self.port)
                 raise RuntimeError(f"the Redis server did not start:\n{text[-2000:]}")
             time.sleep(0.01)
 

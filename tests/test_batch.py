@@ -187,7 +187,11 @@ class TestAgather:
         expected = [f"r{i}" for i in range(12)]
         assert await batch.gathered.options(store=store)(12) == expected
         batch.CALLS.clear()
-        _, result = await crash_then_resume(batch.gathered, store, 1, 12, None, 0.001)
+        # Items sleep 1-4 x delay, so that they finish in four groups, four
+        # group commits. With 1 ms steps, a busy machine (xdist, a cold first
+        # run) could start them late enough that all 12 finished in one
+        # event-loop turn, one write, and the crash point was never reached.
+        _, result = await crash_then_resume(batch.gathered, store, 1, 12, None, 0.05)
         assert result == expected
         assert batch.CALLS.total() < 24  # the first group's positions were not rerun
 
@@ -231,9 +235,28 @@ class TestSteps:
         await batch.priced.options(store=store)(200)
         assert dict(batch.CALLS) == {"rate:eu": 2, "rate:us": 2}  # its own calls
 
-    async def test_memoized_outcome_survives_a_crash(self, store):
-        _, result = await crash_then_resume(batch.priced, store, 1, 200)  # memo written, items not
-        assert len(result) == 200
+    async def test_memoized_outcome_survives_a_crash(self, store, monkeypatch):
+        # The crash comes at the first write after both memos are stored. Not
+        # at a fixed count: the two rates sleep 10 ms side by side and their
+        # memos usually share the first write, but a process descheduled
+        # between the two sleeps (a loaded machine) writes them in two.
+        execution_id = uuid.uuid4().hex
+        write, memos = store.write, set()
+        with crash_after(1_000_000) as plan:
+
+            async def write_then_maybe_crash(lease, puts, deletes=()):
+                await write(lease, puts, deletes)
+                memos.update(key for key in puts if key.startswith("memo:"))
+                if len(memos) == 2:
+                    plan.after = min(plan.after, plan.seen)  # the next write dies
+
+            monkeypatch.setattr(store, "write", write_then_maybe_crash)
+            with pytest.raises(SimulatedCrash) as crash:
+                await batch.priced.options(execution_id=execution_id, store=store)(200)
+        assert memos == {"memo:exchange_rate:eu", "memo:exchange_rate:us"}
+        assert crash.value.lease is not None
+        await store.release(crash.value.lease)
+        assert len(await resume(execution_id, store=store)) == 200
         assert dict(batch.CALLS) == {"rate:eu": 1, "rate:us": 1}
 
     async def test_memoize_per_call_site(self):

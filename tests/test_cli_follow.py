@@ -17,7 +17,7 @@ import termios
 import time
 
 import pytest
-from clirun import cli, cli_env, kill, start_job, wait_for_loop
+from clirun import cli_env, kill, paused, start_cli, start_job, wait_for_loop
 from crashing import TESTS
 
 from resumable._cli.exitcodes import ExitCode
@@ -34,14 +34,22 @@ class Terminal:
     def __init__(self, *args: str) -> None:
         master, slave = pty.openpty()
         fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 30, COLUMNS, 0, 0))
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "resumable", *args],
-            stdin=slave,
-            stdout=slave,
-            stderr=slave,
-            env=cli_env(),
-            cwd=TESTS,
-        )
+        # Ctrl-C must reach the command, as in a real terminal. A test run
+        # started in the background without job control (`nohup make test &`,
+        # some CI runners) ignores SIGINT, and an ignored signal stays ignored
+        # in children; a handled one is reset to the default by exec.
+        previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+        try:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "resumable", *args],
+                stdin=slave,
+                stdout=slave,
+                stderr=slave,
+                env=cli_env(),
+                cwd=TESTS,
+            )
+        finally:
+            signal.signal(signal.SIGINT, previous)
         os.close(slave)
         self._master = master
         self.output = ""
@@ -105,7 +113,9 @@ class TestFollow:
         job = start_job(url, "live", 40, 0.06)
         try:
             wait_for_loop(url, "live", 1)
-            terminal = Terminal("--store", url, "show", "live", "--follow", "--interval", "0.1")
+            with paused(job):  # until the first frame: see clirun.paused
+                terminal = Terminal("--store", url, "show", "live", "--follow", "--interval", "0.1")
+                terminal.read_until("loop")
             assert terminal.wait() == ExitCode.OK, terminal.output
         finally:
             job.communicate(timeout=60)
@@ -194,14 +204,18 @@ def test_follow_into_a_pipe(url):
     job = start_job(url, "piped", 15, 0.04)
     try:
         wait_for_loop(url, "piped", 1)
-        result = cli("show", "piped", "--follow", "--interval", "0.1", store=url)
+        with paused(job):  # until the first frame: see clirun.paused
+            follower = start_cli("show", "piped", "--follow", "--interval", "0.1", store=url)
+            first = follower.stdout.readline()
+        rest, err = follower.communicate(timeout=60)
     finally:
         job.communicate(timeout=60)
-    assert result.returncode == 0, result.stderr
-    assert "\x1b" not in result.stdout
-    stamps = re.findall(r"^\[\d\d:\d\d:\d\d\] watched  piped  ", result.stdout, re.M)
+    stdout = first + rest
+    assert follower.returncode == 0, err
+    assert "\x1b" not in stdout
+    stamps = re.findall(r"^\[\d\d:\d\d:\d\d\] watched  piped  ", stdout, re.M)
     assert len(stamps) >= 3
-    assert re.search(r"^completed in ", result.stdout, re.M)
+    assert re.search(r"^completed in ", stdout, re.M)
 
 
 def test_follow_as_json_lines(url):
@@ -209,11 +223,16 @@ def test_follow_as_json_lines(url):
     job = start_job(url, "jsonl", 15, 0.04)
     try:
         wait_for_loop(url, "jsonl", 1)
-        result = cli("show", "jsonl", "--follow", "--json", "--interval", "0.1", store=url)
+        with paused(job):  # until the first object: see clirun.paused
+            follower = start_cli(
+                "show", "jsonl", "--follow", "--json", "--interval", "0.1", store=url
+            )
+            first = follower.stdout.readline()
+        rest, err = follower.communicate(timeout=60)
     finally:
         job.communicate(timeout=60)
-    assert result.returncode == 0, result.stderr
-    objects = [json.loads(line) for line in result.stdout.splitlines()]
+    assert follower.returncode == 0, err
+    objects = [json.loads(line) for line in (first + rest).splitlines()]
     assert len(objects) >= 3
     done = [o["loops"][0]["done"] for o in objects]
     assert done == sorted(done) and done[0] < 15

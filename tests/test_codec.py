@@ -14,6 +14,7 @@ import fractions
 import math
 import pickle
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -223,11 +224,22 @@ class TestPickleFallback:
         assert (depth, back) == (levels - 1, [])
 
     def test_nesting_beyond_every_limit_is_unserializable(self):
+        # CPython 3.11-3.13 count C recursion (5,000 levels were beyond it).
+        # Since 3.14 (gh-91079) the C limit is the thread's real stack: pickle
+        # goes ~43,000 levels deep in 8 MiB, and deeper with a bigger
+        # `ulimit -s`. So: 200,000 levels, pickled on a thread with an 8 MiB
+        # stack of its own, whatever the limit of the shell running the tests.
         value: list[Any] = []
-        for _ in range(5000):
+        for _ in range(200_000):
             value = [value]
-        with pytest.raises(UnserializableValue, match="recursion"):
-            Codec().dumps(value)
+        previous = threading.stack_size(8 * 1024 * 1024)
+        try:
+            with ThreadPoolExecutor(1) as pool:
+                dumped = pool.submit(Codec().dumps, value)
+                with pytest.raises(UnserializableValue, match="recursion"):
+                    dumped.result()
+        finally:
+            threading.stack_size(previous)
 
 
 class TestUnserializable:

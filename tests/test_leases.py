@@ -49,20 +49,41 @@ def wait_until_lease_expired(store_url: str, execution_id: str, timeout: float =
         time.sleep(0.05)
 
 
+# `python -m jobs.leases STORE ID AT`, except that AT comes on stdin once the
+# racer has imported everything (it says "ready"): a start time fixed before
+# the interpreters started (it was 1.5 s ahead) could pass before a slow
+# start-up on a busy machine ended, and the late racer found the execution
+# already completed by the other one.
+RACER = """
+import sys
+from jobs import leases
+import resumable.stores.redis, resumable.stores.sqlite
+print("ready", flush=True)
+sys.argv.append(sys.stdin.readline().strip())
+leases.main()
+"""
+
+
 def race(store_url: str, execution_id: str, racers: int = 2) -> list[tuple[int, dict]]:
     """Start `racers` processes that all resume the execution at the same
     instant; return (pid, outcome) of each."""
-    at = time.time() + 1.5  # after every interpreter has started
     processes = [
         subprocess.Popen(
-            [sys.executable, "-m", "jobs.leases", store_url, execution_id, str(at)],
+            [sys.executable, "-c", RACER, store_url, execution_id],
             env=environment(),
+            stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
         )
         for _ in range(racers)
     ]
+    for process in processes:
+        assert process.stdout.readline() == "ready\n", process.communicate()
+    at = time.time() + 0.5  # every racer is waiting on its stdin
+    for process in processes:
+        process.stdin.write(f"{at}\n")
+        process.stdin.flush()
     outcomes = []
     for process in processes:
         out, err = process.communicate(timeout=60)
