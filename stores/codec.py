@@ -18,9 +18,12 @@ msgpack Packer call and a regex search (~0.8 µs for a small dict here).
 
 from __future__ import annotations
 
+import ast
+import copyreg
 import hashlib
 import hmac
 import io
+import itertools
 import pickle
 import re
 import threading
@@ -412,6 +415,22 @@ class Codec:
         mac.update(place)
         mac.update(blob)
         return mac.digest()
+
+
+def _reduce_count(counter: itertools.count[Any]) -> tuple[Any, ...]:
+    # "count(1005, 5)": the next number and the step, as the counter prints
+    # them; numbers only (a counter of Decimals or Fractions prints those).
+    inside = repr(counter)[len("count(") : -1]
+    args = [ast.literal_eval(part.strip()) for part in inside.split(",")]
+    return (itertools.count, tuple(args))
+
+
+try:
+    pickle.dumps(itertools.count())
+except TypeError:
+    # 3.14 removed pickling of itertools objects. An id counter advanced in a
+    # loop body is state worth carrying; its repr says all of it.
+    copyreg.pickle(itertools.count, _reduce_count)
 
 
 class _LinkedPickler(cloudpickle.Pickler):  # type: ignore[misc]
