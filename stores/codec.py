@@ -25,6 +25,7 @@ import hmac
 import io
 import itertools
 import pickle
+import sys
 import re
 import threading
 from collections.abc import Callable, Mapping
@@ -389,9 +390,8 @@ class Codec:
                 raise corrupt("it refers to a loop's frame, and only that loop can read it")
             try:
                 if tag == _LINKED:
-                    unpickler = pickle.Unpickler(io.BytesIO(payload))
-                    unpickler.persistent_load = links  # type: ignore[assignment]
-                    return unpickler.load()
+                    assert links is not None
+                    return _LinkedUnpickler(io.BytesIO(payload), links).load()
                 return pickle.loads(payload)
             except Exception as exc:  # unpickling can raise anything, even from user code
                 classes = _pickled_classes(payload)
@@ -425,12 +425,22 @@ def _reduce_count(counter: itertools.count[Any]) -> tuple[Any, ...]:
     return (itertools.count, tuple(args))
 
 
-try:
-    pickle.dumps(itertools.count())
-except TypeError:
-    # 3.14 removed pickling of itertools objects. An id counter advanced in a
-    # loop body is state worth carrying; its repr says all of it.
+if sys.version_info >= (3, 12):
+    # 3.12 deprecated and 3.14 removed pickling of itertools objects. An id
+    # counter advanced in a loop body is state worth carrying; its repr says
+    # all of it.
     copyreg.pickle(itertools.count, _reduce_count)
+
+
+class _LinkedUnpickler(pickle.Unpickler):
+    # A method, not an attribute: 3.13's C Unpickler makes the attribute
+    # read-only.
+    def __init__(self, file: io.BytesIO, links: Callable[[str], Any]) -> None:
+        super().__init__(file)
+        self._links = links
+
+    def persistent_load(self, pid: Any) -> Any:
+        return self._links(str(pid))
 
 
 class _LinkedPickler(cloudpickle.Pickler):  # type: ignore[misc]
