@@ -22,7 +22,7 @@ from typing import Any, Generic, TypeVar
 from resumable import _config
 from resumable._api import resume
 from resumable._decorator import ResumableFunction
-from resumable.runtime import events
+from resumable.runtime import audit, events
 from resumable.runtime.faults import CrashPlan, SimulatedCrash, crash_plan
 from resumable.stores.base import Store
 
@@ -110,6 +110,11 @@ async def run_to_completion_with_crashes(
 
     unsubscribe = events.subscribe(collect)
     fired: list[int] = []
+    # The carry audit is on while it runs (unless configure(audit_carry=False)
+    # said otherwise): a local the loop should have carried fails the test at
+    # the checkpoint that missed it, crash or not.
+    audited = audit.configured()
+    audit.configure(audited is not False)
     try:
         for point in points:
             with crash_after(point):
@@ -125,6 +130,7 @@ async def run_to_completion_with_crashes(
         return _report(execution_id, result, fired, seen)
     finally:
         unsubscribe()
+        audit.configure(audited)
 
 
 def _report(

@@ -42,6 +42,11 @@ def configure(on: bool | None) -> None:
     _setting[0] = on
 
 
+def configured() -> bool | None:
+    """What configure(audit_carry=...) set; None when it was not called."""
+    return _setting[0]
+
+
 _codec = Codec()
 _UNENCODABLE = object()
 

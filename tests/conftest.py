@@ -9,6 +9,7 @@ directory, and options the contract tests set.
 from __future__ import annotations
 
 import itertools
+import os
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -20,6 +21,10 @@ from redis_server import _redis_url, fresh_prefix, with_prefix  # noqa: F401 (_r
 from resumable.stores import MemoryStore, SQLiteStore, Store
 from resumable.stores.base import ExecutionRecord
 from resumable.stores.redis import RedisStore
+
+# The carry audit is on in the whole suite, subprocesses included: every
+# checkpoint of every test checks that no uncarried local changed.
+os.environ.setdefault("RESUMABLE_AUDIT_CARRY", "1")
 
 StoreFactory = Callable[[pytest.FixtureRequest, Path, dict[str, Any]], Store]
 

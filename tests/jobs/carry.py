@@ -139,7 +139,7 @@ async def control_flow(n: int) -> tuple[int, int, list[int], int]:
 async def explicit_carry(n: int) -> tuple[int, int]:
     carried = 0
     not_carried = 0
-    async for i in aiter_checkpointed(range(n), carry=("carried",)):
+    async for i in aiter_checkpointed(range(n), carry=("carried",), ignore=("not_carried",)):
         effect(f"explicit:{i}")
         carried += i
         not_carried += 1
