@@ -50,6 +50,11 @@ class Tag:
         return self.root.startswith("$")
 
     @property
+    def is_pseudo(self) -> bool:
+        """An item ("@") or a call result ("%"): not a variable of the frame."""
+        return self.root[0] in "@%"
+
+    @property
     def is_item(self) -> bool:
         """A pseudo-root: the item an `async for` got at the GET_ANEXT whose
         offset follows the "@" (see `AnextItem`)."""

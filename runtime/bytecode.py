@@ -64,6 +64,9 @@ class CodeFacts:
     frame_escapes: bool = False
     # "@<offset>" (an async for's item) -> what its iterator derives from
     anext_sources: dict[str, Val] = field(default_factory=dict)
+    # "%<offset>" (a call's result) -> its callee and arguments
+    call_sources: dict[str, Val] = field(default_factory=dict)
+    returns: Val = FRESH  # what the code may return (for its callers' analysis)
     _live_in: list[frozenset[str]] | None = None
     _outer: list[Effect] | None = None
 
@@ -84,7 +87,7 @@ class CodeFacts:
                     v is not None
                     and (
                         v.funcs
-                        or any(t.is_global or t.is_item or t.root in outer for t in v.tags)
+                        or any(t.is_global or t.is_pseudo or t.root in outer for t in v.tags)
                     )
                     for v in values
                 ):
@@ -248,6 +251,8 @@ def _analyse(code: CodeType) -> CodeFacts:
         result.effects.extend(recorder.effects)
     result.frame_escapes = frame.frame_escapes
     result.anext_sources = frame.anext_sources
+    result.call_sources = frame.call_sources
+    result.returns = frame.returns
     return result
 
 

@@ -23,6 +23,10 @@ CHANGES = "changes"  # changes the argument itself (heappush, list.append's self
 STORED = "stored"  # keeps a reference to it inside the receiver (list.append's item)
 UNKNOWN = "unknown"
 
+# What a call's result may hold of its arguments.
+FRESH = "fresh"  # nothing: a new number, string, bool, response...
+ELEMENTS = "elements"  # their items: sorted(xs), dict.get(k), max(xs)
+
 _MISSING = object()
 
 
@@ -219,6 +223,83 @@ def builtin_effect(callee: Any, position: int, kwargs: frozenset[str]) -> str:
     if _listed(_READING_FUNCTIONS, module, name):
         return ITERATES if _listed(_ITERATING_FUNCTIONS, module, name) else READS
     return UNKNOWN
+
+
+_FRESH_BUILTINS = frozenset(
+    "abs all any ascii bin bool callable chr complex divmod float format hash hex id int "
+    "isinstance issubclass len oct ord pow repr round str sum type bytes range hasattr".split()
+)
+_ELEMENT_BUILTINS = frozenset(
+    "sorted list tuple set frozenset dict max min reversed enumerate zip filter iter next".split()
+)
+_FRESH_FUNCTIONS: dict[str, frozenset[str]] = {
+    module: frozenset(names.split())
+    for module, names in {
+        "json": "dumps loads",
+        "math": "*",
+        "statistics": "*",
+        "time": "*",
+        "datetime": "*",
+        "uuid": "*",
+        "textwrap": "*",
+        "base64": "*",
+        "binascii": "*",
+        "struct": "*",
+        "unicodedata": "*",
+        "html": "escape unescape",
+        "urllib.parse": "*",
+        "shlex": "*",
+        "hashlib": "*",
+        "hmac": "*",
+        "zlib": "*",
+        "re": "match fullmatch search sub subn split findall escape",
+        "copy": "deepcopy",
+        "os.path": "*",
+        "posixpath": "*",
+        "random": "random randint randrange uniform gauss",
+        "asyncio": "sleep",
+    }.items()
+}
+_ELEMENT_FUNCTIONS: dict[str, frozenset[str]] = {
+    "copy": frozenset({"copy"}),
+    "heapq": frozenset({"heappop", "heappushpop", "heapreplace", "nlargest", "nsmallest"}),
+    "random": frozenset({"choice", "choices", "sample"}),
+    "bisect": frozenset(),
+}
+
+
+def builtin_returns(callee: Any) -> str | None:
+    """FRESH, ELEMENTS, or None (unknown) for a callable that is not a Python
+    function."""
+    name = getattr(callee, "__name__", None)
+    if not isinstance(name, str):
+        return None
+    if getattr(builtins, name, None) is callee:
+        if name in _FRESH_BUILTINS:
+            return FRESH
+        if name in _ELEMENT_BUILTINS:
+            return ELEMENTS
+        return None
+    module = _module_of(callee)
+    if _listed(_FRESH_FUNCTIONS, module, name):
+        return FRESH
+    if _listed(_ELEMENT_FUNCTIONS, module, name):
+        return ELEMENTS
+    return None
+
+
+_ELEMENT_METHODS = frozenset(
+    "get pop popitem setdefault popleft copy values keys items most_common elements "
+    "__getitem__ union intersection difference symmetric_difference".split()
+)
+
+
+def container_returns(kind: type, name: str) -> str | None:
+    """What a builtin container's method returns of the container: its items
+    (get, pop, copy...), or nothing (count, index, append...)."""
+    if container_method(kind, name) is None:
+        return None
+    return ELEMENTS if name in _ELEMENT_METHODS else FRESH
 
 
 # -- methods of builtin containers -------------------------------------------------

@@ -107,7 +107,7 @@ def explicit(site: LoopSite, frame: FrameType, names: tuple[str, ...], ignore: f
 
 
 def _append_only(site: LoopSite, frame: FrameType, values: dict[str, Any]) -> set[str]:
-    judge = Judge(frame.f_globals, values)
+    judge = Judge(frame.f_globals, values, facts=bytecode.facts(site.code))
     found = set()
     for name in site.rebinding().keys() | site.roots:
         value = values.get(name, _MISSING)
@@ -132,12 +132,11 @@ def automatic(
     `iterable`."""
     effects.BROKEN_RULE = BROKEN_RULE
     values = frame_values(frame) if values is None else values
-    judge = Judge(frame.f_globals, values)
-    judge.expand = effects.static_items(bytecode.facts(site.code))
+    judge = Judge(frame.f_globals, values, facts=bytecode.facts(site.code))
     if iterable is not _MISSING:
         relation = item_relation(iterable, values)
         if relation is not None:
-            judge.expand[f"@{site.head_offset}"] = relation
+            judge.overrides[f"@{site.head_offset}"] = relation
     rebound = site.rebinding(closures=BROKEN_RULE != "closure-call")
     live = set(site.live) | {"$" + g for g in site.globals_rebound}
     roots = set(site.roots) | set(rebound) | {"$" + g for g in site.globals_rebound}

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from types import CodeType
 from typing import Any
 
-from resumable.runtime import bytecode, callees, kinds
+from resumable.runtime import bytecode, callees, kinds, opcodes
 from resumable.runtime.absval import (
     AWAIT,
     CALL,
@@ -134,9 +134,13 @@ class Judge:
 
     frame_globals: dict[str, Any]
     frame_locals: dict[str, Any]
-    # "@<offset>" pseudo-roots (an async for's item) -> the tags on real roots
-    # that item has, for the code being judged.
-    expand: dict[str, tuple[Tag, ...]] = field(default_factory=dict)
+    # The code whose effects are being judged: its pseudo-roots ("@" items,
+    # "%" call results) are expanded from its facts.
+    facts: bytecode.CodeFacts | None = None
+    # A pseudo-root decided at run time: the checkpointed loop's own item.
+    overrides: dict[str, tuple[Tag, ...]] = field(default_factory=dict)
+    _expanded: dict[tuple[int, str], tuple[Tag, ...]] = field(default_factory=dict)
+    _depth: int = 0  # callees whose results are being read
     # Callee resolutions that proved an argument untouched: checked again at
     # each checkpoint, so a rebound function cannot make the proof stale.
     decisive: dict[tuple[str, ...], Any] = field(default_factory=dict)
@@ -173,9 +177,9 @@ class Judge:
         for tag in value.tags:
             if tag.root == root:
                 found.append(tag)
-            elif tag.is_item:
+            elif tag.is_pseudo:
                 found.extend(
-                    _compose(source, tag) for source in self.expand.get(tag.root, ()) if source.root == root
+                    _compose(source, tag) for source in self._expand(tag.root) if source.root == root
                 )
         if BROKEN_RULE == "pre-loop-alias" and value.path is not None and len(value.path) > 1:
             # Pretend a value is only what its own name holds.
@@ -206,7 +210,7 @@ class Judge:
             if not tags:
                 return
             into = effect.into
-            roots = {t.root for t in into.tags} if into is not None else set()
+            roots = {t.root for t in self._real(into.tags)} if into is not None else set()
             if not roots:
                 # Stored into something no root holds: whoever holds it may
                 # change it later.
@@ -294,7 +298,7 @@ class Judge:
                     effect, position, keyword, inner, frame_globals, frame_locals, kwnames, depth
                 )
                 if stored and method:
-                    for receiver_tag in args[0].tags:
+                    for receiver_tag in self._real(args[0].tags):
                         if receiver_tag.root != root:
                             escapes.add((receiver_tag.root, True))
                 change.note(level, effect, how)
@@ -485,8 +489,8 @@ class Judge:
             facts = bytecode.facts(code)
         except bytecode.Unmodelled:
             return DEEP, True
-        outer_expand = self.expand
-        self.expand = static_items(facts)
+        outer = self.facts, self.overrides
+        self.facts, self.overrides = facts, {}
         try:
             change, escapes = self.judge(
                 param,
@@ -497,11 +501,158 @@ class Judge:
                 locals_={},
             )
         finally:
-            self.expand = outer_expand
+            self.facts, self.overrides = outer
         stored = bool(escapes)
         level = DEEP if stored and change.level < DEEP and _mutable(part.types()) else change.level
         self._memo[key] = (level, "stored" if stored else "")
         return level, stored
+
+    # -- pseudo-roots ----------------------------------------------------------------
+
+    def _expand(self, root: str) -> tuple[Tag, ...]:
+        """The real roots (with depths) a pseudo-root may stand for."""
+        if root in self.overrides:
+            return self.overrides[root]
+        facts = self.facts
+        if facts is None:
+            return ()
+        key = (id(facts), root)
+        found = self._expanded.get(key)
+        if found is not None:
+            return found
+        # Meanwhile (a call whose argument is its own earlier result, in a
+        # loop): the static answer, which over-approximates.
+        static = tuple(opcodes.expand_static(facts, frozenset({Tag(root)})))
+        self._expanded[key] = static
+        if root.startswith("%"):
+            found = self._call_result(facts, root, static)
+        else:
+            source = facts.anext_sources.get(root)
+            found = self._real(source.tags) if source is not None else ()
+        self._expanded[key] = found
+        return found
+
+    def _real(self, tags: Iterable[Tag]) -> tuple[Tag, ...]:
+        found: set[Tag] = set()
+        for tag in tags:
+            if tag.is_pseudo:
+                found.update(_compose(source, tag) for source in self._expand(tag.root))
+            else:
+                found.add(tag)
+        return tuple(found)
+
+    def _call_result(
+        self, facts: bytecode.CodeFacts, root: str, static: tuple[Tag, ...]
+    ) -> tuple[Tag, ...]:
+        """What the result of the call at "%<offset>" may hold, given the
+        callee: nothing of its arguments (len(), json.dumps(), a client's
+        request), their items (sorted(), dict.get()), whatever a Python
+        function's return statements give back, or anything (unknown)."""
+        offset = int(root[1:])
+        effect = next(
+            (e for e in facts.effects if e.offset == offset and e.kind == CALL and e.via is None),
+            None,
+        )
+        if effect is None or effect.callee is None:
+            return static
+        returns = self._returns(effect)
+        if returns == callees.FRESH:
+            return ()
+        if returns == callees.ELEMENTS:
+            tags: list[Tag] = []
+            for value in effect.args:
+                tags.extend(Tag(t.root, t.child().depth, exact=False) for t in self._real(value.tags))
+            return tuple(tags)
+        if isinstance(returns, types.FunctionType):
+            return self._python_returns(returns, effect) or ()
+        return static
+
+    def _returns(self, effect: Effect) -> object:
+        callee_val = effect.callee
+        assert callee_val is not None
+        path = callee_val.path
+        name = path[-1] if path else None
+        if effect.method and effect.args:
+            receiver = effect.args[0]
+            found: set[type] = set()
+            if receiver.kind is not None:
+                found.add(receiver.kind)
+            owner = callees.resolve(path[:-1] if path else None, self.frame_globals, self.frame_locals)
+            if not callees.missing(owner):
+                found = {type(owner)}
+            if not found or name is None:
+                return None
+            answers = set()
+            for kind in found:
+                if issubclass(kind, types.ModuleType):
+                    answers.add(self._function_returns(callees.static_attr(owner, name)))
+                elif kind in kinds.ATOMS:
+                    answers.add(callees.FRESH)
+                elif kinds.by_class_type(kind) == kinds.RESOURCE:
+                    answers.add(callees.FRESH)  # a client's answers are new objects
+                else:
+                    listed = callees.container_returns(kind, name)
+                    if listed is not None:
+                        answers.add(listed)
+                    else:
+                        function, _ = callees.unwrap(callees.static_attr(kind, name))
+                        answers.add(function if isinstance(function, types.FunctionType) else None)
+            return answers.pop() if len(answers) == 1 else None
+        return self._function_returns(callees.resolve(path, self.frame_globals, self.frame_locals))
+
+    def _function_returns(self, callee: Any) -> object:
+        if callees.missing(callee):
+            return None
+        function, _ = callees.unwrap(callee)
+        if isinstance(function, types.FunctionType):
+            return function
+        return callees.builtin_returns(function)
+
+    def _python_returns(self, function: types.FunctionType, effect: Effect) -> tuple[Tag, ...] | None:
+        """The caller's roots a Python function's result may hold: its return
+        statements' values, with its parameters mapped to the call's
+        arguments."""
+        try:
+            facts = bytecode.facts(function.__code__)
+        except bytecode.Unmodelled:
+            return None
+        code = function.__code__
+        params = list(code.co_varnames[: code.co_argcount + code.co_kwonlyargcount])
+        args = list(effect.args)
+        positional = len(args) - len(effect.kwnames)
+        by_param: dict[str, Val] = {}
+        _, added = callees.unwrap(function)
+        for index, value in enumerate(args[:positional]):
+            if index < len(params):
+                by_param[params[index]] = value
+        for name, value in zip(effect.kwnames, args[positional:], strict=False):
+            by_param[name] = value
+        if self._depth >= MAX_CALL_DEPTH:
+            returned: Iterable[Tag] = opcodes.expand_static(facts, facts.returns.tags)
+        else:
+            # The callee's own calls are judged the same way, in its module.
+            saved = self.facts, self.overrides, self.frame_globals, self.frame_locals
+            self.facts, self.overrides = facts, {}
+            self.frame_globals, self.frame_locals = function.__globals__, {}
+            self._depth += 1
+            try:
+                returned = self._real(facts.returns.tags)
+            finally:
+                self.facts, self.overrides, self.frame_globals, self.frame_locals = saved
+                self._depth -= 1
+        tags: set[Tag] = set()
+        for tag in returned:
+            if tag.is_global:
+                if function.__globals__ is self.frame_globals:
+                    tags.add(tag)
+                continue
+            value = by_param.get(tag.root)
+            if value is None:
+                if tag.root in code.co_varnames[: code.co_argcount + code.co_kwonlyargcount + 2]:
+                    return None  # *args, **kwargs, or an argument we cannot place
+                continue  # the function's own new objects
+            tags.update(_compose(source, tag) for source in self._real(value.tags))
+        return tuple(tags)
 
     def _calling(self, callee: Any, part: Part, depth: int) -> tuple[int, str]:
         """Calling a value that is (part of) a root."""
@@ -515,11 +666,6 @@ class Judge:
                 if listed is not None:
                     return (DEEP if listed[0] == callees.CHANGES else NONE), f"calls {name}()"
         return DEEP, "calls it"
-
-
-def static_items(facts: bytecode.CodeFacts) -> dict[str, tuple[Tag, ...]]:
-    """Each async for's item as "anything derived from its iterator"."""
-    return {root: tuple(source.tags) for root, source in facts.anext_sources.items()}
 
 
 def _compose(outer: Tag, inner: Tag) -> Tag:

@@ -30,8 +30,8 @@ from dataclasses import dataclass
 from types import CodeType
 
 from resumable.errors import LoopShapeError
-from resumable.runtime import bytecode
-from resumable.runtime.absval import GLOBAL_STORE, YIELD, Effect
+from resumable.runtime import bytecode, opcodes
+from resumable.runtime.absval import GLOBAL_STORE, YIELD, Effect, Tag
 
 _ACCUMULATE = frozenset(
     {"LIST_APPEND", "SET_ADD", "MAP_ADD", "LIST_EXTEND", "SET_UPDATE", "DICT_UPDATE", "DICT_MERGE"}
@@ -66,13 +66,15 @@ class LoopSite:
 
     @property
     def roots(self) -> frozenset[str]:
-        """Every local and global ("$name") the body's effects name."""
-        found: set[str] = set()
+        """Every local and global ("$name") the body's effects may reach,
+        through the items and call results they name too."""
+        tags: set[Tag] = set()
         for effect in self.effects:
             for value in (effect.target, effect.callee, effect.into, *effect.args):
                 if value is not None:
-                    found.update(tag.root for tag in value.tags)
-        return frozenset(found)
+                    tags.update(value.tags)
+        expanded = opcodes.expand_static(bytecode.facts(self.code), frozenset(tags))
+        return frozenset(tag.root for tag in expanded)
 
 
 _cache: dict[tuple[CodeType, int], LoopSite] = {}

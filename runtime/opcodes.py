@@ -30,6 +30,7 @@ import dis
 import sys
 from collections.abc import Callable
 from types import CodeType
+from typing import Any
 
 from resumable.runtime.absval import (
     AWAIT,
@@ -50,6 +51,7 @@ from resumable.runtime.absval import (
     derived,
     global_,
     local,
+    merge,
     union,
 )
 
@@ -125,6 +127,9 @@ class Frame:
         self.is_generator = bool(code.co_flags & 0x20)  # CO_GENERATOR (sync generators)
         # "@<offset>" -> what the async iterator at that GET_ANEXT derives from
         self.anext_sources: dict[str, Val] = {}
+        # "%<offset>" -> what the call at that offset was given (callee and args)
+        self.call_sources: dict[str, Val] = {}
+        self.returns = FRESH  # what the code may return
 
     def kwnames(self, index: int) -> tuple[str, ...]:
         """Keyword names of the call at `index` (KW_NAMES before it on
@@ -692,8 +697,10 @@ def _check_match(frame: Frame, i: int, ins: dis.Instruction, stack: Stack, env: 
 
 
 def _stop(frame: Frame, i: int, ins: dis.Instruction, stack: Stack, env: Env, rec: Recorder | None) -> None:
-    # Return/raise: nothing after it in this frame. A returned value leaves
-    # the frame, which is past any loop.
+    # Return/raise: nothing after it in this frame. What a function returns
+    # is kept for its callers' analysis (does it give back an argument?).
+    if rec is not None and ins.opname == "RETURN_VALUE" and stack:
+        frame.returns = merge(frame.returns, Val(stack[-1].tags, stack[-1].funcs))
     return None
 
 
@@ -798,7 +805,14 @@ def _do_call(
         for value in all_args:
             for code in value.funcs:
                 _closure_effects(frame, ins, env, rec, code, all_args, known_args=False)
-    return derived(callee, *all_args)
+    # The result is named by a pseudo-root, "%<offset>": what it may hold is
+    # decided later, with the callee in hand (len() gives a new int; a Python
+    # function may give back part of an argument). Statically: anything.
+    root = f"%{ins.offset}"
+    if rec is not None:
+        frame.call_sources[root] = derived(callee, *all_args)
+    funcs = callee.funcs.union(*(a.funcs for a in all_args))
+    return Val(frozenset({Tag(root)}), funcs)
 
 
 def _escape(
@@ -841,15 +855,7 @@ def _closure_effects(
             return None
         tags: set[Tag] = set()
         funcs = set(value.funcs)
-        expanded: list[Tag] = []
-        for tag in value.tags:
-            if tag.is_item:
-                source = nested.anext_sources.get(tag.root)
-                if source is not None:
-                    expanded.extend(_compose(s, tag) for s in source.tags)
-                    funcs.update(source.funcs)
-            else:
-                expanded.append(tag)
+        expanded = list(expand_static(nested, value.tags))
         for tag in expanded:
             if tag.is_global:
                 tags.add(tag)
@@ -898,6 +904,27 @@ def _closure_effects(
         rec.may_defs.update(defs & cells)
     if nested.frame_escapes:
         frame.frame_escapes = True
+
+
+def expand_static(facts: Any, tags: frozenset[Tag] | tuple[Tag, ...]) -> frozenset[Tag]:
+    """`tags` with pseudo-roots ("@" items, "%" call results) replaced by what
+    they may derive from, statically (a call result: anything its callee and
+    arguments reach)."""
+    found: set[Tag] = set()
+    todo = list(tags)
+    seen: set[str] = set()
+    while todo:
+        tag = todo.pop()
+        if not tag.is_pseudo:
+            found.add(tag)
+            continue
+        if tag.root in seen:
+            continue
+        seen.add(tag.root)
+        source = facts.anext_sources.get(tag.root) or facts.call_sources.get(tag.root)
+        if source is not None:
+            todo.extend(_compose(s, tag) for s in source.tags)
+    return frozenset(found)
 
 
 def _compose(outer: Tag, inner: Tag) -> Tag:
