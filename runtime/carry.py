@@ -162,6 +162,17 @@ def automatic(
         change, found = judge.judge(root, parts[root], site.effects)
         changes[root] = change
         escapes[root] = {into for into, _ in found if into not in code_roots}
+
+    def code(root: str) -> bool:
+        # Roots reached only through what a call result holds (a handler
+        # function inside a client) are not in `roots`: look at them here.
+        if root in code_roots:
+            return True
+        value = read_root(frame, root, values)
+        return value is not _MISSING and kinds.is_code(value)
+
+    for root in list(escapes):
+        escapes[root] = {into for into in escapes[root] if not code(into)}
     for name, offset in rebound.items():
         _rebinds(changes.setdefault(name, Change()), offset)
     for name, offset in site.globals_rebound.items():
@@ -172,7 +183,9 @@ def automatic(
     changing = {
         root
         for root, change in changes.items()
-        if change.level > NONE and (root in live or root.startswith("$"))
+        if change.level > NONE
+        and (root in live or root.startswith("$"))
+        and not (root not in parts and code(root))
     }
     if BROKEN_RULE != "pre-loop-alias":
         _shared_objects(site, frame, values, changes, changing, live, parts)
