@@ -27,7 +27,7 @@ from resumable.errors import (
     NonDeterminismError,
     UnsupportedBytecode,
 )
-from resumable.runtime import audit, bytecode, carry, events, frames, ordering, records
+from resumable.runtime import audit, bytecode, carry, events, frames, kinds, ordering, records
 from resumable.runtime.context import (
     ExecutionContext,
     OpenLoop,
@@ -60,6 +60,8 @@ class _Auto:
 
 AUTO: Final = _Auto()
 _MISSING = object()
+_NO_TRACKS: dict[str, int] = {}
+_MSGPACK_TAG = ord("m")  # an unsigned msgpack blob: the common case, no check needed
 
 
 @dataclasses.dataclass(slots=True)
@@ -253,7 +255,7 @@ class CheckpointedLoop(AsyncIterator[T], Generic[T]):
             elif decided is not None:
                 plan.left_out[name] = decided
 
-    def _reclassify(self, values: dict[str, Any]) -> None:
+    def _reclassify(self, values: dict[str, Any]) -> None:  # changes `values`
         """A carried local that now holds another type is classified again: a
         local rebound to a resource inside the loop is not carried (the body
         re-creates it after a resume), and one that became unpicklable is
@@ -366,8 +368,18 @@ class CheckpointedLoop(AsyncIterator[T], Generic[T]):
         if plan.pending:
             self._settle()
         values = frames.read_locals(frame, plan.names)
-        if self._carry_arg is AUTO:
-            self._reclassify(values)
+        # One pass over the carried values: a type not seen before is
+        # classified again (auto only), and values that are still the objects
+        # the loop began with are noted (restored in place on resume).
+        types, entry, same = self._types, self._entry, []
+        for name, value in values.items():
+            kind = type(value)
+            if types.get(name) is not kind and self._carry_arg is AUTO:
+                self._reclassify(values)
+                same = [n for n, v in values.items() if entry.get(n, _MISSING) is v]
+                break
+            if entry.get(name, _MISSING) is value and kind not in kinds.ATOMS:
+                same.append(name)
         puts: dict[str, bytes] = {}
         deletes: list[str] = []
         tracks = dict(self._tracks) if plan.appends else self._tracks
@@ -386,15 +398,13 @@ class CheckpointedLoop(AsyncIterator[T], Generic[T]):
             located = f"{self._key}@"
             puts[located] = records.seal(context, {"w": self._site.location}, located)
             self._located = True
-        entry = self._entry
-        same = [name for name, value in values.items() if entry.get(name, _MISSING) is value]
         header: dict[str, Any] = {
             "k": "loop",
             "s": self._site.site,
             "i": self._index,
             "n": self._total,
             "d": self._done,
-            "a": {name: track.seq for name, track in tracks.items()},
+            "a": {name: track.seq for name, track in tracks.items()} if tracks else _NO_TRACKS,
         }
         if self._plan.shared and same:
             header["c"] = self._encode_linked(context, values, same, where)
@@ -453,7 +463,7 @@ class CheckpointedLoop(AsyncIterator[T], Generic[T]):
 
     def _encode(self, context: ExecutionContext, values: dict[str, Any], where: str) -> bytes:
         blob = records.dump_values(context, values, where, self._key, keep_sharing=self._plan.shared)
-        if records.is_pickle(blob):
+        if blob[0] != _MSGPACK_TAG and records.is_pickle(blob):
             # A value may pickle but not unpickle (a tqdm bar does): never
             # write one. Checked once per combination of carried types.
             kinds = tuple(type(v) for v in values.values())
