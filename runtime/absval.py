@@ -94,12 +94,9 @@ class Val:
 
     def child(self, name: str | None = None) -> Val:
         """x[k], x.attr, an item x yields: an object one level inside."""
-        if name is not None:
-            # ("?",) roots a path we cannot resolve but whose last name (a
-            # method's) still matters.
-            path = (self.path or ("?",)) + (name,)
-        else:
-            path = None
+        # ("?",) roots a path we cannot resolve but whose last name (a
+        # method's) still matters.
+        path = (self.path or ("?",)) + (name,) if name is not None else None
         return Val(frozenset(t.child() for t in self.tags), NO_CODE, path)
 
     def __bool__(self) -> bool:  # "may this value come from anything we track?"

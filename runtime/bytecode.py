@@ -92,8 +92,17 @@ class CodeFacts:
                     for v in values
                 ):
                     continue
-                key = (effect.kind, effect.target, effect.name, effect.callee, effect.args,
-                       effect.kwnames, effect.method, effect.into, effect.via)
+                key = (
+                    effect.kind,
+                    effect.target,
+                    effect.name,
+                    effect.callee,
+                    effect.args,
+                    effect.kwnames,
+                    effect.method,
+                    effect.into,
+                    effect.via,
+                )
                 seen.setdefault(key, effect)
             self._outer = list(seen.values())
         return self._outer
@@ -232,14 +241,14 @@ def _analyse(code: CodeType) -> CodeFacts:
                 extra = (FRESH, FRESH) if lasti else (FRESH,)
                 outs.append((handler, state.stack[:depth] + extra, either))
         for successor, out_stack, out_env in outs:
-            if _join(in_states, successor, out_stack, out_env, instructions):
-                if successor not in queued:
-                    heapq.heappush(todo, successor)
-                    queued.add(successor)
+            changed = _join(in_states, successor, out_stack, out_env, instructions)
+            if changed and successor not in queued:
+                heapq.heappush(todo, successor)
+                queued.add(successor)
 
     # Final pass on the converged states: record effects, uses and defs.
     recorder = opcodes.Recorder()
-    for i, ins in enumerate(instructions):
+    for i in range(count):
         state = in_states[i]
         recorder.begin()
         if state is not None:

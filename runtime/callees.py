@@ -30,7 +30,9 @@ ELEMENTS = "elements"  # their items: sorted(xs), dict.get(k), max(xs)
 _MISSING = object()
 
 
-def resolve(path: tuple[str, ...] | None, frame_globals: dict[str, Any], frame_locals: dict[str, Any]) -> Any:
+def resolve(
+    path: tuple[str, ...] | None, frame_globals: dict[str, Any], frame_locals: dict[str, Any]
+) -> Any:
     """The object at `path` (("G", "json", "dumps"), ("L", "client", "post")),
     or _MISSING. Attributes are looked up statically: no property or
     __getattr__ of the user's runs."""
@@ -168,8 +170,11 @@ _ITERATING_FUNCTIONS: dict[str, frozenset[str]] = {
 }
 # Known to change an argument: module -> {function: positions}.
 _CHANGING_FUNCTIONS: dict[str, dict[str, tuple[int, ...]]] = {
-    "heapq": {name: (0,) for name in "heappush heappop heapify heapreplace heappushpop "
-              "heappush_max heappop_max heapify_max heapreplace_max heappushpop_max".split()},
+    "heapq": dict.fromkeys(
+        "heappush heappop heapify heapreplace heappushpop heappush_max heappop_max "
+        "heapify_max heapreplace_max heappushpop_max".split(),
+        (0,),
+    ),
     "bisect": {"insort": (0,), "insort_left": (0,), "insort_right": (0,)},
     "random": {"shuffle": (0,)},
     "json": {"dump": (1,), "load": (0,)},
@@ -307,30 +312,44 @@ def container_returns(kind: type, name: str) -> str | None:
 # Methods that change their receiver; other methods of these types only read it.
 # Arguments of the "storing" ones end up inside the receiver.
 _CHANGING_METHODS: dict[type, frozenset[str]] = {
-    list: frozenset("append extend insert pop remove clear sort reverse __setitem__ "
-                    "__delitem__ __iadd__ __imul__".split()),
+    list: frozenset(
+        "append extend insert pop remove clear sort reverse __setitem__ "
+        "__delitem__ __iadd__ __imul__".split()
+    ),
     dict: frozenset("setdefault update pop popitem clear __setitem__ __delitem__ __ior__".split()),
-    set: frozenset("add discard remove pop clear update difference_update intersection_update "
-                   "symmetric_difference_update __ior__ __iand__ __isub__ __ixor__".split()),
-    bytearray: frozenset("append extend insert pop remove clear reverse __setitem__ __delitem__ "
-                         "__iadd__ __imul__".split()),
-    collections.deque: frozenset("append appendleft extend extendleft pop popleft remove rotate "
-                                 "clear insert reverse __setitem__ __delitem__ __iadd__".split()),
-    collections.Counter: frozenset("update subtract clear setdefault pop popitem __setitem__ "
-                                   "__delitem__ __missing__".split()),
-    collections.OrderedDict: frozenset("move_to_end popitem pop setdefault update clear "
-                                       "__setitem__ __delitem__".split()),
-    collections.defaultdict: frozenset("setdefault update pop popitem clear __setitem__ "
-                                       "__delitem__ __missing__ __getitem__".split()),
+    set: frozenset(
+        "add discard remove pop clear update difference_update intersection_update "
+        "symmetric_difference_update __ior__ __iand__ __isub__ __ixor__".split()
+    ),
+    bytearray: frozenset(
+        "append extend insert pop remove clear reverse __setitem__ __delitem__ "
+        "__iadd__ __imul__".split()
+    ),
+    collections.deque: frozenset(
+        "append appendleft extend extendleft pop popleft remove rotate "
+        "clear insert reverse __setitem__ __delitem__ __iadd__".split()
+    ),
+    collections.Counter: frozenset(
+        "update subtract clear setdefault pop popitem __setitem__ __delitem__ __missing__".split()
+    ),
+    collections.OrderedDict: frozenset(
+        "move_to_end popitem pop setdefault update clear __setitem__ __delitem__".split()
+    ),
+    collections.defaultdict: frozenset(
+        "setdefault update pop popitem clear __setitem__ "
+        "__delitem__ __missing__ __getitem__".split()
+    ),
 }
 _STORING_METHODS = frozenset(
     "append extend insert setdefault update add appendleft extendleft __setitem__ __ior__ "
     "__iadd__".split()
 )
-_ITERATING_METHODS = frozenset("extend update extendleft difference_update intersection_update "
-                               "symmetric_difference_update union intersection difference "
-                               "symmetric_difference issubset issuperset isdisjoint __ior__ "
-                               "__iadd__ join".split())
+_ITERATING_METHODS = frozenset(
+    "extend update extendleft difference_update intersection_update "
+    "symmetric_difference_update union intersection difference "
+    "symmetric_difference issubset issuperset isdisjoint __ior__ "
+    "__iadd__ join".split()
+)
 _IMMUTABLE_BUILTINS = (str, bytes, int, float, complex, tuple, frozenset, bool, range)
 
 
@@ -376,14 +395,18 @@ def library_method(kind: type, name: str, kwargs: frozenset[str]) -> tuple[str, 
         if name in _PANDAS_CHANGING:
             return CHANGES, READS
         return READS, READS
-    if any(base.__module__.startswith("pydantic") for base in kind.__mro__[1:-1]):
-        if name.startswith("model_") or name in ("dict", "json", "copy"):
-            return READS, READS
+    pydantic = any(base.__module__.startswith("pydantic") for base in kind.__mro__[1:-1])
+    if pydantic and (name.startswith("model_") or name in ("dict", "json", "copy")):
+        return READS, READS
     return None
 
 
-_NUMPY_CHANGING = frozenset("sort fill resize put itemset setfield setflags partition byteswap "
-                            "__setitem__ __delitem__ __iadd__ __isub__ __imul__ __itruediv__ "
-                            "__ifloordiv__ __imod__ __ipow__ __iand__ __ior__ __ixor__".split())
-_PANDAS_CHANGING = frozenset("insert pop update __setitem__ __delitem__ set_axis "
-                             "__iadd__ __isub__ __imul__ __itruediv__".split())
+_NUMPY_CHANGING = frozenset(
+    "sort fill resize put itemset setfield setflags partition byteswap "
+    "__setitem__ __delitem__ __iadd__ __isub__ __imul__ __itruediv__ "
+    "__ifloordiv__ __imod__ __ipow__ __iand__ __ior__ __ixor__".split()
+)
+_PANDAS_CHANGING = frozenset(
+    "insert pop update __setitem__ __delitem__ set_axis "
+    "__iadd__ __isub__ __imul__ __itruediv__".split()
+)

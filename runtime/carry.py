@@ -71,7 +71,9 @@ class CarryPlan:
     changes: dict[str, Change] = field(default_factory=dict)
 
 
-def frame_values(frame: FrameType, names: frozenset[str] | set[str] | None = None) -> dict[str, Any]:
+def frame_values(
+    frame: FrameType, names: frozenset[str] | set[str] | None = None
+) -> dict[str, Any]:
     """The frame's locals (a plain dict; on 3.13+ f_locals is a proxy)."""
     proxy = frame.f_locals
     if names is None:
@@ -93,7 +95,9 @@ def read_root(frame: FrameType, root: str, values: dict[str, Any]) -> Any:
     return values.get(root, _MISSING)
 
 
-def explicit(site: LoopSite, frame: FrameType, names: tuple[str, ...], ignore: frozenset[str]) -> CarryPlan:
+def explicit(
+    site: LoopSite, frame: FrameType, names: tuple[str, ...], ignore: frozenset[str]
+) -> CarryPlan:
     """carry=("a", "b"): exactly these; appends still become deltas."""
     values = frame_values(frame)
     plan = CarryPlan(names=list(dict.fromkeys(names)), ignored=ignore)
@@ -101,7 +105,9 @@ def explicit(site: LoopSite, frame: FrameType, names: tuple[str, ...], ignore: f
     plan.appends = {n for n in auto.appends if n in plan.names} | {
         n for n in _append_only(site, frame, values) if n in plan.names
     }
-    plan.audited = [n for n in auto.audited + auto.names + list(auto.pending) if n not in plan.names]
+    plan.audited = [
+        n for n in auto.audited + auto.names + list(auto.pending) if n not in plan.names
+    ]
     plan.shared = True
     return plan
 
@@ -152,7 +158,9 @@ def automatic(
     # setting one of their attributes does (refused as state outside the
     # frame), or rebinding the name (carried).
     code_roots = {
-        root for root in roots if parts[root].shape is not None and kinds.is_code(parts[root].shape.value)
+        root
+        for root, part in parts.items()
+        if part.shape is not None and kinds.is_code(part.shape.value)
     }
     for root in roots:
         if root in code_roots:
@@ -188,7 +196,7 @@ def automatic(
         and not (root not in parts and code(root))
     }
     if BROKEN_RULE != "pre-loop-alias":
-        _shared_objects(site, frame, values, changes, changing, live, parts)
+        _shared_objects(site, frame, values=values, changes=changes, changing=changing, parts=parts)
     for root in sorted(changing):
         if root in ignore or root.lstrip("$") in ignore:
             continue
@@ -262,7 +270,9 @@ def item_relation(iterable: Any, values: dict[str, Any]) -> tuple[Tag, ...] | No
         if name is not None and type(obj) in kinds.TRANSPARENT and obj is not iterable:
             found.append(Tag(name, 1, exact=False))
             continue
-        if kind_name in _WRAPPERS or kind_name.endswith("iterator") and type(obj).__module__ == "builtins":
+        if kind_name in _WRAPPERS or (
+            kind_name.endswith("iterator") and type(obj).__module__ == "builtins"
+        ):
             refs = [r for r in gc.get_referents(obj) if not isinstance(r, type)]
             if kind_name in ("map", "filter"):
                 return None  # calls a function on each item: anything may come out
@@ -304,11 +314,7 @@ def _propagate(
                 if theirs.level == DEEP and mine.level < DEEP and mutable(root):
                     _follow(mine, theirs, f"is stored into {into.lstrip('$')}, which {theirs.how}")
                     moved = True
-                if (
-                    (root in live or root.startswith("$"))
-                    and mine.in_place
-                    and theirs.level < DEEP
-                ):
+                if (root in live or root.startswith("$")) and mine.in_place and theirs.level < DEEP:
                     _follow(theirs, mine, f"holds {root.lstrip('$')}, which {mine.how}")
                     moved = True
 
@@ -325,10 +331,10 @@ def _follow(change: Change, cause: Change, how: str) -> None:
 def _shared_objects(
     site: LoopSite,
     frame: FrameType,
+    *,
     values: dict[str, Any],
     changes: dict[str, Change],
     changing: set[str],
-    live: set[str],
     parts: dict[str, Part],
 ) -> None:
     """Locals that share objects with a changing one change too (an alias
@@ -356,7 +362,8 @@ def _shared_objects(
             return  # a client holding our data does not change it
         change = changes[root]
         if change.level == DEEP or category != kinds.OTHER or _unpicklable_hint(value):
-            shape = parts[root].shape if root in parts and parts[root].shape else shapes.lazy(value)
+            known = parts[root].shape if root in parts else None
+            shape = known if known is not None else shapes.lazy(value)
             shape.ensure()
             reached.update(shape.ids)
             reached.update(id(getattr(f, "__self__", None)) for f in _bound_writers(value))
@@ -377,7 +384,11 @@ def _shared_objects(
                 continue
             cause = next((r for r in sorted(changing) if r in done), "")
             change = changes.setdefault(name, Change())
-            _follow(change, changes.get(cause, Change()), f"shares objects with {cause.lstrip('$')}, which the loop changes")
+            _follow(
+                change,
+                changes.get(cause, Change()),
+                f"shares objects with {cause.lstrip('$')}, which the loop changes",
+            )
             changing.add(name)
             del candidates[name]
             spread(name)
@@ -388,85 +399,114 @@ def _shared_objects(
 def _bound_writers(value: Any) -> list[Any]:
     """The bound methods a view writes through (csv.writer holds its file's
     `write`)."""
-    found = []
-    try:
-        for ref in gc.get_referents(value):
-            if isinstance(ref, types.BuiltinMethodType | types.MethodType):
-                found.append(ref)
-    except TypeError:
-        pass
-    return found
+    return [
+        ref
+        for ref in gc.get_referents(value)
+        if isinstance(ref, types.BuiltinMethodType | types.MethodType)
+    ]
 
 
 def _unpicklable_hint(value: Any) -> bool:
     return not hasattr(type(value), "__reduce_ex__")
 
 
-def classify(site: LoopSite, root: str, value: Any, change: Change, *, refuse: bool = True) -> str | None:
+def classify(
+    site: LoopSite, root: str, value: Any, change: Change, *, refuse: bool = True
+) -> str | None:
     """CARRY, RESOURCE or VIEW for a changing local; raises CheckpointError
     when it can be neither carried nor left out (unless `refuse` is False,
     then None)."""
     name = root.lstrip("$")
+    local = _Local(site, root, value, change, refuse)
     if kinds.is_atom(value):
         return CARRY
     if kinds.is_code(value):
         if root.lstrip("$") in site.rebinding() or root.lstrip("$") in site.globals_rebound:
             return CARRY
-        return _refuse(site, root, value, change, "it is code (a function, class or module), and "
-                       "the body changes it: that is state outside the function, which is not "
-                       "carried", "keep the state in a local variable of the @resumable "
-                       "function instead", refuse)
+        return _refuse(
+            local,
+            "it is code (a function, class or module), and "
+            "the body changes it: that is state outside the function, which is not "
+            "carried",
+            "keep the state in a local variable of the @resumable function instead",
+        )
     category = kinds.by_class(value)
     if kinds.in_memory_database(value):
-        return _refuse(site, root, value, change, "it is an in-memory SQLite database: its "
-                       "tables are state that cannot be carried, and a resume would start "
-                       "them empty", "keep the rows in carried lists and load them into the "
-                       "database after the loop, or use a database file", refuse)
+        return _refuse(
+            local,
+            "it is an in-memory SQLite database: its "
+            "tables are state that cannot be carried, and a resume would start "
+            "them empty",
+            "keep the rows in carried lists and load them into the "
+            "database after the loop, or use a database file",
+        )
     if category == kinds.RESOURCE:
         return RESOURCE
     if category == kinds.VIEW:
         return VIEW
     if category == kinds.FILE:
         if kinds.truncating(value):
-            return _refuse(site, root, value, change, "it is a file opened for writing; on "
-                           "resume, the code before the loop opens it again, which empties it, "
-                           "and the rows written before the crash are lost", "open it in "
-                           "append mode and declare it with ignore=(" + repr(name) + ",), or "
-                           "collect the rows in a list and write the file after the loop",
-                           refuse)
+            return _refuse(
+                local,
+                "it is a file opened for writing; on "
+                "resume, the code before the loop opens it again, which empties it, "
+                "and the rows written before the crash are lost",
+                "open it in "
+                "append mode and declare it with ignore=(" + repr(name) + ",), or "
+                "collect the rows in a list and write the file after the loop",
+            )
         if "a" in kinds.file_mode(value):
-            return _refuse(site, root, value, change, "it is a file the body writes to; what "
-                           "its buffer holds at a crash is lost, and the iteration in flight "
-                           "writes its lines again on resume, so the file would not be the "
-                           "uninterrupted run's", "collect the rows in a carried list and "
-                           "write the file after the loop; or, to accept lines written at "
-                           "least once, declare it with ignore=(" + repr(name) + ",)", refuse)
-        return _refuse(site, root, value, change, "it is a file the body reads; its read "
-                       "position cannot be carried, so a resume would read it from the start "
-                       "again", "read it into a list before the loop, or iterate it with "
-                       "`async for line in aiter_checkpointed(f)`", refuse)
+            return _refuse(
+                local,
+                "it is a file the body writes to; what "
+                "its buffer holds at a crash is lost, and the iteration in flight "
+                "writes its lines again on resume, so the file would not be the "
+                "uninterrupted run's",
+                "collect the rows in a carried list and "
+                "write the file after the loop; or, to accept lines written at "
+                "least once, declare it with ignore=(" + repr(name) + ",)",
+            )
+        return _refuse(
+            local,
+            "it is a file the body reads; its read "
+            "position cannot be carried, so a resume would read it from the start "
+            "again",
+            "read it into a list before the loop, or iterate it with "
+            "`async for line in aiter_checkpointed(f)`",
+        )
     if category == kinds.ACCUMULATOR:
-        return _refuse(site, root, value, change, "its state is part of the result (a running "
-                       "hash, a compressor, a queue), it cannot be pickled, and a resume would "
-                       "start it again from scratch", "carry the inputs instead (append them "
-                       "to a list and feed them to it after the loop), or move the loop into a "
-                       "@step", refuse)
+        return _refuse(
+            local,
+            "its state is part of the result (a running "
+            "hash, a compressor, a queue), it cannot be pickled, and a resume would "
+            "start it again from scratch",
+            "carry the inputs instead (append them "
+            "to a list and feed them to it after the loop), or move the loop into a "
+            "@step",
+        )
     if category == kinds.ITERATOR:
         if _round_trips(value):
             return CARRY
-        return _refuse(site, root, value, change, "it is an iterator (or generator) that the "
-                       "body advances; it cannot be pickled, and a resume would start it again "
-                       "from the beginning", "iterate it with `async for x in "
-                       "aiter_checkpointed(it)`, or make a list of it before the loop", refuse)
+        return _refuse(
+            local,
+            "it is an iterator (or generator) that the "
+            "body advances; it cannot be pickled, and a resume would start it again "
+            "from the beginning",
+            "iterate it with `async for x in "
+            "aiter_checkpointed(it)`, or make a list of it before the loop",
+        )
     if _round_trips(value):
         return CARRY
     if shapes.holds_resource(value) is not None and _only_calls(site, root):
         return RESOURCE
-    return _refuse(site, root, value, change, "it cannot be pickled (or does not unpickle), "
-                   "so it cannot be carried, and the body changes it", "if its changes do not "
-                   "matter for the result, leave it out with ignore=(" + repr(name) + ",); "
-                   "otherwise keep the state in picklable data, or move the work into a @step",
-                   refuse)
+    return _refuse(
+        local,
+        "it cannot be pickled (or does not unpickle), "
+        "so it cannot be carried, and the body changes it",
+        "if its changes do not "
+        "matter for the result, leave it out with ignore=(" + repr(name) + ",); "
+        "otherwise keep the state in picklable data, or move the work into a @step",
+    )
 
 
 def _only_calls(site: LoopSite, root: str) -> bool:
@@ -474,9 +514,9 @@ def _only_calls(site: LoopSite, root: str) -> bool:
 
     for effect in site.effects:
         values = (effect.target, effect.callee, effect.into, *effect.args)
-        if any(v is not None and any(t.root == root for t in v.tags) for v in values):
-            if effect.kind not in (CALL, ESCAPE):
-                return False
+        named = any(v is not None and any(t.root == root for t in v.tags) for v in values)
+        if named and effect.kind not in (CALL, ESCAPE):
+            return False
     return True
 
 
@@ -502,15 +542,26 @@ def _round_trips(value: Any) -> bool:
     return True
 
 
-def _refuse(
-    site: LoopSite, root: str, value: Any, change: Change, reason: str, hint: str, refuse: bool
-) -> None:
-    if not refuse:
-        return None
-    raise refusal(site, root, value, change, reason, hint)
+@dataclass(frozen=True, slots=True)
+class _Local:
+    """A changing local being classified, for the refusal that names it."""
+
+    site: LoopSite
+    root: str
+    value: Any
+    change: Change
+    refuse: bool = True
 
 
-def refusal(site: LoopSite, root: str, value: Any, change: Change, reason: str, hint: str) -> CheckpointError:
+def _refuse(local: _Local, reason: str, hint: str) -> str | None:
+    """Raise the refusal (or, when only asked, say nothing was decided)."""
+    if local.refuse:
+        raise refusal(local, reason, hint)
+    return None
+
+
+def refusal(local: _Local, reason: str, hint: str) -> CheckpointError:
+    site, root, value, change = local.site, local.root, local.value, local.change
     name = root.lstrip("$")
     if change.offset >= 0:
         line = site.line(change.offset) if change.via is None else None
@@ -559,4 +610,3 @@ def still_valid(plan: CarryPlan, frame: FrameType) -> bool:
         if callees.resolve(path, frame.f_globals, {}) is not found:
             return False
     return True
-

@@ -14,8 +14,9 @@ inside it may have changed). Whatever cannot be resolved counts as DEEP.
 from __future__ import annotations
 
 import collections
+import contextlib
 import types
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from types import CodeType
 from typing import Any
@@ -61,8 +62,13 @@ class Part:
 
     def inner(self, tag: Tag, kind: type | None = None) -> Part:
         if self.exact and tag.exact:
-            return Part(self.shape, self.depth + tag.depth, True, kind if tag.depth == 0 else None)
-        return Part(self.shape, self.depth, False)
+            return Part(
+                self.shape,
+                self.depth + tag.depth,
+                exact=True,
+                static_kind=kind if not tag.depth else None,
+            )
+        return Part(self.shape, self.depth, exact=False)
 
     def types(self) -> set[type] | None:
         if self.top and self.static_kind is not None:
@@ -118,8 +124,13 @@ def _iterator(types_found: set[type] | None) -> bool:
     return any(
         kind not in kinds.ATOMS
         and kind not in kinds.TRANSPARENT
-        and (hasattr(kind, "__next__") or hasattr(kind, "__anext__") or issubclass(kind, (
-            types.GeneratorType, types.CoroutineType, types.AsyncGeneratorType)))
+        and (
+            hasattr(kind, "__next__")
+            or hasattr(kind, "__anext__")
+            or issubclass(
+                kind, (types.GeneratorType, types.CoroutineType, types.AsyncGeneratorType)
+            )
+        )
         for kind in types_found
     )
 
@@ -149,13 +160,7 @@ class Judge:
     # -- one root against many effects ------------------------------------------
 
     def judge(
-        self,
-        root: str,
-        part: Part,
-        effects: Iterable[Effect],
-        depth: int = 0,
-        globals_: dict[str, Any] | None = None,
-        locals_: dict[str, Any] | None = None,
+        self, root: str, part: Part, effects: Iterable[Effect]
     ) -> tuple[Change, set[tuple[str, bool]]]:
         """How `effects` may change `root` (whose graph `part` describes), and
         the escapes: roots its value was stored into ((root, live) pairs are
@@ -165,9 +170,7 @@ class Judge:
         for effect in effects:
             if BROKEN_RULE == "closure-call" and effect.via is not None:
                 continue
-            self._one(root, part, effect, change, escapes, depth, globals_, locals_)
-            if change.level == DEEP and not change.appends_only and escapes:
-                continue
+            self._one(root, part, effect, change, escapes)
         return change, escapes
 
     def _tags(self, root: str, value: Val | None) -> list[Tag]:
@@ -179,7 +182,9 @@ class Judge:
                 found.append(tag)
             elif tag.is_pseudo:
                 found.extend(
-                    _compose(source, tag) for source in self._expand(tag.root) if source.root == root
+                    _compose(source, tag)
+                    for source in self._expand(tag.root)
+                    if source.root == root
                 )
         if BROKEN_RULE == "pre-loop-alias" and value.path is not None and len(value.path) > 1:
             # Pretend a value is only what its own name holds.
@@ -197,13 +202,10 @@ class Judge:
         effect: Effect,
         change: Change,
         escapes: set[tuple[str, bool]],
-        depth: int,
-        globals_: dict[str, Any] | None,
-        locals_: dict[str, Any] | None,
     ) -> None:
         kind = effect.kind
         if kind == CALL:
-            self._call(root, part, effect, change, escapes, depth, globals_, locals_)
+            self._call(root, part, effect, change, escapes)
             return
         if kind == ESCAPE:
             tags = self._tags(root, effect.target)
@@ -238,15 +240,16 @@ class Judge:
                     change.note(_level(inner), effect, "reads a missing key of a defaultdict")
             elif kind in (ITERATE,):
                 if _iterator(found):
-                    change.note(_level(inner), effect, f"advances it as an iterator ({effect.name})")
+                    change.note(
+                        _level(inner), effect, f"advances it as an iterator ({effect.name})"
+                    )
             elif kind == AWAIT:
                 if found is None or any(
                     issubclass(k, (types.CoroutineType, types.GeneratorType)) for k in found
                 ):
                     change.note(_level(inner), effect, "awaits it")
-            elif kind == YIELD:
-                if _mutable(found):
-                    change.note(DEEP, effect, "yields it to a consumer")
+            elif kind == YIELD and _mutable(found):
+                change.note(DEEP, effect, "yields it to a consumer")
 
     # -- calls --------------------------------------------------------------------
 
@@ -257,12 +260,7 @@ class Judge:
         effect: Effect,
         change: Change,
         escapes: set[tuple[str, bool]],
-        depth: int,
-        globals_: dict[str, Any] | None,
-        locals_: dict[str, Any] | None,
     ) -> None:
-        frame_globals = self.frame_globals if globals_ is None else globals_
-        frame_locals = self.frame_locals if locals_ is None else locals_
         args = effect.args
         kwnames = frozenset(effect.kwnames)
         positional = len(args) - len(effect.kwnames)
@@ -271,13 +269,15 @@ class Judge:
         name = callee_val.path[-1] if callee_val is not None and callee_val.path else None
         # The callable itself, when it is (part of) this root: calling it may
         # change it (a bound method of a list, an object with __call__).
-        if callee_val is not None and not method and not (
-            BROKEN_RULE == "closure-call" and callee_val.funcs
+        if (
+            callee_val is not None
+            and not method
+            and not (BROKEN_RULE == "closure-call" and callee_val.funcs)
         ):
             for tag in self._tags(root, callee_val):
                 inner = part.inner(tag)
-                callee_obj = callees.resolve(callee_val.path, frame_globals, frame_locals)
-                level, how = self._calling(callee_obj, inner, depth)
+                callee_obj = callees.resolve(callee_val.path, self.frame_globals, self.frame_locals)
+                level, how = self._calling(callee_obj, inner)
                 change.note(level, effect, how)
         for position, value in enumerate(args):
             tags = self._tags(root, value)
@@ -287,16 +287,12 @@ class Judge:
             for tag in tags:
                 inner = part.inner(tag, value.kind)
                 if method and position == 0:
-                    level, how, append = self._receiver(
-                        inner, name, effect, frame_globals, frame_locals, kwnames, depth
-                    )
+                    level, how, append = self._receiver(inner, name, kwnames)
                     change.note(level, effect, how, append=append)
                     continue
                 if not _mutable(inner.types()):
                     continue  # only immutable objects there: nothing can change them
-                level, how, stored = self._argument(
-                    effect, position, keyword, inner, frame_globals, frame_locals, kwnames, depth
-                )
+                level, how, stored = self._argument(effect, position, keyword, inner, kwnames)
                 if stored and method:
                     for receiver_tag in self._real(args[0].tags):
                         if receiver_tag.root != root:
@@ -304,14 +300,7 @@ class Judge:
                 change.note(level, effect, how)
 
     def _receiver(
-        self,
-        part: Part,
-        name: str | None,
-        effect: Effect,
-        frame_globals: dict[str, Any],
-        frame_locals: dict[str, Any],
-        kwnames: frozenset[str],
-        depth: int,
+        self, part: Part, name: str | None, kwnames: frozenset[str]
     ) -> tuple[int, str, bool]:
         """What calling method `name` on `part` does to it: (level, why, is it
         an append to this very list)."""
@@ -335,27 +324,14 @@ class Judge:
                     # mod.func(...): a function of a module, not a method.
                     continue
                 continue
-            level = self._method_level(kind, name, part, frame_globals, kwnames, depth)
+            level = self._method_level(kind, name, part, kwnames)
             worst = max(worst, level)
             if worst == DEEP:
                 break
-        append = (
-            worst == SHALLOW
-            and part.top
-            and found == {list}
-            and name in ("append", "extend")
-        )
+        append = worst == SHALLOW and part.top and found == {list} and name in ("append", "extend")
         return worst, f"calls its method {name}()", append
 
-    def _method_level(
-        self,
-        kind: type,
-        name: str,
-        part: Part,
-        frame_globals: dict[str, Any],
-        kwnames: frozenset[str],
-        depth: int,
-    ) -> int:
+    def _method_level(self, kind: type, name: str, part: Part, kwnames: frozenset[str]) -> int:
         listed = callees.container_method(kind, name) or callees.library_method(kind, name, kwnames)
         if listed is not None:
             receiver, _ = listed
@@ -367,7 +343,7 @@ class Judge:
             return DEEP
         function, _ = callees.unwrap(function)
         if isinstance(function, types.FunctionType):
-            return self._python(function, 0, None, part, depth)[0]
+            return self._python(function, 0, None, part)[0]
         return DEEP  # a C method of an unknown type
 
     def _argument(
@@ -376,13 +352,11 @@ class Judge:
         position: int,
         keyword: str | None,
         part: Part,
-        frame_globals: dict[str, Any],
-        frame_locals: dict[str, Any],
         kwnames: frozenset[str],
-        depth: int,
     ) -> tuple[int, str, bool]:
         """What the call does to the argument at `position`: (level, why,
         does the receiver keep a reference to it)."""
+        frame_globals, frame_locals = self.frame_globals, self.frame_locals
         callee_val = effect.callee
         label = _callee_label(callee_val)
         if BROKEN_RULE == "call-argument" and not effect.method:
@@ -391,12 +365,8 @@ class Judge:
         if effect.method and effect.args:
             receiver_val = effect.args[0]
             method_name = path[-1] if path else None
-            receiver_types = (
-                {receiver_val.kind} if receiver_val.kind is not None else None
-            )
-            receiver_obj = callees.resolve(
-                path[:-1] if path else None, frame_globals, frame_locals
-            )
+            receiver_types = {receiver_val.kind} if receiver_val.kind is not None else None
+            receiver_obj = callees.resolve(path[:-1] if path else None, frame_globals, frame_locals)
             if not callees.missing(receiver_obj):
                 receiver_types = {type(receiver_obj)}
             if method_name is not None and receiver_types is not None:
@@ -405,7 +375,7 @@ class Judge:
                     if issubclass(kind, types.ModuleType):
                         function = callees.static_attr(receiver_obj, method_name)
                         level, stored_here = self._function_arg(
-                            function, position - 1, keyword, part, kwnames, depth
+                            function, position - 1, keyword, part, kwnames
                         )
                     else:
                         listed = callees.container_method(
@@ -416,7 +386,7 @@ class Judge:
                         else:
                             function = callees.static_attr(kind, method_name)
                             level, stored_here = self._function_arg(
-                                function, position, keyword, part, kwnames, depth
+                                function, position, keyword, part, kwnames
                             )
                     worst, stored = max(worst, level), stored or stored_here
                 if worst == NONE and path is not None:
@@ -426,7 +396,7 @@ class Judge:
         callee_obj = callees.resolve(path, frame_globals, frame_locals)
         if callees.missing(callee_obj):
             return DEEP, f"passes it to {label}", True
-        level, stored = self._function_arg(callee_obj, position, keyword, part, kwnames, depth)
+        level, stored = self._function_arg(callee_obj, position, keyword, part, kwnames)
         if level == NONE and path is not None:
             self.decisive[path] = callee_obj
         return level, f"passes it to {label}", stored
@@ -438,33 +408,35 @@ class Judge:
         keyword: str | None,
         part: Part,
         kwnames: frozenset[str],
-        depth: int,
     ) -> tuple[int, bool]:
         if callees.missing(callee):
             return DEEP, True
         function, added = callees.unwrap(callee)
         position += added
         if isinstance(function, types.FunctionType):
-            level, stored = self._python(function, position, keyword, part, depth)
-            return level, stored
+            return self._python(function, position, keyword, part)
         if isinstance(function, type):
             if function.__module__ == "builtins" or kinds.by_class_type(function) != kinds.OTHER:
                 what = callees.builtin_effect(function, position, kwnames)
             else:
                 init = callees.static_attr(function, "__init__")
                 if isinstance(init, types.FunctionType):
-                    return self._python(init, position + 1, keyword, part, depth)
+                    return self._python(init, position + 1, keyword, part)
                 what = callees.builtin_effect(function, position, kwnames)
             return _listed_arg(what, part)
         what = callees.builtin_effect(function, position if keyword is None else -1, kwnames)
         return _listed_arg(what, part)
 
     def _python(
-        self, function: types.FunctionType, position: int, keyword: str | None, part: Part, depth: int
+        self,
+        function: types.FunctionType,
+        position: int,
+        keyword: str | None,
+        part: Part,
     ) -> tuple[int, bool]:
         """What a Python function does to its parameter at `position` (or
         named `keyword`), bound to `part`: from its own bytecode."""
-        if depth >= MAX_CALL_DEPTH:
+        if self._depth >= MAX_CALL_DEPTH:
             return DEEP, True
         code = function.__code__
         params = list(code.co_varnames[: code.co_argcount + code.co_kwonlyargcount])
@@ -479,7 +451,7 @@ class Judge:
             if not starred:
                 return DEEP, True
             param = starred[0] if keyword is None and code.co_flags & 0x04 else starred[-1]
-            part = Part(part.shape, part.depth, False)
+            part = Part(part.shape, part.depth, exact=False)
         key = (code, param, id(part.shape), part.depth, part.exact)
         found = self._memo.get(key)
         if found is not None:
@@ -489,19 +461,8 @@ class Judge:
             facts = bytecode.facts(code)
         except bytecode.Unmodelled:
             return DEEP, True
-        outer = self.facts, self.overrides
-        self.facts, self.overrides = facts, {}
-        try:
-            change, escapes = self.judge(
-                param,
-                part,
-                facts.outer_effects,
-                depth + 1,
-                globals_=function.__globals__,
-                locals_={},
-            )
-        finally:
-            self.facts, self.overrides = outer
+        with self._inside(facts, function):
+            change, escapes = self.judge(param, part, facts.outer_effects)
         stored = bool(escapes)
         level = DEEP if stored and change.level < DEEP and _mutable(part.types()) else change.level
         self._memo[key] = (level, "stored" if stored else "")
@@ -561,7 +522,9 @@ class Judge:
         if returns == callees.ELEMENTS:
             tags: list[Tag] = []
             for value in effect.args:
-                tags.extend(Tag(t.root, t.child().depth, exact=False) for t in self._real(value.tags))
+                tags.extend(
+                    Tag(t.root, t.child().depth, exact=False) for t in self._real(value.tags)
+                )
             return tuple(tags)
         if isinstance(returns, types.FunctionType):
             return self._python_returns(returns, effect) or ()
@@ -577,7 +540,9 @@ class Judge:
             found: set[type] = set()
             if receiver.kind is not None:
                 found.add(receiver.kind)
-            owner = callees.resolve(path[:-1] if path else None, self.frame_globals, self.frame_locals)
+            owner = callees.resolve(
+                path[:-1] if path else None, self.frame_globals, self.frame_locals
+            )
             if not callees.missing(owner):
                 found = {type(owner)}
             if not found or name is None:
@@ -608,7 +573,9 @@ class Judge:
             return function
         return callees.builtin_returns(function)
 
-    def _python_returns(self, function: types.FunctionType, effect: Effect) -> tuple[Tag, ...] | None:
+    def _python_returns(
+        self, function: types.FunctionType, effect: Effect
+    ) -> tuple[Tag, ...] | None:
         """The caller's roots a Python function's result may hold: its return
         statements' values, with its parameters mapped to the call's
         arguments."""
@@ -620,26 +587,18 @@ class Judge:
         params = list(code.co_varnames[: code.co_argcount + code.co_kwonlyargcount])
         args = list(effect.args)
         positional = len(args) - len(effect.kwnames)
-        by_param: dict[str, Val] = {}
-        _, added = callees.unwrap(function)
-        for index, value in enumerate(args[:positional]):
-            if index < len(params):
-                by_param[params[index]] = value
-        for name, value in zip(effect.kwnames, args[positional:], strict=False):
-            by_param[name] = value
+        by_param: dict[str, Val] = {
+            params[index]: value
+            for index, value in enumerate(args[:positional])
+            if index < len(params)
+        }
+        by_param.update(zip(effect.kwnames, args[positional:], strict=False))
         if self._depth >= MAX_CALL_DEPTH:
             returned: Iterable[Tag] = opcodes.expand_static(facts, facts.returns.tags)
         else:
             # The callee's own calls are judged the same way, in its module.
-            saved = self.facts, self.overrides, self.frame_globals, self.frame_locals
-            self.facts, self.overrides = facts, {}
-            self.frame_globals, self.frame_locals = function.__globals__, {}
-            self._depth += 1
-            try:
+            with self._inside(facts, function):
                 returned = self._real(facts.returns.tags)
-            finally:
-                self.facts, self.overrides, self.frame_globals, self.frame_locals = saved
-                self._depth -= 1
         tags: set[Tag] = set()
         for tag in returned:
             if tag.is_global:
@@ -654,7 +613,20 @@ class Judge:
             tags.update(_compose(source, tag) for source in self._real(value.tags))
         return tuple(tags)
 
-    def _calling(self, callee: Any, part: Part, depth: int) -> tuple[int, str]:
+    @contextlib.contextmanager
+    def _inside(self, facts: bytecode.CodeFacts, function: types.FunctionType) -> Iterator[None]:
+        """Judge a callee's code: its facts, its module, one call deeper."""
+        saved = self.facts, self.overrides, self.frame_globals, self.frame_locals
+        self.facts, self.overrides = facts, {}
+        self.frame_globals, self.frame_locals = function.__globals__, {}
+        self._depth += 1
+        try:
+            yield
+        finally:
+            self.facts, self.overrides, self.frame_globals, self.frame_locals = saved
+            self._depth -= 1
+
+    def _calling(self, callee: Any, part: Part) -> tuple[int, str]:
         """Calling a value that is (part of) a root."""
         if callees.missing(callee):
             return DEEP, "calls it"

@@ -64,7 +64,9 @@ class Fanout:
         self._recorded: dict[int, bytes] = {}
         self._done = self._failed = self._in_flight = 0
         if self._context is not None:
-            self._key = self._context.next_position("a" + "n" * (plan.kind == "map") + f" {plan.site}")
+            self._key = self._context.next_position(
+                "a" + "n" * (plan.kind == "map") + f" {plan.site}"
+            )
             records.read(self._context, self._key, plan.kind, plan.site, plan.location)
             self._recorded = self._context.item_records(self._key)
             self._path = scope_path()

@@ -133,9 +133,12 @@ _RESOURCE_NAMES: tuple[tuple[str, frozenset[str]], ...] = tuple(
     for module, names in (
         ("socket", "socket SocketType"),
         ("ssl", "SSLContext SSLSocket SSLObject"),
-        ("asyncio", "AbstractEventLoop BaseEventLoop Future Task Lock Semaphore BoundedSemaphore "
-         "Event Condition Barrier StreamReader StreamWriter BaseTransport Transport TaskGroup "
-         "Timeout Runner Handle TimerHandle"),
+        (
+            "asyncio",
+            "AbstractEventLoop BaseEventLoop Future Task Lock Semaphore BoundedSemaphore "
+            "Event Condition Barrier StreamReader StreamWriter BaseTransport Transport TaskGroup "
+            "Timeout Runner Handle TimerHandle",
+        ),
         ("_asyncio", "Future Task"),
         ("concurrent.futures", "Executor Future ThreadPoolExecutor ProcessPoolExecutor"),
         ("threading", "Thread Condition Semaphore BoundedSemaphore Event Barrier Timer _RLock"),
@@ -150,17 +153,26 @@ _RESOURCE_NAMES: tuple[tuple[str, frozenset[str]], ...] = tuple(
         ("tempfile", "_TemporaryFileWrapper TemporaryDirectory SpooledTemporaryFile"),
         ("tqdm", "tqdm"),
         ("rich", "Progress Console Live Status"),
-        ("httpx", "Client AsyncClient BaseClient HTTPTransport AsyncHTTPTransport BaseTransport "
-         "AsyncBaseTransport MockTransport"),
+        (
+            "httpx",
+            "Client AsyncClient BaseClient HTTPTransport AsyncHTTPTransport BaseTransport "
+            "AsyncBaseTransport MockTransport",
+        ),
         ("httpcore", "*"),
         ("requests", "Session HTTPAdapter BaseAdapter"),
         ("urllib3", "PoolManager ProxyManager HTTPConnectionPool HTTPSConnectionPool"),
         ("aiohttp", "ClientSession BaseConnector TCPConnector UnixConnector"),
-        ("openai", "OpenAI AsyncOpenAI AzureOpenAI AsyncAzureOpenAI SyncAPIClient AsyncAPIClient "
-         "SyncAPIResource AsyncAPIResource"),
-        ("anthropic", "Anthropic AsyncAnthropic SyncAPIClient AsyncAPIClient SyncAPIResource "
-         "AsyncAPIResource AnthropicBedrock AsyncAnthropicBedrock AnthropicVertex "
-         "AsyncAnthropicVertex"),
+        (
+            "openai",
+            "OpenAI AsyncOpenAI AzureOpenAI AsyncAzureOpenAI SyncAPIClient AsyncAPIClient "
+            "SyncAPIResource AsyncAPIResource",
+        ),
+        (
+            "anthropic",
+            "Anthropic AsyncAnthropic SyncAPIClient AsyncAPIClient SyncAPIResource "
+            "AsyncAPIResource AnthropicBedrock AsyncAnthropicBedrock AnthropicVertex "
+            "AsyncAnthropicVertex",
+        ),
         ("google.genai", "Client"),
         ("mistralai", "Mistral"),
         ("cohere", "Client AsyncClient ClientV2 AsyncClientV2"),
@@ -171,7 +183,10 @@ _RESOURCE_NAMES: tuple[tuple[str, frozenset[str]], ...] = tuple(
         ("redis", "Redis StrictRedis ConnectionPool Connection"),
         ("valkey", "Valkey ConnectionPool Connection"),
         ("asyncpg", "Connection Pool"),
-        ("psycopg", "Connection AsyncConnection Cursor AsyncCursor ConnectionPool AsyncConnectionPool"),
+        (
+            "psycopg",
+            "Connection AsyncConnection Cursor AsyncCursor ConnectionPool AsyncConnectionPool",
+        ),
         ("psycopg2", "connection cursor"),
         ("pymongo", "MongoClient"),
         ("motor", "*"),

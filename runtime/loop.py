@@ -120,7 +120,8 @@ class CheckpointedLoop(AsyncIterator[T], Generic[T]):
         self._label = name or self._site.site
         self._where = f"loop {self._label} ({self._site.location})"  # for error messages
         self._carry_arg = _check_names(carry, frame, self._site, "carry")
-        self._ignore = frozenset(_check_names(ignore, frame, self._site, "ignore") or ())
+        ignored = _check_names(ignore, frame, self._site, "ignore")
+        self._ignore = frozenset(() if isinstance(ignored, _Auto) else ignored)
         self._tracks: dict[str, _AppendTrack] = {}
         self._located = False  # has this run written the loop's location record?
         self._recorded_digest: int | None = None
@@ -307,7 +308,9 @@ class CheckpointedLoop(AsyncIterator[T], Generic[T]):
             index=self._index,
         )
 
-    def _load_linked(self, context: ExecutionContext, blob: bytes) -> tuple[dict[str, Any], list[str]]:
+    def _load_linked(
+        self, context: ExecutionContext, blob: bytes
+    ) -> tuple[dict[str, Any], list[str]]:
         """Values written by `_encode_linked`: the linked objects are the ones
         the frame holds now (the code before the loop just rebuilt them),
         given their checkpointed contents in place."""
@@ -462,7 +465,9 @@ class CheckpointedLoop(AsyncIterator[T], Generic[T]):
             return records.dump_values(context, values, where, self._key, keep_sharing=True)
 
     def _encode(self, context: ExecutionContext, values: dict[str, Any], where: str) -> bytes:
-        blob = records.dump_values(context, values, where, self._key, keep_sharing=self._plan.shared)
+        blob = records.dump_values(
+            context, values, where, self._key, keep_sharing=self._plan.shared
+        )
         if blob[0] != _MSGPACK_TAG and records.is_pickle(blob):
             # A value may pickle but not unpickle (a tqdm bar does): never
             # write one. Checked once per combination of carried types.
@@ -512,10 +517,11 @@ def _check_names(
         if argument == "ignore":
             raise TypeError("ignore= takes a tuple of variable names, not AUTO")
         return names
-    if isinstance(names, str) or not isinstance(names, tuple | list):
+    given: object = names  # callers may pass anything at run time
+    if isinstance(given, str) or not isinstance(given, tuple | list):
         raise TypeError(
             f"{argument}= takes a tuple of variable names, got {names!r}"
-            + (f"; write {argument}=({names!r},)" if isinstance(names, str) else "")
+            + (f"; write {argument}=({names!r},)" if isinstance(given, str) else "")
         )
     if not all(isinstance(n, str) for n in names):
         raise TypeError(f"{argument}={names!r}: every item must be a variable name (a str)")

@@ -159,9 +159,7 @@ def _analyse(code: CodeType, lasti: int) -> LoopSite:
     )
 
 
-def _refuse_shapes(
-    facts: bytecode.CodeFacts, head: int, body: set[int], location: str
-) -> None:
+def _refuse_shapes(facts: bytecode.CodeFacts, head: int, body: set[int], location: str) -> None:
     instructions = facts.instructions
     iterator_slot = facts.depth[head] - 1  # the async iterator, at the loop head
     for i in sorted(body):

@@ -34,7 +34,6 @@ from typing import Any
 
 from resumable.runtime.absval import (
     AWAIT,
-    AnextItem,
     CALL,
     ESCAPE,
     FRESH,
@@ -45,6 +44,7 @@ from resumable.runtime.absval import (
     STORE,
     SUBSCRIPT,
     YIELD,
+    AnextItem,
     Effect,
     Tag,
     Val,
@@ -264,11 +264,15 @@ def check_known(ins: dis.Instruction) -> None:
 # -- transfer functions -------------------------------------------------------------
 
 
-def _nop(frame: Frame, i: int, ins: dis.Instruction, stack: Stack, env: Env, rec: Recorder | None) -> None:
+def _nop(
+    frame: Frame, i: int, ins: dis.Instruction, stack: Stack, env: Env, rec: Recorder | None
+) -> None:
     return None
 
 
-def _pop_all(frame: Frame, i: int, ins: dis.Instruction, stack: Stack, env: Env, rec: Recorder | None) -> None:
+def _pop_all(
+    frame: Frame, i: int, ins: dis.Instruction, stack: Stack, env: Env, rec: Recorder | None
+) -> None:
     """Consumes its operands, pushes nothing, changes nothing we track."""
     _pop(stack, -_stack_effect(ins, jump=False), ins)
 
@@ -292,7 +296,9 @@ _BUILT = {
 }
 
 
-def _combine(frame: Frame, i: int, ins: dis.Instruction, stack: Stack, env: Env, rec: Recorder | None) -> None:
+def _combine(
+    frame: Frame, i: int, ins: dis.Instruction, stack: Stack, env: Env, rec: Recorder | None
+) -> None:
     """Consumes its operands and pushes one value that may hold them (a new
     tuple/list/dict/slice, an intrinsic's result)."""
     popped = _pop(stack, 1 - _stack_effect(ins, jump=False), ins)
@@ -300,16 +306,22 @@ def _combine(frame: Frame, i: int, ins: dis.Instruction, stack: Stack, env: Env,
     stack.append(Val(value.tags, value.funcs, kind=_BUILT.get(ins.opname)))
 
 
-def _push_fresh(frame: Frame, i: int, ins: dis.Instruction, stack: Stack, env: Env, rec: Recorder | None) -> None:
+def _push_fresh(
+    frame: Frame, i: int, ins: dis.Instruction, stack: Stack, env: Env, rec: Recorder | None
+) -> None:
     stack.append(FRESH)
 
 
-def _load_const(frame: Frame, i: int, ins: dis.Instruction, stack: Stack, env: Env, rec: Recorder | None) -> None:
+def _load_const(
+    frame: Frame, i: int, ins: dis.Instruction, stack: Stack, env: Env, rec: Recorder | None
+) -> None:
     value = ins.argval
     stack.append(Val(funcs=frozenset({value})) if isinstance(value, CodeType) else FRESH)
 
 
-def _load_local(frame: Frame, i: int, ins: dis.Instruction, stack: Stack, env: Env, rec: Recorder | None) -> None:
+def _load_local(
+    frame: Frame, i: int, ins: dis.Instruction, stack: Stack, env: Env, rec: Recorder | None
+) -> None:
     for name in _names(ins):
         if rec is not None:
             rec.uses.add(name)
@@ -339,12 +351,16 @@ def _bind(name: str, value: Val, env: Env, rec: Recorder | None) -> None:
     env[name] = Val(local(name).tags | others, value.funcs, ("L", name), kind=value.kind)
 
 
-def _store_local(frame: Frame, i: int, ins: dis.Instruction, stack: Stack, env: Env, rec: Recorder | None) -> None:
+def _store_local(
+    frame: Frame, i: int, ins: dis.Instruction, stack: Stack, env: Env, rec: Recorder | None
+) -> None:
     (value,) = _pop(stack, 1, ins)
     _bind(str(ins.argval), value, env, rec)
 
 
-def _store_store(frame: Frame, i: int, ins: dis.Instruction, stack: Stack, env: Env, rec: Recorder | None) -> None:
+def _store_store(
+    frame: Frame, i: int, ins: dis.Instruction, stack: Stack, env: Env, rec: Recorder | None
+) -> None:
     first, second = _names(ins)  # the first name takes the top of the stack
     top = _pop(stack, 1, ins)[0]
     below = _pop(stack, 1, ins)[0]
@@ -352,7 +368,9 @@ def _store_store(frame: Frame, i: int, ins: dis.Instruction, stack: Stack, env: 
     _bind(second, below, env, rec)
 
 
-def _store_load(frame: Frame, i: int, ins: dis.Instruction, stack: Stack, env: Env, rec: Recorder | None) -> None:
+def _store_load(
+    frame: Frame, i: int, ins: dis.Instruction, stack: Stack, env: Env, rec: Recorder | None
+) -> None:
     stored, loaded = _names(ins)
     (value,) = _pop(stack, 1, ins)
     _bind(stored, value, env, rec)
@@ -361,7 +379,9 @@ def _store_load(frame: Frame, i: int, ins: dis.Instruction, stack: Stack, env: E
     stack.append(_get(env, loaded))
 
 
-def _delete_local(frame: Frame, i: int, ins: dis.Instruction, stack: Stack, env: Env, rec: Recorder | None) -> None:
+def _delete_local(
+    frame: Frame, i: int, ins: dis.Instruction, stack: Stack, env: Env, rec: Recorder | None
+) -> None:
     name = str(ins.argval)
     if rec is not None:
         rec.defs.add(name)
@@ -371,7 +391,9 @@ def _delete_local(frame: Frame, i: int, ins: dis.Instruction, stack: Stack, env:
 _FRAME_ESCAPES = frozenset({"locals", "vars", "eval", "exec"})
 
 
-def _load_global(frame: Frame, i: int, ins: dis.Instruction, stack: Stack, env: Env, rec: Recorder | None) -> None:
+def _load_global(
+    frame: Frame, i: int, ins: dis.Instruction, stack: Stack, env: Env, rec: Recorder | None
+) -> None:
     name = str(ins.argval)
     if name in _FRAME_ESCAPES:
         frame.frame_escapes = True
@@ -398,7 +420,9 @@ def _load_from_dict_or(
         stack.append(global_(name))
 
 
-def _store_global(frame: Frame, i: int, ins: dis.Instruction, stack: Stack, env: Env, rec: Recorder | None) -> None:
+def _store_global(
+    frame: Frame, i: int, ins: dis.Instruction, stack: Stack, env: Env, rec: Recorder | None
+) -> None:
     name = str(ins.argval)
     target = global_(name)
     if ins.opname in ("STORE_GLOBAL", "STORE_NAME"):
@@ -412,7 +436,9 @@ def _method_pair(owner: Val, name: str) -> tuple[Val, Val]:
     return owner.child(name), owner
 
 
-def _load_attr(frame: Frame, i: int, ins: dis.Instruction, stack: Stack, env: Env, rec: Recorder | None) -> None:
+def _load_attr(
+    frame: Frame, i: int, ins: dis.Instruction, stack: Stack, env: Env, rec: Recorder | None
+) -> None:
     (owner,) = _pop(stack, 1, ins)
     name = str(ins.argval)
     method = ins.opname == "LOAD_METHOD" or (
@@ -435,7 +461,9 @@ def _load_super_attr(
         stack.append(owner.child(name))
 
 
-def _load_special(frame: Frame, i: int, ins: dis.Instruction, stack: Stack, env: Env, rec: Recorder | None) -> None:
+def _load_special(
+    frame: Frame, i: int, ins: dis.Instruction, stack: Stack, env: Env, rec: Recorder | None
+) -> None:
     # 3.14+: `with`/`async with` load __enter__/__exit__ (and the async ones)
     # as a method of the manager; the CALL that follows records the effect.
     (owner,) = _pop(stack, 1, ins)
@@ -443,7 +471,9 @@ def _load_special(frame: Frame, i: int, ins: dis.Instruction, stack: Stack, env:
     stack.extend(_method_pair(owner, name))
 
 
-def _before_with(frame: Frame, i: int, ins: dis.Instruction, stack: Stack, env: Env, rec: Recorder | None) -> None:
+def _before_with(
+    frame: Frame, i: int, ins: dis.Instruction, stack: Stack, env: Env, rec: Recorder | None
+) -> None:
     # <=3.13: pops the manager, calls __enter__/__aenter__ on it, pushes
     # (__exit__, enter's result).
     (manager,) = _pop(stack, 1, ins)
@@ -464,7 +494,9 @@ def _with_except_start(
     stack.append(FRESH)
 
 
-def _store_attr(frame: Frame, i: int, ins: dis.Instruction, stack: Stack, env: Env, rec: Recorder | None) -> None:
+def _store_attr(
+    frame: Frame, i: int, ins: dis.Instruction, stack: Stack, env: Env, rec: Recorder | None
+) -> None:
     if ins.opname == "DELETE_ATTR":
         (owner,) = _pop(stack, 1, ins)
         name = "del ." + str(ins.argval)
@@ -475,7 +507,9 @@ def _store_attr(frame: Frame, i: int, ins: dis.Instruction, stack: Stack, env: E
     _record(rec, Effect(ins.offset, STORE, owner, name=name))
 
 
-def _store_subscr(frame: Frame, i: int, ins: dis.Instruction, stack: Stack, env: Env, rec: Recorder | None) -> None:
+def _store_subscr(
+    frame: Frame, i: int, ins: dis.Instruction, stack: Stack, env: Env, rec: Recorder | None
+) -> None:
     if ins.opname == "DELETE_SUBSCR":
         container, _key = _pop(stack, 2, ins)
         name = "del []"
@@ -490,13 +524,17 @@ def _store_subscr(frame: Frame, i: int, ins: dis.Instruction, stack: Stack, env:
     _record(rec, Effect(ins.offset, STORE, container, name=name))
 
 
-def _subscript(frame: Frame, i: int, ins: dis.Instruction, stack: Stack, env: Env, rec: Recorder | None) -> None:
+def _subscript(
+    frame: Frame, i: int, ins: dis.Instruction, stack: Stack, env: Env, rec: Recorder | None
+) -> None:
     container, _key = _pop(stack, 2, ins)
     _record(rec, Effect(ins.offset, SUBSCRIPT, container))
     stack.append(container.child())
 
 
-def _slice(frame: Frame, i: int, ins: dis.Instruction, stack: Stack, env: Env, rec: Recorder | None) -> None:
+def _slice(
+    frame: Frame, i: int, ins: dis.Instruction, stack: Stack, env: Env, rec: Recorder | None
+) -> None:
     container, _start, _stop = _pop(stack, 3, ins)
     # A new sequence holding the container's items (or, for numpy, a view of
     # it: the run time treats such containers as opaque).
@@ -506,7 +544,9 @@ def _slice(frame: Frame, i: int, ins: dis.Instruction, stack: Stack, env: Env, r
 _NB_OPS: list[tuple[str, str]] = list(getattr(dis, "_nb_ops", []))
 
 
-def _binary_op(frame: Frame, i: int, ins: dis.Instruction, stack: Stack, env: Env, rec: Recorder | None) -> None:
+def _binary_op(
+    frame: Frame, i: int, ins: dis.Instruction, stack: Stack, env: Env, rec: Recorder | None
+) -> None:
     left, right = _pop(stack, 2, ins)
     arg = _arg(ins)
     if arg >= len(_NB_OPS):
@@ -535,31 +575,41 @@ def _binary_op(frame: Frame, i: int, ins: dis.Instruction, stack: Stack, env: En
 _NUMERIC_ONLY = frozenset({"%", "//", "/", "**", "<<", ">>"})
 
 
-def _contains(frame: Frame, i: int, ins: dis.Instruction, stack: Stack, env: Env, rec: Recorder | None) -> None:
+def _contains(
+    frame: Frame, i: int, ins: dis.Instruction, stack: Stack, env: Env, rec: Recorder | None
+) -> None:
     _item, container = _pop(stack, 2, ins)
     _record(rec, Effect(ins.offset, ITERATE, container, name="in"))
     stack.append(FRESH)
 
 
-def _copy(frame: Frame, i: int, ins: dis.Instruction, stack: Stack, env: Env, rec: Recorder | None) -> None:
+def _copy(
+    frame: Frame, i: int, ins: dis.Instruction, stack: Stack, env: Env, rec: Recorder | None
+) -> None:
     n = _arg(ins)
     if n < 1 or n > len(stack):
         raise Unmodelled(ins.opname, f"COPY {n} of {len(stack)} stack items")
     stack.append(stack[-n])
 
 
-def _swap(frame: Frame, i: int, ins: dis.Instruction, stack: Stack, env: Env, rec: Recorder | None) -> None:
+def _swap(
+    frame: Frame, i: int, ins: dis.Instruction, stack: Stack, env: Env, rec: Recorder | None
+) -> None:
     n = _arg(ins)
     if n < 2 or n > len(stack):
         raise Unmodelled(ins.opname, f"SWAP {n} of {len(stack)} stack items")
     stack[-1], stack[-n] = stack[-n], stack[-1]
 
 
-def _push_null(frame: Frame, i: int, ins: dis.Instruction, stack: Stack, env: Env, rec: Recorder | None) -> None:
+def _push_null(
+    frame: Frame, i: int, ins: dis.Instruction, stack: Stack, env: Env, rec: Recorder | None
+) -> None:
     stack.append(NULL)
 
 
-def _list_add(frame: Frame, i: int, ins: dis.Instruction, stack: Stack, env: Env, rec: Recorder | None) -> None:
+def _list_add(
+    frame: Frame, i: int, ins: dis.Instruction, stack: Stack, env: Env, rec: Recorder | None
+) -> None:
     # LIST_APPEND/SET_ADD i: append TOS to the container i deep (after the
     # pop); MAP_ADD i: key and value. The extend/update/merge family iterates
     # its operand into the container.
@@ -581,7 +631,9 @@ def _list_add(frame: Frame, i: int, ins: dis.Instruction, stack: Stack, env: Env
     stack[-depth] = union(stack[-depth], added)
 
 
-def _unpack(frame: Frame, i: int, ins: dis.Instruction, stack: Stack, env: Env, rec: Recorder | None) -> None:
+def _unpack(
+    frame: Frame, i: int, ins: dis.Instruction, stack: Stack, env: Env, rec: Recorder | None
+) -> None:
     (sequence,) = _pop(stack, 1, ins)
     _record(rec, Effect(ins.offset, ITERATE, sequence, name="unpack"))
     count = 1 + _stack_effect(ins, jump=False)
@@ -604,7 +656,9 @@ def _iter_slots() -> int:
 ITER_SLOTS = _iter_slots()
 
 
-def _get_iter(frame: Frame, i: int, ins: dis.Instruction, stack: Stack, env: Env, rec: Recorder | None) -> None:
+def _get_iter(
+    frame: Frame, i: int, ins: dis.Instruction, stack: Stack, env: Env, rec: Recorder | None
+) -> None:
     (iterable,) = _pop(stack, 1, ins)
     _record(rec, Effect(ins.offset, ITERATE, iterable, name="for"))
     pushes = 1 + _stack_effect(ins, jump=False)
@@ -613,13 +667,17 @@ def _get_iter(frame: Frame, i: int, ins: dis.Instruction, stack: Stack, env: Env
     stack.extend([FRESH] * (pushes - 1))
 
 
-def _get_aiter(frame: Frame, i: int, ins: dis.Instruction, stack: Stack, env: Env, rec: Recorder | None) -> None:
+def _get_aiter(
+    frame: Frame, i: int, ins: dis.Instruction, stack: Stack, env: Env, rec: Recorder | None
+) -> None:
     (iterable,) = _pop(stack, 1, ins)
     _record(rec, Effect(ins.offset, ITERATE, iterable, name="async for"))
     stack.append(Val(iterable.tags, iterable.funcs))
 
 
-def _get_anext(frame: Frame, i: int, ins: dis.Instruction, stack: Stack, env: Env, rec: Recorder | None) -> None:
+def _get_anext(
+    frame: Frame, i: int, ins: dis.Instruction, stack: Stack, env: Env, rec: Recorder | None
+) -> None:
     if not stack:
         raise Unmodelled(ins.opname, "no async iterator on the stack")
     root = f"@{ins.offset}"
@@ -628,7 +686,9 @@ def _get_anext(frame: Frame, i: int, ins: dis.Instruction, stack: Stack, env: En
     stack.append(Val(frozenset({Tag(root)}), kind=AnextItem))
 
 
-def _for_iter(frame: Frame, i: int, ins: dis.Instruction, stack: Stack, env: Env, rec: Recorder | None) -> Stack:
+def _for_iter(
+    frame: Frame, i: int, ins: dis.Instruction, stack: Stack, env: Env, rec: Recorder | None
+) -> Stack:
     if len(stack) < ITER_SLOTS:
         raise Unmodelled(ins.opname, "no iterator on the stack")
     iterator = stack[-ITER_SLOTS]
@@ -650,22 +710,24 @@ def _get_awaitable(
     stack.append(Val(awaitable.tags, awaitable.funcs))
 
 
-def _send(frame: Frame, i: int, ins: dis.Instruction, stack: Stack, env: Env, rec: Recorder | None) -> Stack:
+def _send(
+    frame: Frame, i: int, ins: dis.Instruction, stack: Stack, env: Env, rec: Recorder | None
+) -> Stack:
     # The awaited (or yielded-from) object sits below the sent value; 3.15
     # keeps a NULL slot between them: the result derives from both slots.
     below = stack[-3:-1]
     receiver, _value = _pop(stack, 2, ins)
     items = [v for v in below if v.kind is AnextItem]
     result = Val(items[0].tags) if items else derived(*below)
-    if _stack_effect(ins, jump=True) < 0:  # 3.11: the receiver is popped on return
-        jump = [*stack, result]
-    else:
-        jump = [*stack, receiver, result]
+    # 3.11 pops the receiver when the awaited object returns.
+    jump = [*stack, result] if _stack_effect(ins, jump=True) < 0 else [*stack, receiver, result]
     stack.extend((receiver, result))
     return jump
 
 
-def _yield_value(frame: Frame, i: int, ins: dis.Instruction, stack: Stack, env: Env, rec: Recorder | None) -> None:
+def _yield_value(
+    frame: Frame, i: int, ins: dis.Instruction, stack: Stack, env: Env, rec: Recorder | None
+) -> None:
     (value,) = _pop(stack, 1, ins)
     previous = frame.instructions[i - 1].opname if i else ""
     if frame.is_generator and previous != "SEND":
@@ -675,33 +737,42 @@ def _yield_value(frame: Frame, i: int, ins: dis.Instruction, stack: Stack, env: 
     stack.append(FRESH)
 
 
-def _end_send(frame: Frame, i: int, ins: dis.Instruction, stack: Stack, env: Env, rec: Recorder | None) -> None:
+def _end_send(
+    frame: Frame, i: int, ins: dis.Instruction, stack: Stack, env: Env, rec: Recorder | None
+) -> None:
     # (receiver[, NULL on 3.15], value) -> value
     popped = _pop(stack, 1 - _stack_effect(ins, jump=False), ins)
     stack.append(popped[-1])
 
 
-def _cleanup_throw(frame: Frame, i: int, ins: dis.Instruction, stack: Stack, env: Env, rec: Recorder | None) -> None:
+def _cleanup_throw(
+    frame: Frame, i: int, ins: dis.Instruction, stack: Stack, env: Env, rec: Recorder | None
+) -> None:
     _pop(stack, 3, ins)
     stack.extend((FRESH, FRESH))
 
 
-def _push_exc_info(frame: Frame, i: int, ins: dis.Instruction, stack: Stack, env: Env, rec: Recorder | None) -> None:
+def _push_exc_info(
+    frame: Frame, i: int, ins: dis.Instruction, stack: Stack, env: Env, rec: Recorder | None
+) -> None:
     (exc,) = _pop(stack, 1, ins)
     stack.extend((FRESH, exc))
 
 
-def _check_match(frame: Frame, i: int, ins: dis.Instruction, stack: Stack, env: Env, rec: Recorder | None) -> None:
+def _check_match(
+    frame: Frame, i: int, ins: dis.Instruction, stack: Stack, env: Env, rec: Recorder | None
+) -> None:
     _pop(stack, 2, ins)
     stack.extend((FRESH, FRESH))
 
 
-def _stop(frame: Frame, i: int, ins: dis.Instruction, stack: Stack, env: Env, rec: Recorder | None) -> None:
+def _stop(
+    frame: Frame, i: int, ins: dis.Instruction, stack: Stack, env: Env, rec: Recorder | None
+) -> None:
     # Return/raise: nothing after it in this frame. What a function returns
     # is kept for its callers' analysis (does it give back an argument?).
     if rec is not None and ins.opname == "RETURN_VALUE" and stack:
         frame.returns = merge(frame.returns, Val(stack[-1].tags, stack[-1].funcs))
-    return None
 
 
 def _return_generator(
@@ -713,14 +784,18 @@ def _return_generator(
     stack.append(FRESH)
 
 
-def _jump_or_pop(frame: Frame, i: int, ins: dis.Instruction, stack: Stack, env: Env, rec: Recorder | None) -> Stack:
+def _jump_or_pop(
+    frame: Frame, i: int, ins: dis.Instruction, stack: Stack, env: Env, rec: Recorder | None
+) -> Stack:
     # 3.11: JUMP_IF_TRUE_OR_POP keeps the value on the jump, pops it otherwise.
     jump = list(stack)
     _pop(stack, 1, ins)
     return jump
 
 
-def _make_function(frame: Frame, i: int, ins: dis.Instruction, stack: Stack, env: Env, rec: Recorder | None) -> None:
+def _make_function(
+    frame: Frame, i: int, ins: dis.Instruction, stack: Stack, env: Env, rec: Recorder | None
+) -> None:
     popped = _pop(stack, 1 - _stack_effect(ins, jump=False), ins)
     code = popped[-1]  # the code object is on top; 3.11/3.12 flags add operands below
     # A closure holds its cells (and defaults): calling it, or anything that
@@ -736,7 +811,9 @@ def _set_function_attribute(
     stack.append(union(function, derived(value)))
 
 
-def _call(frame: Frame, i: int, ins: dis.Instruction, stack: Stack, env: Env, rec: Recorder | None) -> None:
+def _call(
+    frame: Frame, i: int, ins: dis.Instruction, stack: Stack, env: Env, rec: Recorder | None
+) -> None:
     name = ins.opname
     if name == "CALL" and VERSION < (3, 12):
         # 3.11: PRECALL did the work and left (NULL, result).
@@ -753,10 +830,10 @@ def _call(frame: Frame, i: int, ins: dis.Instruction, stack: Stack, env: Env, re
     kwnames = frame.kwnames(i)
     total = argc + 2 + (1 if name == "CALL_KW" else 0)
     popped = _pop(stack, total, ins)
-    first, second, *args = popped
+    first, second, *rest = popped
     if name == "CALL_KW":
-        args = args[:-1]  # the names tuple
-    result = _do_call(frame, i, ins, env, rec, first, second, tuple(args), kwnames)
+        rest = rest[:-1]  # the names tuple
+    result = _do_call(frame, i, ins, env, rec, first, second, tuple(rest), kwnames)
     if name == "PRECALL":  # 3.11: CALL n follows and pops (NULL, result)
         stack.extend((NULL, result))
     else:
@@ -931,7 +1008,11 @@ def _compose(outer: Tag, inner: Tag) -> Tag:
     """The tag, in the outer frame, of something `inner` deep in a value the
     outer frame knows as `outer`."""
     if outer.exact and inner.exact:
-        return Tag(outer.root, outer.depth, exact=True) if inner.depth == 0 else _deepen(outer, inner.depth)
+        return (
+            Tag(outer.root, outer.depth, exact=True)
+            if inner.depth == 0
+            else _deepen(outer, inner.depth)
+        )
     return Tag(outer.root, outer.depth, exact=False)
 
 
@@ -948,7 +1029,9 @@ def _parameters(code: CodeType) -> list[str]:
     return list(code.co_varnames[:count])
 
 
-def _intrinsic(frame: Frame, i: int, ins: dis.Instruction, stack: Stack, env: Env, rec: Recorder | None) -> None:
+def _intrinsic(
+    frame: Frame, i: int, ins: dis.Instruction, stack: Stack, env: Env, rec: Recorder | None
+) -> None:
     names: list[str] = (
         getattr(dis, "_intrinsic_1_descs", [])
         if ins.opname == "CALL_INTRINSIC_1"
@@ -962,37 +1045,49 @@ def _intrinsic(frame: Frame, i: int, ins: dis.Instruction, stack: Stack, env: En
     stack.append(derived(*popped))
 
 
-def _async_gen_wrap(frame: Frame, i: int, ins: dis.Instruction, stack: Stack, env: Env, rec: Recorder | None) -> None:
+def _async_gen_wrap(
+    frame: Frame, i: int, ins: dis.Instruction, stack: Stack, env: Env, rec: Recorder | None
+) -> None:
     (value,) = _pop(stack, 1, ins)  # 3.11: the value an async generator yields
     _record(rec, Effect(ins.offset, YIELD, value))
     stack.append(value)
 
 
-def _match_class(frame: Frame, i: int, ins: dis.Instruction, stack: Stack, env: Env, rec: Recorder | None) -> None:
+def _match_class(
+    frame: Frame, i: int, ins: dis.Instruction, stack: Stack, env: Env, rec: Recorder | None
+) -> None:
     subject, _cls, _names_tuple = _pop(stack, 3, ins)
     stack.append(derived(subject.child()))  # a tuple of its attributes, or None
 
 
-def _match_keys(frame: Frame, i: int, ins: dis.Instruction, stack: Stack, env: Env, rec: Recorder | None) -> None:
+def _match_keys(
+    frame: Frame, i: int, ins: dis.Instruction, stack: Stack, env: Env, rec: Recorder | None
+) -> None:
     if len(stack) < 2:
         raise Unmodelled(ins.opname, "no subject and keys on the stack")
     stack.append(derived(stack[-2].child()))  # a tuple of its values, or None
 
 
-def _keep_push_fresh(frame: Frame, i: int, ins: dis.Instruction, stack: Stack, env: Env, rec: Recorder | None) -> None:
+def _keep_push_fresh(
+    frame: Frame, i: int, ins: dis.Instruction, stack: Stack, env: Env, rec: Recorder | None
+) -> None:
     """Reads the top of the stack and pushes a new value (GET_LEN,
     MATCH_MAPPING, MATCH_SEQUENCE, IMPORT_FROM)."""
     stack.append(FRESH)
 
 
-def _class_deref(frame: Frame, i: int, ins: dis.Instruction, stack: Stack, env: Env, rec: Recorder | None) -> None:
+def _class_deref(
+    frame: Frame, i: int, ins: dis.Instruction, stack: Stack, env: Env, rec: Recorder | None
+) -> None:
     name = str(ins.argval)
     if rec is not None:
         rec.uses.add(name)
     stack.append(_get(env, name))
 
 
-def _load_name(frame: Frame, i: int, ins: dis.Instruction, stack: Stack, env: Env, rec: Recorder | None) -> None:
+def _load_name(
+    frame: Frame, i: int, ins: dis.Instruction, stack: Stack, env: Env, rec: Recorder | None
+) -> None:
     name = str(ins.argval)
     if name in _FRAME_ESCAPES:
         frame.frame_escapes = True
@@ -1135,9 +1230,9 @@ _register(_unpack, "UNPACK_SEQUENCE", "UNPACK_EX")
 _register(_get_iter, "GET_ITER", "GET_YIELD_FROM_ITER")
 _register(_get_aiter, "GET_AITER")
 _register(_get_anext, "GET_ANEXT")
-_register(_for_iter, "FOR_ITER")  # type: ignore[arg-type]
+_register(_for_iter, "FOR_ITER")
 _register(_get_awaitable, "GET_AWAITABLE")
-_register(_send, "SEND")  # type: ignore[arg-type]
+_register(_send, "SEND")
 _register(_yield_value, "YIELD_VALUE")
 _register(_end_send, "END_SEND")
 _register(_cleanup_throw, "CLEANUP_THROW")
@@ -1145,7 +1240,7 @@ _register(_push_exc_info, "PUSH_EXC_INFO")
 _register(_check_match, "CHECK_EXC_MATCH", "CHECK_EG_MATCH")
 _register(_stop, *_STOPS)
 _register(_return_generator, "RETURN_GENERATOR")
-_register(_jump_or_pop, "JUMP_IF_TRUE_OR_POP", "JUMP_IF_FALSE_OR_POP")  # type: ignore[arg-type]
+_register(_jump_or_pop, "JUMP_IF_TRUE_OR_POP", "JUMP_IF_FALSE_OR_POP")
 _register(_make_function, "MAKE_FUNCTION")
 _register(_set_function_attribute, "SET_FUNCTION_ATTRIBUTE")
 _register(_call, "CALL", "PRECALL", "CALL_KW", "CALL_FUNCTION_EX")

@@ -32,7 +32,7 @@ def digest(item: Any) -> int:
     # Written at every checkpoint: the common items take a short path.
     kind = type(item)
     if kind is int:
-        return item & 0xFFFFFFFF
+        return int(item) & 0xFFFFFFFF
     if kind is str and len(item) <= _TEXT_LIMIT:
         return zlib.crc32(item.encode("utf-8", "surrogatepass"))
     parts: list[bytes] = []

@@ -48,7 +48,9 @@ def is_pickle(blob: bytes) -> bool:
     return Codec.is_pickle(blob)
 
 
-def verify(context: ExecutionContext, blob: bytes, values: dict[str, Any], where: str, key: str) -> None:
+def verify(
+    context: ExecutionContext, blob: bytes, values: dict[str, Any], where: str, key: str
+) -> None:
     """Refuse a blob that does not decode (a value that pickles but does not
     unpickle), naming the variable, before it is written."""
     try:
@@ -63,7 +65,7 @@ def verify(context: ExecutionContext, blob: bytes, values: dict[str, Any], where
                 raise CheckpointError(
                     where,
                     name,
-                    _type_name(value),
+                    type_name(value),
                     f"it pickles but cannot be unpickled ({reason})",
                     "The previous checkpoint is intact. HINT: leave it out with "
                     f"ignore=({name!r},) if its state does not matter (a progress bar, a "
@@ -263,12 +265,12 @@ def dump_outcome(  # noqa: PLR0917
     the exception."""
     if error is None:
         return b"r" + dump_value(context, value, where, what, key)
-    place = {"execution_id": context.execution_id, "key": key}
+    execution_id = context.execution_id
     try:
-        return b"e" + context.codec.dumps(error, **place)
+        return b"e" + context.codec.dumps(error, execution_id=execution_id, key=key)
     except UnserializableValue:
         stand_in = ReplayedFailure(type_name(error), str(error))
-        return b"e" + context.codec.dumps(stand_in, **place)
+        return b"e" + context.codec.dumps(stand_in, execution_id=execution_id, key=key)
 
 
 def load_outcome(

@@ -81,7 +81,14 @@ class Shape:
     def ensure(self) -> None:
         if not self.walked:
             walked = walk(self.value)
-            for name in ("depth_types", "transparent_until", "tree", "ids", "resources", "complete"):
+            for name in (
+                "depth_types",
+                "transparent_until",
+                "tree",
+                "ids",
+                "resources",
+                "complete",
+            ):
                 setattr(self, name, getattr(walked, name))
             self.walked = True
 

@@ -25,8 +25,8 @@ import hmac
 import io
 import itertools
 import pickle
-import sys
 import re
+import sys
 import threading
 from collections.abc import Callable, Mapping
 from typing import Any, Literal
@@ -324,7 +324,11 @@ class Codec:
     @staticmethod
     def is_pickle(blob: bytes) -> bool:
         """Whether a blob made by `dumps` holds a pickle (not msgpack)."""
-        tag = blob[1 + _MAC_SIZE] if blob[:1] == _SIGNED_TAG and len(blob) > 1 + _MAC_SIZE else blob[0]
+        tag = (
+            blob[1 + _MAC_SIZE]
+            if blob[:1] == _SIGNED_TAG and len(blob) > 1 + _MAC_SIZE
+            else blob[0]
+        )
         return tag in (_PICKLE, _LINKED)
 
     def loads(
@@ -399,8 +403,7 @@ class Codec:
                 raise CorruptCheckpoint(
                     execution_id,
                     key,
-                    f"its value cannot be unpickled{named}: {type(exc).__name__}: "
-                    f"{_describe(exc)}",
+                    f"its value cannot be unpickled{named}: {type(exc).__name__}: {_describe(exc)}",
                     "if a module or class is missing, run where the code that wrote the "
                     "record can be imported; if the class itself cannot be rebuilt from its "
                     "pickle, it cannot be stored: keep it out of carried variables and results",

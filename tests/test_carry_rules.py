@@ -136,7 +136,7 @@ class TestBytecodeItDoesNotModel:
     ):
         job = rules.inner_lists
         monkeypatch.setitem(opcodes._TRANSFERS, "STORE_FAST", opcodes._nop)
-        with pytest.raises(UnsupportedBytecode, match="dis.stack_effect"):
+        with pytest.raises(UnsupportedBytecode, match=r"dis\.stack_effect"):
             await job.options(store=MemoryStore())(4)
 
     async def test_a_newer_cpython_is_refused(self, monkeypatch, fresh_analysis):
