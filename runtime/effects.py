@@ -266,6 +266,11 @@ class Judge:
         positional = len(args) - len(effect.kwnames)
         method = effect.method and bool(args)
         callee_val = effect.callee
+        if callee_val is not None and _closure_only(callee_val):
+            # A function defined in this code (a comprehension's, a nested
+            # def): what it does to its arguments and cells was replayed at
+            # this call (the effects with `via`).
+            return
         name = callee_val.path[-1] if callee_val is not None and callee_val.path else None
         # The callable itself, when it is (part of) this root: calling it may
         # change it (a bound method of a list, an object with __call__).
@@ -648,6 +653,15 @@ def _compose(outer: Tag, inner: Tag) -> Tag:
             tag = tag.child()
         return tag
     return Tag(outer.root, outer.depth, exact=False)
+
+
+def _closure_only(callee: Val) -> bool:
+    """Is the callable certainly one of the nested functions it names (its
+    tags are only the cells those functions capture)?"""
+    if not callee.funcs or callee.path is not None:
+        return False
+    captured = set().union(*(code.co_freevars for code in callee.funcs))
+    return all(tag.root in captured for tag in callee.tags)
 
 
 def _listed_arg(what: str, part: Part) -> tuple[int, bool]:

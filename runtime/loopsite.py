@@ -33,6 +33,15 @@ from resumable.errors import LoopShapeError
 from resumable.runtime import bytecode, opcodes
 from resumable.runtime.absval import GLOBAL_STORE, YIELD, Effect, Tag
 
+_COMPREHENSION = (
+    "aiter_checkpointed() is the source of an async comprehension, whose partial result "
+    "lives on the interpreter stack where no checkpoint can reach it (a resumed run would "
+    "return only the items after the crash)"
+)
+_COMPREHENSION_FIX = (
+    "write a plain loop that appends: `results = []` then `async for d in "
+    "aiter_checkpointed(docs): results.append(await f(d))`; or use `await amap(f, docs)`"
+)
 _ACCUMULATE = frozenset(
     {"LIST_APPEND", "SET_ADD", "MAP_ADD", "LIST_EXTEND", "SET_UPDATE", "DICT_UPDATE", "DICT_MERGE"}
 )
@@ -95,6 +104,11 @@ def _analyse(code: CodeType, lasti: int) -> LoopSite:
     instructions = facts.instructions
     call = facts.index_at_or_before(lasti)
     where = f"{code.co_filename}:{facts.line_of(instructions[call].offset)}"
+    following = [ins.opname for ins in instructions[call + 1 : call + 8]]
+    if "GET_AITER" in following and following[0] != "GET_AITER":
+        # 3.12+ inline a comprehension: its result list is built between the
+        # call and the GET_AITER of its loop.
+        raise LoopShapeError(where, _COMPREHENSION, _COMPREHENSION_FIX)
     if call + 2 >= len(instructions) or instructions[call + 1].opname != "GET_AITER":
         raise LoopShapeError(
             where,
@@ -106,15 +120,7 @@ def _analyse(code: CodeType, lasti: int) -> LoopSite:
     if instructions[head].opname != "GET_ANEXT":
         # 3.11 compiles an async comprehension into a function of its own:
         # the iterator is handed to it, and its loop is not here.
-        raise LoopShapeError(
-            where,
-            "aiter_checkpointed() is the source of an async comprehension, whose partial "
-            "result lives on the interpreter stack where no checkpoint can reach it (a "
-            "resumed run would return only the items after the crash)",
-            "write a plain loop that appends: `results = []` then `async for d in "
-            "aiter_checkpointed(docs): results.append(await f(d))`; or use "
-            "`await amap(f, docs)`",
-        )
+        raise LoopShapeError(where, _COMPREHENSION, _COMPREHENSION_FIX)
     region = bytecode.reachable(facts.successors, head, blocked=frozenset({call, call + 1}))
     body_indices = region & bytecode.reaching(facts.successors, head, region)
     body = frozenset(instructions[i].offset for i in body_indices)
@@ -171,15 +177,7 @@ def _refuse_shapes(facts: bytecode.CodeFacts, head: int, body: set[int], locatio
             popped = 2 if ins.opname == "MAP_ADD" else 1
             slot = facts.depth[i] - popped - (ins.arg or 0)
             if slot < iterator_slot:
-                raise LoopShapeError(
-                    location,
-                    "aiter_checkpointed() is the source of an async comprehension, whose "
-                    "partial result lives on the interpreter stack where no checkpoint can "
-                    "reach it (a resumed run would return only the items after the crash)",
-                    "write a plain loop that appends: `results = []` then `async for d in "
-                    "aiter_checkpointed(docs): results.append(await f(d))`; or use "
-                    "`await amap(f, docs)`",
-                )
+                raise LoopShapeError(location, _COMPREHENSION, _COMPREHENSION_FIX)
     for effect in facts.effects:
         if effect.kind == YIELD and effect.offset in {instructions[i].offset for i in body}:
             raise LoopShapeError(
