@@ -45,6 +45,38 @@ async def appending_loop(n: int) -> int:
     return len(results)
 
 
+def lookup(vocabulary: list[int], i: int) -> int:
+    return vocabulary[i % 1000]  # reads its argument, never changes it
+
+
+def lookup_nothing(i: int) -> int:
+    return i % 1000
+
+
+@resumable
+async def passes_a_big_list(n: int) -> int:
+    vocabulary = list(range(100_000))  # read-only: proven so, never carried
+    total = 0
+    async for i in aiter_checkpointed(range(n)):
+        total += lookup(vocabulary, i)
+    return total
+
+
+@resumable
+async def passes_no_list(n: int) -> int:
+    vocabulary = list(range(100_000))
+    total = len(vocabulary) - len(vocabulary)
+    async for i in aiter_checkpointed(range(n)):
+        total += lookup_nothing(i)
+    return total
+
+
+def whole_loop(function, store, n: int) -> float:
+    began = time.perf_counter()
+    asyncio.run(function.options(store=store)(n))
+    return (time.perf_counter() - began) / n
+
+
 async def plain_loop(n: int) -> int:
     total = 0
     for i in range(n):
@@ -150,6 +182,24 @@ def main() -> None:
             )
             counter, _ = (report.add(Sample(name, values)) for name, values in got.items())
             report.target("memory checkpoint overhead (counter loop), us", counter.median * 1e6, 5)
+            got = interleaved(
+                runs,
+                {
+                    "memory: loop passing a 100,000-item read-only list to a function": lambda: (
+                        whole_loop(passes_a_big_list, store, n)
+                    ),
+                    "memory: the same loop passing no list": lambda: whole_loop(
+                        passes_no_list, store, n
+                    ),
+                },
+            )
+            big, small = (report.add(Sample(name, values)) for name, values in got.items())
+            report.target(
+                "loop passing a read-only 100,000-item list / loop passing none",
+                big.median / small.median,
+                1.2,
+                unit="x",
+            )
         if "sqlite" in args.stores:
             store = open_store(f"sqlite:///{Path(tmp) / 'bench.db'}")
             raw_db = Path(tmp) / "raw.db"

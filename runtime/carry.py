@@ -352,6 +352,14 @@ def _shared_objects(
         return
     reached: set[int] = set()
     done: set[str] = set()
+    walked: dict[str, shapes.Shape] = {}
+
+    def shape_of(name: str, value: Any) -> shapes.Shape:
+        # Each graph is walked once, however often the net grows.
+        known = parts[name].shape if name in parts else None
+        if known is None:
+            known = walked.get(name) or walked.setdefault(name, shapes.lazy(value))
+        return known
 
     def spread(root: str) -> None:
         value = read_root(frame, root, values)
@@ -362,8 +370,7 @@ def _shared_objects(
             return  # a client holding our data does not change it
         change = changes[root]
         if change.level == DEEP or category != kinds.OTHER or _unpicklable_hint(value):
-            known = parts[root].shape if root in parts else None
-            shape = known if known is not None else shapes.lazy(value)
+            shape = shape_of(root, value)
             shape.ensure()
             reached.update(shape.ids)
             reached.update(id(getattr(f, "__self__", None)) for f in _bound_writers(value))
@@ -377,7 +384,7 @@ def _shared_objects(
     while moved:
         moved = False
         for name, value in list(candidates.items()):
-            shape = shapes.lazy(value)
+            shape = shape_of(name, value)
             shape.ensure()
             shared = reached & (shape.ids | {id(value)})
             if not shared:

@@ -68,7 +68,8 @@ class Part:
                 exact=True,
                 static_kind=kind if not tag.depth else None,
             )
-        return Part(self.shape, self.depth, exact=False)
+        # "tag.depth or deeper": objects above that depth are not reached.
+        return Part(self.shape, self.depth + tag.depth, exact=False)
 
     def types(self) -> set[type] | None:
         if self.top and self.static_kind is not None:

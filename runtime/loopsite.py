@@ -105,7 +105,7 @@ def _analyse(code: CodeType, lasti: int) -> LoopSite:
     call = facts.index_at_or_before(lasti)
     where = f"{code.co_filename}:{facts.line_of(instructions[call].offset)}"
     following = [ins.opname for ins in instructions[call + 1 : call + 8]]
-    if "GET_AITER" in following and following[0] != "GET_AITER":
+    if _inline_comprehension_prelude(following):
         # 3.12+ inline a comprehension: its result list is built between the
         # call and the GET_AITER of its loop.
         raise LoopShapeError(where, _COMPREHENSION, _COMPREHENSION_FIX)
@@ -163,6 +163,18 @@ def _analyse(code: CodeType, lasti: int) -> LoopSite:
         effects=effects,
         frame_escapes=facts.frame_escapes,
     )
+
+
+# What 3.12+ emit between an inlined comprehension's iterable and its
+# GET_AITER: save the shadowed names, then build the result under the iterator.
+_INLINE_PRELUDE = frozenset({"LOAD_FAST_AND_CLEAR", "SWAP", "BUILD_LIST", "BUILD_SET", "BUILD_MAP"})
+
+
+def _inline_comprehension_prelude(following: list[str]) -> bool:
+    if "GET_AITER" not in following or following[0] == "GET_AITER":
+        return False
+    prelude = following[: following.index("GET_AITER")]
+    return set(prelude) <= _INLINE_PRELUDE and any(op.startswith("BUILD_") for op in prelude)
 
 
 def _refuse_shapes(facts: bytecode.CodeFacts, head: int, body: set[int], location: str) -> None:

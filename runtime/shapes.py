@@ -105,10 +105,12 @@ def walk(value: Any, budget: int = WALK_BUDGET) -> Shape:
     depth = 0
     transparent = True
     visited = 0
-    while level:
+    atoms_here: set[type] = set()
+    while level or atoms_here:
         if transparent:
             shape.transparent_until = depth
-        types_here: set[type] = set()
+        types_here: set[type] = atoms_here
+        atoms_below: set[type] = set()
         next_level: list[Any] = []
         for obj in level:
             kind = type(obj)
@@ -135,17 +137,29 @@ def walk(value: Any, budget: int = WALK_BUDGET) -> Shape:
                 continue
             if kind in kinds.TRANSPARENT:
                 if isinstance(obj, dict):
-                    next_level.extend(obj.keys())
-                    next_level.extend(obj.values())
+                    _items(obj.keys(), next_level, atoms_below)
+                    _items(obj.values(), next_level, atoms_below)
                 else:
-                    next_level.extend(obj)
+                    _items(obj, next_level, atoms_below)
                 continue
             transparent = False
             next_level.extend(_referents(obj))
         shape.depth_types.append(types_here)
         level = next_level
+        atoms_here = atoms_below
         depth += 1
     return shape
+
+
+def _items(items: Any, next_level: list[Any], atoms_below: set[type]) -> None:
+    """Queue a plain container's items for the next level. A container of
+    nothing but exact atoms (a list of 100,000 ints) only adds its item types,
+    found at C speed, instead of visiting every item."""
+    found = set(map(type, items))
+    if found <= kinds.ATOMS:
+        atoms_below |= found
+    else:
+        next_level.extend(items)
 
 
 def _referents(obj: Any) -> list[Any]:

@@ -100,7 +100,9 @@ class TestWhatItRecords:
                 pass
 
         facts = bytecode.facts(body.__code__)
-        assert any(e.kind == STORE and "d" in {t.root for t in e.target.tags} for e in facts.effects)
+        assert any(
+            e.kind == STORE and "d" in {t.root for t in e.target.tags} for e in facts.effects
+        )
         assert any(
             e.kind == ITERATE and "it" in {t.root for t in e.target.tags} for e in facts.effects
         )
@@ -116,4 +118,3 @@ class TestWhatItRecords:
         pseudo = {name for name, op in dis.opmap.items() if op >= 256} | {"CACHE", "RESERVED"}
         missing = emitted - known - pseudo - {"ENTER_EXECUTOR", "INTERPRETER_EXIT"}
         assert not missing, f"opcodes without a model: {sorted(missing)}"
-

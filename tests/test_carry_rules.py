@@ -55,6 +55,21 @@ class TestWhatIsCarried:
         # 10,000 ints would take ~30 KB: the checkpoint holds the index and `total`.
         assert max(len(data) for data in records.values()) < 200
 
+    async def test_an_element_of_a_read_only_list_is_not_carried(self):
+        store = MemoryStore()
+        run = await run_to_completion_with_crashes(
+            rules.element_of_input, 20, crash_points=[5], store=store
+        )
+        assert run.result == await rules.element_of_input.options(store=MemoryStore())(20)
+        records = store._checkpoints[run.execution_id]
+        assert max(len(data) for data in records.values()) < 200
+
+    async def test_an_element_changed_in_place_carries_its_container(self):
+        run = await run_to_completion_with_crashes(
+            rules.element_grown_in_place, 8, crash_points=[4, 2], store=MemoryStore()
+        )
+        assert run.result == [[0, 3, 6], [1, 4, 7], [2, 5]]
+
     async def test_inner_lists_are_carried_whole_not_as_deltas(self):
         run = await run_to_completion_with_crashes(
             rules.inner_lists, 7, crash_points=[3, 2], store=MemoryStore()

@@ -32,6 +32,29 @@ async def read_only_input(n: int) -> int:
     return total
 
 
+def pick(table: list, i: int):
+    """Gives back one element of its argument."""
+    return table[i % len(table)]
+
+
+@resumable
+async def element_of_input(n: int) -> int:
+    vocabulary = list(range(10_000))
+    total = 0
+    async for i in aiter_checkpointed(range(n)):
+        total += pick(vocabulary, i)  # an int element: += makes a new int
+    return total
+
+
+@resumable
+async def element_grown_in_place(n: int) -> list[list[int]]:
+    rows: list[list[int]] = [[], [], []]
+    async for i in aiter_checkpointed(range(n)):
+        row = pick(rows, i)
+        row += [i]  # a list element: += changes rows' inner list
+    return rows
+
+
 @resumable
 async def ordered(items: list[str]) -> list[str]:
     out = []
