@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from resumable._api import (
     ExecutionStatus,
-    FanoutProgress,
-    LoopProgress,
     cancel,
     list_executions,
     recover,
@@ -31,6 +29,7 @@ from resumable.errors import (
     ExecutionCancelled,
     ExecutionLocked,
     ExecutionNotFound,
+    FormatVersionError,
     LeaseLost,
     LoopShapeError,
     NonDeterminismError,
@@ -41,6 +40,7 @@ from resumable.errors import (
 from resumable.runtime.events import subscribe
 from resumable.runtime.loop import AUTO
 from resumable.runtime.retry import Retry
+from resumable.runtime.wire import FanoutProgress, LoopProgress
 from resumable.stores import MemoryStore, SQLiteStore, Store, open_store
 
 __all__ = [
@@ -58,6 +58,7 @@ __all__ = [
     "ExecutionNotFound",
     "ExecutionStatus",
     "FanoutProgress",
+    "FormatVersionError",
     "LeaseLost",
     "LoopProgress",
     "LoopShapeError",

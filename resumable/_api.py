@@ -3,61 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-import re
 import time
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 from resumable import _config
-from resumable.errors import ExecutionLocked, ExecutionNotFound
-from resumable.runtime import engine, identity
+from resumable.errors import ExecutionLocked, ExecutionNotFound, FormatVersionError
+from resumable.runtime import engine, identity, wire
+from resumable.runtime.wire import (
+    FanoutProgress,
+    LoopProgress,
+    Progress,
+    read_progress,
+)
 from resumable.stores.base import ExecutionRecord, ExecutionUpdate, Status, Store
-from resumable.stores.codec import Codec
-
-
-@dataclass(frozen=True, slots=True)
-class LoopProgress:
-    """How far one checkpointed loop got: `done` of `total` (None if unknown)."""
-
-    position: str
-    site: str
-    location: str
-    done: int
-    total: int | None
-    finished: bool
-
-
-@dataclass(frozen=True, slots=True)
-class FanoutProgress:
-    """How far one `amap` or `agather` got, in items.
-
-    `done` items succeeded and `failed` ones were recorded as failures
-    (`return_exceptions=True`); both counts come from the item records, so
-    they are exact across resumes. `in_flight` is an estimate (nothing is
-    written when an item starts): min(concurrency, unfinished items) while
-    the execution runs with a live owner, else 0. `total` is None for an
-    input without a length (an async generator).
-    """
-
-    position: str
-    kind: Literal["amap", "agather"]
-    site: str
-    location: str
-    total: int | None
-    done: int
-    failed: int
-    in_flight: int
-
-    @property
-    def pending(self) -> int | None:
-        """Items neither finished nor running (None when the total is unknown)."""
-        if self.total is None:
-            return None
-        return max(0, self.total - self.done - self.failed - self.in_flight)
-
-    @property
-    def finished(self) -> bool:
-        return self.total is not None and self.done + self.failed >= self.total
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,9 +181,14 @@ async def snapshot(execution_id: str, store: Store, *, relations: bool = False) 
     record = await store.get(execution_id)
     if record is None:
         raise ExecutionNotFound(execution_id, store.url)
-    checkpoints = await store.load(execution_id)
     live = record.status == "running" and not _view(record).orphaned
-    progress = read_progress(execution_id, checkpoints, _config.codec(), live=live)
+    try:
+        wire.check_version(execution_id, record.format)
+    except FormatVersionError as exc:  # the record still shows; its progress cannot
+        progress = Progress(unreadable=1, first_error=str(exc))
+    else:
+        checkpoints = await store.load(execution_id)
+        progress = read_progress(execution_id, checkpoints, _config.codec(), live=live)
     view = _view(record, progress)
     if not relations:
         return Snapshot(record, view, progress)
@@ -272,121 +236,9 @@ def _view(record: ExecutionRecord, progress: Progress | None = None) -> Executio
         attempts=record.attempts,
         owner=record.owner,
         lease_expires_at=record.lease_expires_at,
-        error=record.error_text,
+        error=record.error_text or None,  # "": cleared by a later successful attempt
         progress=progress.loops if progress else (),
         fanouts=progress.fanouts if progress else (),
         cancel_requested=record.cancel_requested,
         parent_id=record.parent_id,
     )
-
-
-def _loop_location(execution_id: str, checkpoints: dict[str, bytes], key: str, codec: Codec) -> str:
-    data = checkpoints.get(f"{key}@")
-    if data is None:
-        return "?"
-    return str(codec.loads(data, execution_id=execution_id, key=f"{key}@").get("w", "?"))
-
-
-@dataclass(frozen=True, slots=True)
-class Progress:
-    """Everything the checkpoint records say about progress; `unreadable`
-    counts headers that could not be decoded (signed with a key this process
-    does not have, say), so a viewer can say why progress is missing."""
-
-    loops: tuple[LoopProgress, ...] = ()
-    fanouts: tuple[FanoutProgress, ...] = ()
-    unreadable: int = 0
-    first_error: str | None = None
-
-
-_FANOUT_KINDS: dict[str, Literal["amap", "agather"]] = {"map": "amap", "gather": "agather"}
-
-
-def read_progress(
-    execution_id: str, checkpoints: dict[str, bytes], codec: Codec, *, live: bool
-) -> Progress:
-    """Progress from the records alone, so any process sharing the store can
-    show it and nothing extra is written. Headers are plain data inside a
-    (signed) blob and item records start with a one-byte outcome tag (b"r"
-    result, b"e" exception): nothing of the user's is ever unpickled.
-    `live=False` (the run is not running, or its owner is gone) reports
-    nothing in flight."""
-    loops: list[LoopProgress] = []
-    fanouts: list[FanoutProgress] = []
-    items: dict[str, list[int]] = {}  # fan-out position -> [done, failed]
-    headers: dict[str, dict[str, Any]] = {}
-    unreadable = 0
-    first_error: str | None = None
-    for key, data in checkpoints.items():
-        head, sep, index = key.rpartition("=")
-        if sep and index.isdigit():  # an amap/agather item's outcome
-            counts = items.setdefault(head, [0, 0])
-            counts[data[:1] == b"e"] += 1
-            continue
-        if "+" in key or key.endswith("@") or data[:1] in (b"r", b"e"):
-            continue  # list deltas, loop locations, memoized step outcomes
-        try:
-            header = codec.loads(data, execution_id=execution_id, key=key)
-        except Exception as exc:  # a key we lack, a tampered record: say so, go on
-            unreadable += 1
-            first_error = first_error or str(exc)
-            continue
-        if isinstance(header, dict) and header.get("k") in ("loop", "map", "gather"):
-            headers[key] = header
-    for key, header in headers.items():
-        if header["k"] == "loop":
-            loops.append(
-                LoopProgress(
-                    position=key,
-                    site=str(header["s"]),
-                    # Records written before the location moved to "KEY@" hold it.
-                    location=str(
-                        header.get("w") or _loop_location(execution_id, checkpoints, key, codec)
-                    ),
-                    done=int(header["i"]),
-                    total=header["n"],
-                    finished=bool(header["d"]),
-                )
-            )
-            continue
-        done, failed = items.get(key, (0, 0))
-        fanouts.append(
-            FanoutProgress(
-                position=key,
-                kind=_FANOUT_KINDS[header["k"]],
-                site=str(header["s"]),
-                location=str(header["w"]),
-                total=header.get("n"),
-                done=done,
-                failed=failed,
-                in_flight=_in_flight(header, done + failed) if live else 0,
-            )
-        )
-    return Progress(
-        loops=tuple(sorted(loops, key=lambda p: position_order(p.position))),
-        fanouts=tuple(sorted(fanouts, key=lambda p: position_order(p.position))),
-        unreadable=unreadable,
-        first_error=first_error,
-    )
-
-
-def _in_flight(header: dict[str, Any], finished: int) -> int:
-    """Items running now, estimated. The header is written as items finish,
-    when the finishing ones no longer count and their replacements have not
-    started yet ("f" is often 0 while `concurrency` items run); between two
-    writes a live fan-out keeps min(concurrency, unfinished items) running."""
-    concurrency, total = header.get("c"), header.get("n")
-    if concurrency is None:  # written before "c" was recorded
-        return int(header.get("f") or 0)
-    if total is None:
-        return int(concurrency)
-    return max(0, min(int(concurrency), int(total) - finished))
-
-
-def position_order(position: str) -> tuple[int | str, ...]:
-    """Sort key for positions in program order: "#2" before "#10", and a
-    scope ("#1[3]/#0") right after the helper that opened it."""
-    return tuple(int(part) if part.isdigit() else part for part in _NUMBERS.split(position))
-
-
-_NUMBERS = re.compile(r"(\d+)")

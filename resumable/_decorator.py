@@ -166,6 +166,7 @@ class ResumableFunction(Generic[P, R]):
         name: str | None = None,
         version: str | None = None,
         on_code_change: engine.OnCodeChange = "error",
+        keep_checkpoints: bool = False,
     ) -> None:
         if isinstance(function, staticmethod | classmethod):
             raise TypeError(_wrapper_order_message(function, function.__func__))
@@ -181,6 +182,7 @@ class ResumableFunction(Generic[P, R]):
             name=name or function.__qualname__,
             location=f"{code.co_filename}:{code.co_firstlineno}",
             fingerprint=fingerprint.fingerprint(function, version),
+            keep_checkpoints=bool(keep_checkpoints),
         )
         engine.defined[self.target.reference] = self.target
         self._defaults: _Configured[P, R] = _Configured(self, None, store, on_code_change)
@@ -336,6 +338,7 @@ def resumable(
     name: str | None = None,
     version: str | None = None,
     on_code_change: engine.OnCodeChange = "error",
+    keep_checkpoints: bool = False,
 ) -> Callable[[Callable[P, Awaitable[R]]], ResumableFunction[P, R]]: ...
 
 
@@ -347,13 +350,22 @@ def resumable(
     name: str | None = None,
     version: str | None = None,
     on_code_change: engine.OnCodeChange = "error",
+    keep_checkpoints: bool = False,
 ) -> ResumableFunction[P, R] | Callable[[Callable[P, Awaitable[R]]], ResumableFunction[P, R]]:
     """Make an `async def` durable: its checkpointed loops survive crashes and
-    `resume(execution_id)` continues it in any process."""
+    `resume(execution_id)` continues it in any process. On completion its
+    checkpoint records are compacted into a summary (progress totals, the
+    steps that ran) in the transaction that stores the result;
+    `keep_checkpoints=True` keeps them all, for debugging."""
 
     def wrap(fn: Callable[P, Awaitable[R]]) -> ResumableFunction[P, R]:
         return ResumableFunction(
-            fn, store=store, name=name, version=version, on_code_change=on_code_change
+            fn,
+            store=store,
+            name=name,
+            version=version,
+            on_code_change=on_code_change,
+            keep_checkpoints=keep_checkpoints,
         )
 
     if function is not None:

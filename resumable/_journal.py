@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from resumable.runtime import records
+from resumable.runtime import records, wire
 from resumable.runtime.context import ExecutionContext, current_execution, position
 
 __all__ = ["Current", "current", "now", "random", "sleep", "uuid4"]
@@ -67,12 +67,12 @@ def _journaled(
         return produce()
     key = context.next_position(f"resumable.{name}()")
     where = _where(3)  # _where <- _journaled <- now() <- the user's code
-    header = records.read(context, key, "value", name, where)
+    header = records.read(context, key, wire.JOURNALED, name, where)
     if header is not None:
-        return decode(header["v"])
+        return decode(header[wire.VALUE])
     value = produce()
     context.pending[key] = records.seal(
-        context, {"k": "value", "s": name, "w": where, "v": encode(value)}, key
+        context, wire.value_header(wire.JOURNALED, name, where, encode(value)), key
     )
     return value
 
@@ -113,11 +113,11 @@ async def sleep(seconds: float) -> None:
 
 async def _wake_time(context: ExecutionContext, seconds: float, where: str) -> float:
     key = context.next_position("resumable.sleep()")
-    header = records.read(context, key, "sleep", "sleep", where)
+    header = records.read(context, key, wire.SLEEP, "sleep", where)
     if header is not None:
-        return float(header["v"])
+        return float(header[wire.VALUE])
     wake = time.time() + seconds
     await context.write(
-        {key: records.seal(context, {"k": "sleep", "s": "sleep", "w": where, "v": wake}, key)}
+        {key: records.seal(context, wire.value_header(wire.SLEEP, "sleep", where, wake), key)}
     )
     return wake

@@ -10,7 +10,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
-from resumable.runtime import events, records
+from resumable.runtime import events, records, wire
 from resumable.runtime.context import ExecutionContext, current_execution, position
 from resumable.runtime.retry import RetriesArg, Retry, as_policy, call_with_policy, check_timeout
 from resumable.stores.codec import UnserializableValue
@@ -81,12 +81,12 @@ class Step(Generic[P, R]):
         key = context.next_position(f"step {self.name}")
         if self._memoize:
             return await self._memoized(context, args, kwargs)
-        recorded = records.read(context, key, "step", self.name, self.location)
+        recorded = records.read(context, key, wire.STEP, self.name, self.location)
         if recorded is not None:
             events.record(events.StepReplayed, context.execution_id, position=key, step=self.name)
-            if "e" in recorded:
-                raise records.load_value(context, recorded["e"], key)
-            return records.load_value(context, recorded["r"], key)  # type: ignore[no-any-return]
+            if wire.ERROR in recorded:
+                raise records.load_value(context, recorded[wire.ERROR], key)
+            return records.load_value(context, recorded[wire.RESULT], key)  # type: ignore[no-any-return]
         token = position.set(key)
         events.record(events.StepStarted, context.execution_id, position=key, step=self.name)
         began = time.perf_counter()
@@ -125,10 +125,8 @@ class Step(Generic[P, R]):
         error: BaseException | None = None,
     ) -> bytes:
         where = f"step {self.name} ({self.location})"
-        header: dict[str, Any] = {"k": "step", "s": self.name, "w": self.location}
         outcome = records.dump_outcome(context, result, error, where, "result", key)
-        header["e" if error is not None else "r"] = outcome[1:]
-        return records.seal(context, header, key)
+        return records.seal(context, wire.step_header(self.name, self.location, outcome), key)
 
     async def _memoized(
         self, context: ExecutionContext, args: tuple[Any, ...], kwargs: dict[str, Any]
@@ -138,7 +136,7 @@ class Step(Generic[P, R]):
         so that no single caller's cancellation cancels it for the others.
         The outcome is journaled by key, so a resumed execution does not call
         again either."""
-        memo_key = f"memo:{self.name}:{self._memo_key(context, args, kwargs)}"
+        memo_key = wire.memo_key(self.name, self._memo_key(context, args, kwargs))
         shared = context.memo.get(memo_key)
         if shared is None:
             loop = asyncio.get_running_loop()

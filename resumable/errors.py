@@ -270,6 +270,24 @@ class CorruptCheckpoint(ResumableError):
         )
 
 
+class FormatVersionError(ResumableError):
+    """An execution was written in a record format this release cannot read."""
+
+    def __init__(self, execution_id: str, found: int, supported: int) -> None:
+        self.execution_id = execution_id
+        self.found = found
+        self.supported = supported
+        super().__init__(execution_id, found, supported)
+
+    def _message(self) -> str:
+        return (
+            f"execution {self.execution_id!r} was written in record format {self.found}, "
+            f"newer than format {self.supported}, the newest this release of resumable "
+            "reads. Nothing was changed. HINT: resume it with the release that wrote it, "
+            "or upgrade resumable (pip install -U resumable-runtime)."
+        )
+
+
 class StoreUnavailable(ResumableError):
     """The store could not be reached, even after retrying with backoff."""
 

@@ -19,7 +19,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from resumable.errors import LoopShapeError
-from resumable.runtime import bytecode, faults
+from resumable.runtime import bytecode, faults, wire
 
 if TYPE_CHECKING:
     from resumable.stores.base import Lease, Store
@@ -100,9 +100,9 @@ class ExecutionContext:
         if self._items is None:
             self._items = {}
             for name, data in self.records.items():
-                head, sep, index = name.rpartition("=")
-                if sep and index.isdigit():
-                    self._items.setdefault(head, {})[int(index)] = data
+                parsed = wire.parse_key(name)
+                if parsed.kind == "item" and parsed.index is not None:
+                    self._items.setdefault(parsed.position, {})[parsed.index] = data
         return self._items.get(key, {})
 
     def next_position(self, what: str = "a step") -> str:
@@ -130,7 +130,7 @@ class ExecutionContext:
         path = scope_path()
         seq = self.counters.get(path, 0)
         self.counters[path] = seq + 1
-        return f"{path}#{seq}"
+        return wire.position(path, seq)
 
 
 class _GroupCommit:

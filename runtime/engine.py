@@ -38,7 +38,7 @@ from resumable.errors import (
     NonDeterminismError,
     StoreUnavailable,
 )
-from resumable.runtime import events, faults, fingerprint, identity, records, references
+from resumable.runtime import events, faults, fingerprint, identity, records, references, wire
 from resumable.runtime.context import ExecutionContext, enter_execution
 from resumable.stores.base import ExecutionRecord, ExecutionUpdate, Lease, Store
 from resumable.stores.codec import Codec, UnserializableValue
@@ -65,6 +65,9 @@ class Target:
     name: str
     location: str
     fingerprint: str
+    # Keep every checkpoint record after completion (for debugging) instead
+    # of compacting them into a summary.
+    keep_checkpoints: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,6 +151,7 @@ async def prepare_new(
         fingerprint=target.fingerprint,
         location=target.location,
         parent_id=parent_id,
+        format=wire.FORMAT_VERSION,
         created_at=now,
         updated_at=now,
     )
@@ -188,6 +192,16 @@ async def prepare_existing(
     record = await store.get(execution_id)
     if record is None:
         raise ExecutionNotFound(execution_id, store.url)
+    wire.check_version(execution_id, record.format)
+    if record.format < wire.FORMAT_VERSION:
+        # Format 1 has the same keys and headers: read as it is, not migrated.
+        log.info(
+            "reading older record format",
+            execution_id=execution_id,
+            format=record.format,
+            current=wire.FORMAT_VERSION,
+            action="read as is",
+        )
     if record.status == "completed":
         return Finished(execution_id, _decode_result(record, codec))
     target = target or resolve_target(record)
@@ -288,9 +302,9 @@ async def start_child(  # noqa: PLR0917
     settings = parent_run.settings
     if on_code_change is not None:
         settings = dataclasses.replace(settings, on_code_change=on_code_change)
-    recorded = records.read(parent, key, "child", target.reference, target.location)
+    recorded = records.read(parent, key, wire.CHILD_KIND, target.reference, target.location)
     if recorded is not None:
-        child_id = str(recorded["c"])
+        child_id = str(recorded[wire.CHILD])
         if execution_id is not None and execution_id != child_id:
             raise NonDeterminismError(
                 parent.execution_id,
@@ -454,7 +468,7 @@ async def _run(prepared: Prepared, settings: Settings) -> Any:
         await _finish(context, "failed", None, error)
         _failed(record, began, error)
         raise error from None
-    await _finish(context, "completed", blob, None)
+    await _finish(context, "completed", blob, None, compact=not prepared.target.keep_checkpoints)
     events.record(
         events.ExecutionCompleted, record.id, function=record.name, seconds=time.time() - began
     )
@@ -493,7 +507,12 @@ async def _finish(
     status: Literal["completed", "failed", "cancelled"],
     result: bytes | None,
     error: BaseException | None,
+    *,
+    compact: bool = False,
 ) -> None:
+    """Record the outcome and release the lease. `compact`: replace the
+    checkpoint records with their summary (`wire.compact`) in the same
+    transaction that stores the result."""
     error_blob = error_text = None
     if error is not None:
         error_text = "".join(traceback.format_exception(error))
@@ -501,12 +520,18 @@ async def _finish(
             error_blob = context.codec.dumps(error, execution_id=context.execution_id, key="error")
         except UnserializableValue:
             error_blob = None
+    summary = None
+    if compact:
+        records = await context.store.load(context.execution_id)
+        summary = wire.compact(context.execution_id, records, context.codec)
     update = ExecutionUpdate(
         status=status,
         finished_at=time.time(),
         result=result,
         error=error_blob,
-        error_text=error_text,
+        # A completed resume leaves no error of an earlier attempt behind.
+        error_text=error_text if status != "completed" else "",
+        replace_checkpoints=summary,
     )
     await context.store.update(context.lease, update)
     await context.store.release(context.lease)

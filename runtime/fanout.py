@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from resumable.runtime import events, records
+from resumable.runtime import events, records, wire
 from resumable.runtime.context import (
     ExecutionContext,
     current_execution,
@@ -145,15 +145,15 @@ class Fanout:
         if self.plan.discard is not None:
             self.plan.discard(item)
         assert self._context is not None
-        key = f"{self._key}={index}"
+        key = wire.item_key(self._key, index)
         value, error = records.load_outcome(self._context, self._recorded[index], key)
         return Outcome(index, value, error)
 
     async def _run(self, index: int, item: Any) -> Outcome:
         context = self._context
         if context is not None:
-            enter_item_scope(f"{self._path}{self._key}[{index}]/")
-            position.set(f"{self._key}[{index}]")
+            enter_item_scope(wire.item_scope(self._path, self._key, index))
+            position.set(wire.item_position(self._key, index))
         self._in_flight += 1
         if context is not None:
             events.record(events.ItemStarted, context.execution_id, position=self._key, index=index)
@@ -186,7 +186,7 @@ class Fanout:
 
     async def _record(self, context: ExecutionContext, outcome: Outcome) -> None:
         where = f"{self.plan.kind} {self.plan.site} ({self.plan.location})"
-        item_key = f"{self._key}={outcome.index}"
+        item_key = wire.item_key(self._key, outcome.index)
         data = records.dump_outcome(
             context, outcome.value, outcome.error, where, f"item {outcome.index}", item_key
         )
@@ -194,19 +194,14 @@ class Fanout:
             self._done += 1
         else:
             self._failed += 1
-        # The header rides along in the same transaction: progress (done,
-        # failed, in flight) costs no extra write.
-        header = {
-            "k": self.plan.kind,
-            "s": self.plan.site,
-            "w": self.plan.location,
-            "n": self.plan.total,
-            "i": self._done + len(self._recorded),
-            "x": self._failed,
-            "f": self._in_flight,
-            # Progress viewers estimate what runs between two writes from it.
-            "c": self.plan.concurrency,
-        }
+        header = wire.FanoutHeader(
+            kind=self.plan.kind,
+            site=self.plan.site,
+            location=self.plan.location,
+            total=self.plan.total,
+            in_flight=self._in_flight,
+            concurrency=self.plan.concurrency,
+        )
         await context.write_grouped(
-            {item_key: data, self._key: records.seal(context, header, self._key)}
+            {item_key: data, self._key: records.seal(context, header.wire(), self._key)}
         )

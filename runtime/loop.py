@@ -27,7 +27,7 @@ from resumable.errors import (
     NonDeterminismError,
     UnsupportedBytecode,
 )
-from resumable.runtime import audit, bytecode, carry, events, frames, kinds, ordering, records
+from resumable.runtime import audit, bytecode, carry, events, frames, kinds, ordering, records, wire
 from resumable.runtime.context import (
     ExecutionContext,
     OpenLoop,
@@ -274,17 +274,18 @@ class CheckpointedLoop(AsyncIterator[T], Generic[T]):
                 del values[name]
 
     def _restore(self, context: ExecutionContext) -> None:
-        header = records.read(context, self._key, "loop", self._site.site, self._site.location)
+        header = records.read(context, self._key, wire.LOOP, self._site.site, self._site.location)
         if header is None:
             return
-        in_place: list[str] = list(header.get("e", ()))
-        if header.get("l"):
-            values, in_place = self._load_linked(context, header["c"])
+        loop = wire.LoopHeader.parse(header)
+        in_place = list(loop.same)
+        if loop.linked:
+            values, in_place = self._load_linked(context, loop.carried)
         else:
-            values = records.load_value(context, header["c"], self._key)
+            values = records.load_value(context, loop.carried, self._key)
         code = self._frame.f_code
         known = set(code.co_varnames) | set(code.co_cellvars) | set(code.co_freevars)
-        for name in (*values, *header["a"]):
+        for name in (*values, *loop.appends):
             if name[0] != "$" and name not in known:
                 raise NonDeterminismError(
                     context.execution_id,
@@ -292,14 +293,14 @@ class CheckpointedLoop(AsyncIterator[T], Generic[T]):
                     f"a loop carrying {name!r}",
                     f"a loop of {code.co_qualname} without a local {name!r}",
                 )
-        for name, last in header["a"].items():
+        for name, last in loop.appends.items():
             values[name] = items = self._rebuild(context, name, last)
             self._tracks[name] = _AppendTrack(last, items, len(items), items[-1] if items else None)
         frames.restore(self._frame, values, in_place)
         self._located = True
-        self._index = self._flushed = header["i"]
-        self._done = header["d"]
-        self._recorded_digest = header.get("h")
+        self._index = self._flushed = loop.index
+        self._done = loop.done
+        self._recorded_digest = loop.digest
         events.record(
             events.LoopResumed,
             context.execution_id,
@@ -334,8 +335,8 @@ class CheckpointedLoop(AsyncIterator[T], Generic[T]):
         payload = context.codec.loads(
             blob, execution_id=context.execution_id, key=self._key, links=link
         )
-        values: dict[str, Any] = dict(payload["v"])
-        for name, state in payload["s"].items():
+        values: dict[str, Any] = dict(payload[wire.LINKED_VALUES])
+        for name, state in payload[wire.LINKED_STATES].items():
             target = link(name)
             if not frames.set_state(target, state):
                 raise CorruptCheckpoint(
@@ -352,7 +353,7 @@ class CheckpointedLoop(AsyncIterator[T], Generic[T]):
         (100,000 times for a long loop) and is kept tight."""
         items: list[Any] = []
         extend, stored, loads = items.extend, context.records.get, context.codec.loads
-        execution_id, prefix = context.execution_id, f"{self._key}+{name}."
+        execution_id, prefix = context.execution_id, wire.delta_prefix(self._key, name)
         for seq in range(last + 1):
             key = prefix + str(seq)
             data = stored(key)
@@ -398,27 +399,31 @@ class CheckpointedLoop(AsyncIterator[T], Generic[T]):
             self._audit.check(self, values, delta_values, tracks)
         if not self._located:
             # file:line goes out once per loop, not in every iteration's header.
-            located = f"{self._key}@"
-            puts[located] = records.seal(context, {"w": self._site.location}, located)
+            located = wire.location_key(self._key)
+            puts[located] = records.seal(
+                context, wire.location_header(self._site.location), located
+            )
             self._located = True
-        header: dict[str, Any] = {
-            "k": "loop",
-            "s": self._site.site,
-            "i": self._index,
-            "n": self._total,
-            "d": self._done,
-            "a": {name: track.seq for name, track in tracks.items()} if tracks else _NO_TRACKS,
-        }
-        if self._plan.shared and same:
-            header["c"] = self._encode_linked(context, values, same, where)
-            header["l"] = 1
-        else:
-            header["c"] = self._encode(context, values, where)
-            if same:
-                header["e"] = same  # still the object the loop began with: restore in place
-        if self._item is not _MISSING and self._index:
-            header["h"] = ordering.digest(self._item)
-        puts[self._key] = records.seal(context, header, self._key)
+        linked = bool(self._plan.shared and same)
+        header = wire.LoopHeader(
+            site=self._site.site,
+            index=self._index,
+            total=self._total,
+            done=self._done,
+            appends={name: track.seq for name, track in tracks.items()} if tracks else _NO_TRACKS,
+            carried=(
+                self._encode_linked(context, values, same, where)
+                if linked
+                else self._encode(context, values, where)
+            ),
+            # Still the objects the loop began with: restored in place.
+            same=tuple(same),
+            linked=linked,
+            digest=(
+                ordering.digest(self._item) if self._item is not _MISSING and self._index else None
+            ),
+        )
+        puts[self._key] = records.seal(context, header.wire(), self._key)
         watched = events.wanted()
         began = time.perf_counter() if watched else 0.0
         await context.write(puts, deletes)
@@ -455,7 +460,7 @@ class CheckpointedLoop(AsyncIterator[T], Generic[T]):
                 states[name] = state
         try:
             return context.codec.dumps_linked(
-                {"v": rebound, "s": states},
+                {wire.LINKED_VALUES: rebound, wire.LINKED_STATES: states},
                 links,
                 execution_id=context.execution_id,
                 key=self._key,
@@ -502,10 +507,10 @@ class CheckpointedLoop(AsyncIterator[T], Generic[T]):
             # First checkpoint, or the list was replaced or edited in place:
             # write it whole as the new base and drop the old deltas.
             if track is not None:
-                deletes.extend(f"{self._key}+{name}.{s}" for s in range(1, track.seq + 1))
+                deletes.extend(wire.delta_key(self._key, name, s) for s in range(1, track.seq + 1))
             seq = 0
             new = value
-        delta_key = f"{self._key}+{name}.{seq}"
+        delta_key = wire.delta_key(self._key, name, seq)
         puts[delta_key] = records.dump_value(context, list(new), where, name, delta_key)
         return _AppendTrack(seq, value, len(value), value[-1] if value else None)
 

@@ -1,11 +1,8 @@
 """Checkpoint records: a small plain-data header per helper position.
 
-Every record is one codec blob (signed when a secret key is set) holding a
-dict with at least "k" (kind: loop, step, map, gather, value, sleep, child),
-"s" (the site: which helper, stable across edits elsewhere) and "w"
-(file:line, for messages). User values inside it are nested codec blobs, so
-a record's header can be read (progress, `show`) without unpickling
-anything of the user's.
+What a record holds, and under which key, is `wire`'s (the format); this
+module encodes and checks records with the execution's codec, and names
+the culprit when a value cannot be stored.
 """
 
 from __future__ import annotations
@@ -17,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from resumable.errors import CheckpointError, CorruptCheckpoint, NonDeterminismError
+from resumable.runtime import wire
 from resumable.runtime.context import ExecutionContext
 from resumable.stores.codec import Codec, UnserializableValue
 
@@ -169,14 +167,13 @@ def read(
     data = context.records.get(key)
     if data is None:
         return None
-    header = load_value(context, data, key)
-    if not isinstance(header, dict) or "k" not in header:
-        raise CorruptCheckpoint(context.execution_id, key, "not a checkpoint record")
-    if header["k"] != kind or header.get("s") != site:
+    header = wire.check_header(context.execution_id, key, load_value(context, data, key))
+    if header[wire.KIND] != kind or header.get(wire.SITE) != site:
+        found = header.get(wire.WHERE) or _location(context, key)
         raise NonDeterminismError(
             context.execution_id,
             f"position {key}",
-            f"{header['k']} {header.get('s')} ({header.get('w') or _location(context, key)})",
+            f"{header[wire.KIND]} {header.get(wire.SITE)} ({found})",
             f"{kind} {site} ({where})",
         )
     return header
@@ -186,7 +183,6 @@ def read(
 
 # Derived child ids longer than this many characters end in a digest instead.
 CHILD_ID_MAX = 200
-_POSITION = re.compile(r"(?:#\d+\[\d+\]/)*#\d+")  # "#3", "#0[5]/#1": see context.py
 _DIGITS = re.compile(r"\d+")
 
 
@@ -201,7 +197,7 @@ def child_id(parent_id: str, position: str) -> str:
     that would pass CHILD_ID_MAX characters keeps its first 150 and ends in
     "~" and a digest of the whole, so ids stay short however deep they nest.
     """
-    if _POSITION.fullmatch(position):
+    if wire.is_position(position):
         tail = ".".join(_DIGITS.findall(position))
     else:  # a position of another shape: unique, if less readable
         tail = "~" + _digest(position)
@@ -220,15 +216,16 @@ def child_record(context: ExecutionContext, key: str, site: str, where: str, chi
     """The parent's record of a child execution at `key`: which function
     (the site), and the child's id. The child's outcome lives in the child's
     own execution record, not here."""
-    return seal(context, {"k": "child", "s": site, "w": where, "c": child}, key)
+    return seal(context, wire.child_header(site, where, child), key)
 
 
 def _location(context: ExecutionContext, key: str) -> str:
     """A loop's file:line lives in a record of its own (written once)."""
-    data = context.records.get(f"{key}@")
+    located = wire.location_key(key)
+    data = context.records.get(located)
     if data is None:
         return "?"
-    return str(load_value(context, data, f"{key}@").get("w", "?"))
+    return str(load_value(context, data, located).get(wire.WHERE, "?"))
 
 
 def type_name(value: object) -> str:
@@ -264,13 +261,14 @@ def dump_outcome(  # noqa: PLR0917
     """A step's or item's outcome for record `key`: b"r" + result, or b"e" +
     the exception."""
     if error is None:
-        return b"r" + dump_value(context, value, where, what, key)
+        return wire.OUTCOME_RESULT + dump_value(context, value, where, what, key)
     execution_id = context.execution_id
     try:
-        return b"e" + context.codec.dumps(error, execution_id=execution_id, key=key)
+        return wire.OUTCOME_ERROR + context.codec.dumps(error, execution_id=execution_id, key=key)
     except UnserializableValue:
         stand_in = ReplayedFailure(type_name(error), str(error))
-        return b"e" + context.codec.dumps(stand_in, execution_id=execution_id, key=key)
+        blob = context.codec.dumps(stand_in, execution_id=execution_id, key=key)
+        return wire.OUTCOME_ERROR + blob
 
 
 def load_outcome(
@@ -278,8 +276,8 @@ def load_outcome(
 ) -> tuple[Any, BaseException | None]:
     kind, blob = data[:1], data[1:]
     value = load_value(context, blob, key)
-    if kind == b"r":
+    if kind == wire.OUTCOME_RESULT:
         return value, None
-    if kind == b"e" and isinstance(value, BaseException):
+    if kind == wire.OUTCOME_ERROR and isinstance(value, BaseException):
         return None, value
     raise CorruptCheckpoint(context.execution_id, key, "not a recorded outcome")

@@ -149,8 +149,10 @@ return 1
 UPDATE = """
 local lost = fence(KEYS[1], ARGV[1], ARGV[2])
 if lost then return lost end
-redis.call('HSET', KEYS[1], 'updated_at', fmt(now()), unpack(ARGV, 4))
+local puts = tonumber(ARGV[4])
+redis.call('HSET', KEYS[1], 'updated_at', fmt(now()), unpack(ARGV, 5 + 2 * puts))
 if ARGV[3] == '1' then redis.call('DEL', KEYS[2]) end
+if puts > 0 then chunked('HSET', KEYS[2], 5, 4 + 2 * puts, 1000) end
 return redis.call('HGETALL', KEYS[1])
 """
 
@@ -201,7 +203,7 @@ SCRIPTS: dict[str, Script] = {
 # -- records as hashes ----------------------------------------------------------
 
 _FLOATS = frozenset({"created_at", "updated_at", "started_at", "finished_at", "lease_expires_at"})
-_INTS = frozenset({"lease_token", "attempts"})
+_INTS = frozenset({"lease_token", "attempts", "format"})
 _BLOBS = frozenset({"args", "result", "error"})
 _FIELDS = tuple(f.name for f in dataclasses.fields(ExecutionRecord))
 # Fields the scripts set themselves when a lease is taken.

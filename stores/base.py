@@ -36,6 +36,9 @@ class ExecutionRecord:
     location: str  # "path/to/file.py:LINE" of the function
     # The execution this one is a child of (it was awaited inside it), or None.
     parent_id: str | None = None
+    # The checkpoint record format it was written in (see runtime/wire.py);
+    # 1 for executions stored before the field existed. Opaque to stores.
+    format: int = 1
     status: Status = "running"
     created_at: float = 0.0
     updated_at: float = 0.0
@@ -70,7 +73,8 @@ class Lease:
 class ExecutionUpdate:
     """Fields to change on an execution record, applied atomically with the
     fencing check. `None` means "leave as is"; `clear_checkpoints` deletes every
-    checkpoint record of the execution in the same transaction."""
+    checkpoint record of the execution in the same transaction, and
+    `replace_checkpoints` (when not None) makes them exactly these records."""
 
     status: Status | None = None
     fingerprint: str | None = None
@@ -82,6 +86,7 @@ class ExecutionUpdate:
     attempts: int | None = None
     cancel_requested: bool | None = None
     clear_checkpoints: bool = False
+    replace_checkpoints: Mapping[str, bytes] | None = None
 
 
 @dataclass(slots=True)

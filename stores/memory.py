@@ -121,8 +121,10 @@ class MemoryStore:
         record = self._fenced(lease)
         record = record.replace(**_common.update_changes(update), updated_at=time.time())
         self._records[lease.execution_id] = record
-        if update.clear_checkpoints:
+        if update.clear_checkpoints or update.replace_checkpoints is not None:
             self._checkpoints[lease.execution_id].clear()
+        if update.replace_checkpoints:
+            self._checkpoints[lease.execution_id].update(update.replace_checkpoints)
         return record
 
     async def load(self, execution_id: str) -> dict[str, bytes]:

@@ -283,12 +283,14 @@ class RedisStore:
     async def update(self, lease: Lease, update: ExecutionUpdate) -> ExecutionRecord:
         _common.check_update(lease.execution_id, update, self.max_record_bytes)
         fields = lua.encode_fields(_common.update_changes(update))
-        clear = "1" if update.clear_checkpoints else "0"
+        replacing = update.replace_checkpoints
+        clear = "1" if update.clear_checkpoints or replacing is not None else "0"
+        puts = [part for item in (replacing or {}).items() for part in item]
         stored = await self._script(
             f"updating execution {lease.execution_id!r}",
             "update",
             lease.execution_id,
-            [lease.owner, lease.token, clear, *fields],
+            [lease.owner, lease.token, clear, len(puts) // 2, *puts, *fields],
             lease=lease,
         )
         record = lua.decode_record(lua.pairs(stored))

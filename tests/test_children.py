@@ -542,7 +542,9 @@ class TestCommandLine:
 
     def test_cancel_a_parent_from_the_command_line(self, url, sqlite):
         execution_id = new_id()
-        process = start(url, execution_id, "children.backfill", 3, Path(os.devnull), 0.2)
+        # Items slow enough that the child cannot finish before the cancel
+        # reaches it, however loaded the machine.
+        process = start(url, execution_id, "children.backfill", 3, Path(os.devnull), 2.0)
         try:
             _wait_for(url, f"{execution_id}/0.0.0")
             result = cli("cancel", execution_id, store=url)

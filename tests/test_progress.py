@@ -14,8 +14,8 @@ import pytest
 from jobs import batch, watched
 
 from resumable import FanoutProgress, status
-from resumable._api import read_progress
 from resumable._cli import progress, values
+from resumable.runtime.wire import read_progress
 from resumable.stores.codec import Codec
 from resumable.testing import SimulatedCrash, crash_after
 
@@ -93,7 +93,7 @@ class TestBars:
         assert len(narrow) < 70 and "[" in narrow and "104/200" in narrow
 
     def test_finished_nested_entries_are_summarised(self):
-        from resumable._api import LoopProgress, Progress
+        from resumable.runtime.wire import LoopProgress, Progress
 
         loops = [LoopProgress("#0", "f:loop0(i)", "f.py:1", 50, 50, True)]
         loops += [

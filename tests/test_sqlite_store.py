@@ -145,10 +145,12 @@ class TestSchemaMigration:
     async def test_opening_migrates_to_the_current_version(self, v1_path):
         await SQLiteStore(v1_path).close()
         with closing(sqlite3.connect(v1_path)) as conn:
-            assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+            assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
             columns = [row[1] for row in conn.execute("PRAGMA table_info(executions)")]
             indexes = [row[1] for row in conn.execute("PRAGMA index_list(executions)")]
-        assert "parent_id" in columns
+            formats = {row[0] for row in conn.execute("SELECT format FROM executions")}
+        assert "parent_id" in columns and "format" in columns
+        assert formats == {1}  # stored before the record format was recorded
         assert "executions_parent_id" in indexes
         again = SQLiteStore(v1_path)  # a migrated file opens as it is
         await again.close()

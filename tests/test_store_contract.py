@@ -401,6 +401,34 @@ class TestUpdate:
         await store.write(lease, {"c": b"3"})
         assert await store.load("e1") == {"c": b"3"}
 
+    async def test_replace_checkpoints_with_the_outcome(self, store, make_record):
+        """Compaction at completion: the records become exactly the summary,
+        in the transaction that stores the result."""
+        lease = await created(store, make_record("e1"))
+        await store.write(lease, {"a": b"1", "b": b"2", "c": b"3"})
+        summary = {"a": b"summary", f"k{'x' * 300}": b"\x00" * 10}
+        summary |= {f"many{i}": b"%d" % i for i in range(1200)}  # past Lua's unpack chunk
+        update = ExecutionUpdate(status="completed", result=b"r", replace_checkpoints=summary)
+        updated = await store.update(lease, update)
+        assert (updated.status, updated.result) == ("completed", b"r")
+        assert await store.load("e1") == summary
+        await store.update(lease, ExecutionUpdate(replace_checkpoints={}))
+        assert await store.load("e1") == {}
+
+    async def test_replace_checkpoints_is_fenced(self, store, make_record):
+        old, new = await taken_over(store, make_record("e1"))
+        await store.write(new, {"a": b"1"})
+        with pytest.raises(LeaseLost):
+            await store.update(old, ExecutionUpdate(replace_checkpoints={"b": b"2"}))
+        assert await store.load("e1") == {"a": b"1"}
+
+    async def test_the_format_field_round_trips(self, store, make_record):
+        await created(store, make_record("e1", format=2))
+        await created(store, make_record("e0"))
+        found, default = await store.get("e1"), await store.get("e0")
+        assert found is not None and default is not None
+        assert (found.format, default.format) == (2, 1)
+
     async def test_without_clear_checkpoints_they_stay(self, store, make_record):
         lease = await created(store, make_record("e1"))
         await store.write(lease, {"a": b"1"})

@@ -14,7 +14,8 @@ import time
 from collections.abc import Sequence
 from typing import Any, TextIO
 
-from resumable._api import ExecutionStatus, FanoutProgress, LoopProgress
+from resumable._api import ExecutionStatus
+from resumable.runtime.wire import FanoutProgress, LoopProgress
 
 
 def when(timestamp: float | None) -> str:

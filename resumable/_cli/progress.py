@@ -11,8 +11,8 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from resumable._api import FanoutProgress, LoopProgress, Progress, position_order
 from resumable._cli.formatting import span, where
+from resumable.runtime.wire import FanoutProgress, LoopProgress, Progress, position_order
 
 Entry = LoopProgress | FanoutProgress
 

@@ -1,0 +1,508 @@
+"""The checkpoint record format: what every process that touches a store
+agrees on. Nothing else builds or parses a record key or a header field.
+
+Keys. Each helper call of an execution has a *position*: "#<n>" is the n-th
+helper call of its scope, and a loop iteration or fan-out item opens a
+scope "<position>[<index>]/" (so "#0[5]/#1" is the 2nd call in iteration 5
+of the loop at #0). Records live at:
+
+    <position>              the header of a loop, fan-out, step, value, sleep or child
+    <position>@             a loop's location (file:line), written once
+    <position>+<name>.<seq> delta <seq> of the carried list <name> (0: the base)
+    <position>=<index>      the outcome of fan-out item <index>
+    memo:<step>:<digest>    a memoized step outcome
+
+Headers are plain dicts with one-letter wire names (the constants below),
+encoded by the codec; user values inside them are nested codec blobs, so a
+header is readable (progress, `show`) without unpickling anything of the
+user's. Item and memo records start with a one-byte outcome tag instead
+(b"r" result, b"e" exception).
+
+Version. `FORMAT_VERSION` is stored with every execution (the store's
+`format` field). A process refuses an execution written in a newer format,
+naming both; format 1 (releases before the field existed) has the same keys
+and headers and is read as it is.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, Final, Literal
+
+from resumable.errors import CorruptCheckpoint, FormatVersionError
+from resumable.stores.codec import Codec
+
+FORMAT_VERSION: Final = 2
+# What a record without a format field was written in.
+FIRST_FORMAT: Final = 1
+
+# -- header wire names ---------------------------------------------------------
+
+KIND: Final = "k"  # every header: loop, map, gather, step, value, sleep, child
+SITE: Final = "s"  # which helper (stable across edits elsewhere)
+WHERE: Final = "w"  # file:line, for messages
+# loop
+INDEX: Final = "i"  # iterations finished
+TOTAL: Final = "n"  # len(iterable), or None (also fan-outs)
+DONE: Final = "d"  # the iterable is exhausted
+APPENDS: Final = "a"  # {name: last delta seq} of lists written as deltas
+CARRIED: Final = "c"  # the carried values (a codec blob)
+SAME: Final = "e"  # names still bound to the object the loop began with
+LINKED: Final = "l"  # CARRIED is a linked pickle of values sharing objects
+DIGEST: Final = "h"  # digest of the last finished item
+# inside a linked CARRIED blob: values rebound, and contents of SAME objects
+LINKED_VALUES: Final = "v"
+LINKED_STATES: Final = "s"
+# fan-out
+IN_FLIGHT: Final = "f"
+CONCURRENCY: Final = "c"
+# fan-out, compacted: the item counts its item records held
+ITEMS_DONE: Final = "i"
+ITEMS_FAILED: Final = "x"
+# step
+RESULT: Final = "r"
+ERROR: Final = "e"
+FAILED: Final = "x"  # compacted: the step raised
+# a summary left by compaction at completion (values and items dropped)
+COMPACTED: Final = "z"
+# value, sleep
+VALUE: Final = "v"
+# child
+CHILD: Final = "c"
+
+LOOP: Final = "loop"
+MAP: Final = "map"
+GATHER: Final = "gather"
+STEP: Final = "step"
+JOURNALED: Final = "value"
+SLEEP: Final = "sleep"
+CHILD_KIND: Final = "child"
+FANOUT_KINDS: Final = (MAP, GATHER)
+
+# Outcome tags of item and memo records.
+OUTCOME_RESULT: Final = b"r"
+OUTCOME_ERROR: Final = b"e"
+
+# -- keys ----------------------------------------------------------------------
+
+
+def position(scope: str, seq: int) -> str:
+    return f"{scope}#{seq}"
+
+
+def item_scope(scope: str, key: str, index: int) -> str:
+    """The scope of item `index` of the fan-out (or iteration of the loop) at `key`."""
+    return f"{scope}{key}[{index}]/"
+
+
+def item_position(key: str, index: int) -> str:
+    """What `current().idempotency_key()` names for an item."""
+    return f"{key}[{index}]"
+
+
+def location_key(key: str) -> str:
+    return f"{key}@"
+
+
+def delta_key(key: str, name: str, seq: int) -> str:
+    return f"{key}+{name}.{seq}"
+
+
+def delta_prefix(key: str, name: str) -> str:
+    return f"{key}+{name}."
+
+
+def item_key(key: str, index: int) -> str:
+    return f"{key}={index}"
+
+
+def memo_key(step: str, digest: str) -> str:
+    return f"memo:{step}:{digest}"
+
+
+KeyKind = Literal["header", "location", "delta", "item", "memo", "unknown"]
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedKey:
+    """What a record key says: its kind, the position of the helper it
+    belongs to, and the carried name and sequence number (deltas) or item
+    index (fan-out items)."""
+
+    kind: KeyKind
+    position: str
+    name: str | None = None
+    seq: int | None = None
+    index: int | None = None
+
+
+_POSITION = r"(?:#\d+\[\d+\]/)*#\d+"
+_KEY = re.compile(
+    rf"(?P<position>{_POSITION})"
+    r"(?:(?P<location>@)|\+(?P<name>[^.]+)\.(?P<seq>\d+)|=(?P<index>\d+))?"
+)
+_POSITION_ONLY = re.compile(_POSITION)
+_NUMBERS = re.compile(r"(\d+)")
+
+
+def parse_key(key: str) -> ParsedKey:
+    """The typed meaning of a record key (kind "unknown" for anything else)."""
+    if key.startswith("memo:"):
+        return ParsedKey("memo", key)
+    found = _KEY.fullmatch(key)
+    if found is None:
+        return ParsedKey("unknown", key)
+    where = found["position"]
+    if found["location"]:
+        return ParsedKey("location", where)
+    if found["name"] is not None:
+        return ParsedKey("delta", where, name=found["name"], seq=int(found["seq"]))
+    if found["index"] is not None:
+        return ParsedKey("item", where, index=int(found["index"]))
+    return ParsedKey("header", where)
+
+
+def is_position(text: str) -> bool:
+    return _POSITION_ONLY.fullmatch(text) is not None
+
+
+def position_order(where: str) -> tuple[int | str, ...]:
+    """Sort key for positions in program order: "#2" before "#10", and a
+    scope ("#1[3]/#0") right after the helper that opened it."""
+    return tuple(int(part) if part.isdigit() else part for part in _NUMBERS.split(where))
+
+
+# -- headers -------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class LoopHeader:
+    site: str
+    index: int
+    total: int | None
+    done: bool
+    appends: dict[str, int]
+    carried: bytes
+    same: tuple[str, ...] = ()
+    linked: bool = False
+    digest: Any = None
+    location: str | None = None  # format 1 wrote it here; format 2 in "<key>@"
+
+    def wire(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            KIND: LOOP,
+            SITE: self.site,
+            INDEX: self.index,
+            TOTAL: self.total,
+            DONE: self.done,
+            APPENDS: self.appends,
+            CARRIED: self.carried,
+        }
+        if self.linked:
+            out[LINKED] = 1
+        elif self.same:
+            out[SAME] = list(self.same)
+        if self.digest is not None:
+            out[DIGEST] = self.digest
+        return out
+
+    def summary(self, location: str) -> dict[str, Any]:
+        """What compaction keeps: progress, without the carried values."""
+        return {
+            KIND: LOOP,
+            SITE: self.site,
+            WHERE: location,
+            INDEX: self.index,
+            TOTAL: self.total,
+            DONE: self.done,
+            COMPACTED: 1,
+        }
+
+    @classmethod
+    def parse(cls, header: dict[str, Any]) -> LoopHeader:
+        return cls(
+            site=str(header[SITE]),
+            index=int(header[INDEX]),
+            total=header.get(TOTAL),
+            done=bool(header[DONE]),
+            appends=dict(header.get(APPENDS) or {}),
+            carried=header.get(CARRIED, b""),
+            same=tuple(header.get(SAME) or ()),
+            linked=bool(header.get(LINKED)),
+            digest=header.get(DIGEST),
+            location=header.get(WHERE),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class FanoutHeader:
+    """Written with every finished item, in the same transaction: progress
+    costs no extra write. Done and failed counts come from the item records
+    themselves; `concurrency` lets a viewer estimate what runs between two
+    writes."""
+
+    kind: str  # MAP or GATHER
+    site: str
+    location: str
+    total: int | None
+    in_flight: int
+    concurrency: int | None
+    # Set in a summary left by compaction (the item records are gone).
+    items_done: int | None = None
+    items_failed: int | None = None
+
+    def wire(self) -> dict[str, Any]:
+        return {
+            KIND: self.kind,
+            SITE: self.site,
+            WHERE: self.location,
+            TOTAL: self.total,
+            IN_FLIGHT: self.in_flight,
+            CONCURRENCY: self.concurrency,
+        }
+
+    @classmethod
+    def parse(cls, header: dict[str, Any]) -> FanoutHeader:
+        return cls(
+            kind=str(header[KIND]),
+            site=str(header[SITE]),
+            location=str(header.get(WHERE, "?")),
+            total=header.get(TOTAL),
+            in_flight=int(header.get(IN_FLIGHT) or 0),
+            concurrency=header.get(CONCURRENCY),
+            items_done=header.get(ITEMS_DONE) if header.get(COMPACTED) else None,
+            items_failed=header.get(ITEMS_FAILED) if header.get(COMPACTED) else None,
+        )
+
+    def summary(self, done: int, failed: int) -> dict[str, Any]:
+        out = self.wire()
+        out.update({IN_FLIGHT: 0, ITEMS_DONE: done, ITEMS_FAILED: failed, COMPACTED: 1})
+        return out
+
+
+def step_header(name: str, location: str, outcome: bytes) -> dict[str, Any]:
+    """A step's record; `outcome` is a tagged outcome (see OUTCOME_*)."""
+    field = ERROR if outcome[:1] == OUTCOME_ERROR else RESULT
+    return {KIND: STEP, SITE: name, WHERE: location, field: outcome[1:]}
+
+
+def value_header(kind: str, name: str, location: str, value: Any) -> dict[str, Any]:
+    """A journaled value (now(), uuid4(), random()) or a sleep's wake time."""
+    return {KIND: kind, SITE: name, WHERE: location, VALUE: value}
+
+
+def child_header(site: str, location: str, child: str) -> dict[str, Any]:
+    return {KIND: CHILD_KIND, SITE: site, WHERE: location, CHILD: child}
+
+
+def location_header(location: str) -> dict[str, Any]:
+    return {WHERE: location}
+
+
+def compact(execution_id: str, records: dict[str, bytes], codec: Codec) -> dict[str, bytes]:
+    """The records a completed execution keeps: a summary per loop and
+    fan-out (progress totals), which steps ran and whether they raised, and
+    its child executions. Carried values, deltas, item outcomes, memoized
+    outcomes and journaled values go: the stored result replaces them.
+    Headers that cannot be decoded here are kept as they are."""
+    items: dict[str, list[int]] = {}
+    locations: dict[str, bytes] = {}
+    headers: dict[str, bytes] = {}
+    for key, data in records.items():
+        parsed = parse_key(key)
+        if parsed.kind == "item":
+            items.setdefault(parsed.position, [0, 0])[data[:1] == OUTCOME_ERROR] += 1
+        elif parsed.kind == "location":
+            locations[parsed.position] = data
+        elif parsed.kind == "header":
+            headers[key] = data
+    kept: dict[str, bytes] = {}
+    for key, data in headers.items():
+        try:
+            header = check_header(
+                execution_id, key, codec.loads(data, execution_id=execution_id, key=key)
+            )
+        except Exception:
+            kept[key] = data
+            continue
+        kind = header[KIND]
+        if header.get(COMPACTED) or kind == CHILD_KIND:
+            summary = header
+        elif kind == LOOP:
+            loop = LoopHeader.parse(header)
+            where = loop.location or _location(execution_id, key, locations.get(key), codec)
+            summary = loop.summary(where)
+        elif kind in FANOUT_KINDS:
+            done, failed = items.get(key, (0, 0))
+            summary = FanoutHeader.parse(header).summary(done, failed)
+        elif kind == STEP:
+            summary = {KIND: STEP, SITE: header[SITE], WHERE: header.get(WHERE), COMPACTED: 1}
+            if ERROR in header:
+                summary[FAILED] = 1
+        else:
+            continue  # journaled values and sleeps: nothing replays them now
+        kept[key] = codec.dumps_plain(summary, execution_id=execution_id, key=key)
+    return kept
+
+
+def check_version(execution_id: str, found: int) -> None:
+    """Refuse an execution written by a newer release."""
+    if found > FORMAT_VERSION:
+        raise FormatVersionError(execution_id, found, FORMAT_VERSION)
+
+
+def check_header(execution_id: str, key: str, header: object) -> dict[str, Any]:
+    if not isinstance(header, dict) or KIND not in header:
+        raise CorruptCheckpoint(execution_id, key, "not a checkpoint record")
+    return header
+
+
+# -- progress ------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class LoopProgress:
+    """How far one checkpointed loop got: `done` of `total` (None if unknown)."""
+
+    position: str
+    site: str
+    location: str
+    done: int
+    total: int | None
+    finished: bool
+
+
+@dataclass(frozen=True, slots=True)
+class FanoutProgress:
+    """How far one `amap` or `agather` got, in items.
+
+    `done` items succeeded and `failed` ones were recorded as failures
+    (`return_exceptions=True`); both counts come from the item records, so
+    they are exact across resumes. `in_flight` is an estimate (nothing is
+    written when an item starts): min(concurrency, unfinished items) while
+    the execution runs with a live owner, else 0. `total` is None for an
+    input without a length (an async generator).
+    """
+
+    position: str
+    kind: Literal["amap", "agather"]
+    site: str
+    location: str
+    total: int | None
+    done: int
+    failed: int
+    in_flight: int
+
+    @property
+    def pending(self) -> int | None:
+        """Items neither finished nor running (None when the total is unknown)."""
+        if self.total is None:
+            return None
+        return max(0, self.total - self.done - self.failed - self.in_flight)
+
+    @property
+    def finished(self) -> bool:
+        return self.total is not None and self.done + self.failed >= self.total
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """Everything the checkpoint records say about progress; `unreadable`
+    counts headers that could not be decoded (signed with a key this process
+    does not have, say), so a viewer can say why progress is missing."""
+
+    loops: tuple[LoopProgress, ...] = ()
+    fanouts: tuple[FanoutProgress, ...] = ()
+    unreadable: int = 0
+    first_error: str | None = None
+
+
+_SHOWN_KINDS: dict[str, Literal["amap", "agather"]] = {MAP: "amap", GATHER: "agather"}
+
+
+def read_progress(
+    execution_id: str, checkpoints: dict[str, bytes], codec: Codec, *, live: bool
+) -> Progress:
+    """Progress from the records alone, so any process sharing the store can
+    show it and nothing extra is written. Only headers are decoded (plain
+    data); item records are counted by their outcome tag; nothing of the
+    user's is ever unpickled. `live=False` (the run is not running, or its
+    owner is gone) reports nothing in flight."""
+    loops: list[LoopProgress] = []
+    fanouts: list[FanoutProgress] = []
+    items: dict[str, list[int]] = {}  # fan-out position -> [done, failed]
+    headers: dict[str, dict[str, Any]] = {}
+    locations: dict[str, bytes] = {}
+    unreadable = 0
+    first_error: str | None = None
+    for key, data in checkpoints.items():
+        parsed = parse_key(key)
+        if parsed.kind == "item":
+            counts = items.setdefault(parsed.position, [0, 0])
+            counts[data[:1] == OUTCOME_ERROR] += 1
+            continue
+        if parsed.kind == "location":
+            locations[parsed.position] = data
+            continue
+        if parsed.kind != "header":
+            continue  # deltas, memoized step outcomes
+        try:
+            header = codec.loads(data, execution_id=execution_id, key=key)
+        except Exception as exc:  # a key we lack, a tampered record: say so, go on
+            unreadable += 1
+            first_error = first_error or str(exc)
+            continue
+        if isinstance(header, dict) and header.get(KIND) in (LOOP, MAP, GATHER):
+            headers[key] = header
+    for key, header in headers.items():
+        if header[KIND] == LOOP:
+            loop = LoopHeader.parse(header)
+            location = loop.location or _location(execution_id, key, locations.get(key), codec)
+            loops.append(LoopProgress(key, loop.site, location, loop.index, loop.total, loop.done))
+            continue
+        fanout = FanoutHeader.parse(header)
+        done, failed = items.get(key, (0, 0))
+        if fanout.items_done is not None:
+            done, failed = fanout.items_done, fanout.items_failed or 0
+        fanouts.append(
+            FanoutProgress(
+                position=key,
+                kind=_SHOWN_KINDS[fanout.kind],
+                site=fanout.site,
+                location=fanout.location,
+                total=fanout.total,
+                done=done,
+                failed=failed,
+                in_flight=_in_flight(fanout, done + failed) if live else 0,
+            )
+        )
+    return Progress(
+        loops=tuple(sorted(loops, key=lambda p: position_order(p.position))),
+        fanouts=tuple(sorted(fanouts, key=lambda p: position_order(p.position))),
+        unreadable=unreadable,
+        first_error=first_error,
+    )
+
+
+def _location(execution_id: str, key: str, data: bytes | None, codec: Codec) -> str:
+    if data is None:
+        return "?"
+    try:
+        found = codec.loads(data, execution_id=execution_id, key=location_key(key))
+    except Exception:  # progress shows what it can
+        return "?"
+    return str(found.get(WHERE, "?")) if isinstance(found, dict) else "?"
+
+
+def _in_flight(header: FanoutHeader, finished: int) -> int:
+    """Items running now, estimated. The header is written as items finish,
+    when the finishing ones no longer count and their replacements have not
+    started yet (IN_FLIGHT is often 0 while `concurrency` items run); between
+    two writes a live fan-out keeps min(concurrency, unfinished items)
+    running."""
+    if header.concurrency is None:  # written before CONCURRENCY was recorded
+        return header.in_flight
+    if header.total is None:
+        return int(header.concurrency)
+    return max(0, min(int(header.concurrency), int(header.total) - finished))
