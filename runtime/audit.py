@@ -22,11 +22,12 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from resumable.errors import CarryAuditError
-from resumable.runtime import frames, kinds
+from resumable.runtime import deltas, frames, kinds
 from resumable.stores.codec import Codec, UnserializableValue
 
 if TYPE_CHECKING:
-    from resumable.runtime.loop import CheckpointedLoop, _AppendTrack
+    from resumable.runtime.deltas import Track
+    from resumable.runtime.loop import CheckpointedLoop
 
 _setting: list[bool | None] = [None]  # configure(audit_carry=...) sets it
 
@@ -68,12 +69,14 @@ class Audit:
     def __init__(self, loop: CheckpointedLoop[Any]) -> None:
         self._where = loop._where
         self._prints: dict[str, object] = {}
-        # name -> (delta seq, length, what the store's records rebuild)
-        self._mirrors: dict[str, tuple[int, int, list[Any]]] = {}
+        # The delta records this loop wrote, as the store holds them.
+        self._records: dict[str, bytes] = {}
 
     @classmethod
     def start(cls, loop: CheckpointedLoop[Any]) -> Audit:
         audit = cls(loop)
+        if loop._context is not None:  # what earlier runs left in the store
+            audit._records = dict(loop._context.records)
         values = frames.read_locals(loop._frame, loop._plan.audited)
         for name, value in values.items():
             audit._prints[name] = _fingerprint(value)
@@ -82,10 +85,14 @@ class Audit:
     def check(
         self,
         loop: CheckpointedLoop[Any],
-        carried: dict[str, Any],
-        deltas: dict[str, list[Any]],
-        tracks: dict[str, _AppendTrack],
+        delta_values: dict[str, Any],
+        tracks: dict[str, Track],
+        puts: dict[str, bytes],
+        deletes: list[str],
     ) -> None:
+        """Before a checkpoint is written: every live local left out is
+        unchanged, and every value written as deltas equals what its
+        records (these puts and deletes included) rebuild."""
         plan = loop._plan
         watched = [n for n in plan.audited if n not in plan.names and n not in plan.ignored]
         values = frames.read_locals(loop._frame, watched)
@@ -104,31 +111,32 @@ class Audit:
                     name,
                     "changed since the previous checkpoint but is not carried",
                 )
-        for name, value in deltas.items():
+        for key in deletes:
+            self._records.pop(key, None)
+        self._records.update(puts)
+        context = loop._context
+        assert context is not None  # deltas are written inside an execution
+        for name, value in delta_values.items():
             track = tracks[name]
-            previous = self._mirrors.get(name)
-            if previous is not None and (previous[0], previous[1]) == (track.seq, track.length):
-                mirror = previous[2]  # nothing written for it this time
-            elif previous is not None and track.seq == previous[0] + 1:
-                mirror = previous[2] + _copy(value[previous[1] : track.length])
-            else:  # a new base, written whole
-                mirror = _copy(value[: track.length])
-            self._mirrors[name] = (track.seq, track.length, mirror)
-            if _fingerprint(mirror) != _fingerprint(value):
+            rebuilt, _ = deltas.rebuild(
+                self._records,
+                execution_id=context.execution_id,
+                key=loop._key,
+                name=name,
+                described=track.wire(),
+                load=lambda data, key: context.codec.loads(
+                    data,
+                    execution_id=context.execution_id,
+                    key=key,
+                ),
+            )
+            if _fingerprint(rebuilt) != _fingerprint(value):
                 raise CarryAuditError(
                     self._where,
                     name,
-                    "no longer equals what its delta records rebuild (an item appended "
+                    "no longer equals what its delta records rebuild (an item written "
                     "earlier was changed in place)",
                 )
 
     def __repr__(self) -> str:
         return f"<Audit {self._where}>"
-
-
-def _copy(items: list[Any]) -> list[Any]:
-    try:
-        copied: list[Any] = _codec.loads(_codec.dumps(list(items)))
-    except (UnserializableValue, Exception):
-        return list(items)
-    return copied

@@ -34,7 +34,7 @@ from types import FrameType
 from typing import Any
 
 from resumable.errors import CheckpointError
-from resumable.runtime import bytecode, callees, effects, kinds, shapes
+from resumable.runtime import bytecode, callees, deltas, effects, kinds, shapes
 from resumable.runtime.absval import STORE, Tag
 from resumable.runtime.effects import DEEP, NONE, SHALLOW, Change, Judge, Part
 
@@ -59,7 +59,9 @@ class CarryPlan:
     """What a loop writes at each checkpoint."""
 
     names: list[str] = field(default_factory=list)  # carried: locals, and "$global"
-    appends: set[str] = field(default_factory=set)  # lists written as deltas of new items
+    # Containers the body changes only at the top level, written as deltas
+    # (see deltas.py); the flag: every change is an append.
+    deltas: dict[str, bool] = field(default_factory=dict)
     pending: dict[str, Change] = field(default_factory=dict)  # changing, unbound at start
     left_out: dict[str, str] = field(default_factory=dict)  # name -> RESOURCE or VIEW
     ignored: frozenset[str] = frozenset()
@@ -98,13 +100,12 @@ def read_root(frame: FrameType, root: str, values: dict[str, Any]) -> Any:
 def explicit(
     site: LoopSite, frame: FrameType, names: tuple[str, ...], ignore: frozenset[str]
 ) -> CarryPlan:
-    """carry=("a", "b"): exactly these; appends still become deltas."""
+    """carry=("a", "b"): exactly these; containers still become deltas."""
     values = frame_values(frame)
     plan = CarryPlan(names=list(dict.fromkeys(names)), ignored=ignore)
     auto = automatic(site, frame, ignore | frozenset(names), values=values, refuse=False)
-    plan.appends = {n for n in auto.appends if n in plan.names} | {
-        n for n in _append_only(site, frame, values) if n in plan.names
-    }
+    found = {**_delta_candidates(site, frame, values), **auto.deltas}
+    plan.deltas = {n: appends for n, appends in found.items() if n in plan.names}
     plan.audited = [
         n for n in auto.audited + auto.names + list(auto.pending) if n not in plan.names
     ]
@@ -112,16 +113,16 @@ def explicit(
     return plan
 
 
-def _append_only(site: LoopSite, frame: FrameType, values: dict[str, Any]) -> set[str]:
+def _delta_candidates(site: LoopSite, frame: FrameType, values: dict[str, Any]) -> dict[str, bool]:
     judge = Judge(frame.f_globals, values, facts=bytecode.facts(site.code))
-    found = set()
+    found = {}
     for name in site.rebinding().keys() | site.roots:
         value = values.get(name, _MISSING)
-        if type(value) is not list or name in site.rebinding():
+        if type(value) not in deltas.KIND_OF or name in site.rebinding():
             continue
         change, escapes = judge.judge(name, Part(shapes.lazy(value)), site.effects)
-        if change.level == SHALLOW and change.appends_only and not escapes:
-            found.add(name)
+        if change.level == SHALLOW and not escapes:
+            found[name] = change.appends_only
     return found
 
 
@@ -209,13 +210,12 @@ def automatic(
             plan.names.append(root)
             change = changes[root]
             if (
-                change.appends_only
-                and change.level == SHALLOW
+                change.level == SHALLOW
                 and root not in rebound
-                and type(value) is list
+                and type(value) in deltas.KIND_OF
                 and not escapes.get(root)
             ):
-                plan.appends.add(root)
+                plan.deltas[root] = change.appends_only
         elif decided is not None:
             plan.left_out[root] = decided
     plan.audited = sorted(
@@ -605,7 +605,8 @@ def _carried_share(plan: CarryPlan, values: dict[str, Any], frame: FrameType) ->
             other = owners.setdefault(ident, root)
             if other != root:
                 sharing.update((root, other))
-    plan.appends -= sharing
+    for name in sharing:
+        plan.deltas.pop(name, None)
     return bool(sharing)
 
 

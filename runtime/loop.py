@@ -8,13 +8,14 @@ at the first unfinished index, checking that the item there is the one the
 checkpoint saw, (3) decides which locals to carry, with the values at hand
 (`carry`), refusing before the first iteration what it can neither carry nor
 leave out, and (4) after each finished iteration (or every `every`) writes
-one atomic checkpoint: the next index, the carried values, and for lists the
-body only appends to, just the new items.
+one atomic checkpoint: the next index, the carried values, and for
+containers the body changes only at the top level, just what changed
+(`deltas`).
 """
 
 from __future__ import annotations
 
-import dataclasses
+import functools
 import itertools
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
@@ -27,7 +28,18 @@ from resumable.errors import (
     NonDeterminismError,
     UnsupportedBytecode,
 )
-from resumable.runtime import audit, bytecode, carry, events, frames, kinds, ordering, records, wire
+from resumable.runtime import (
+    audit,
+    bytecode,
+    carry,
+    deltas,
+    events,
+    frames,
+    kinds,
+    ordering,
+    records,
+    wire,
+)
 from resumable.runtime.context import (
     ExecutionContext,
     OpenLoop,
@@ -60,18 +72,8 @@ class _Auto:
 
 AUTO: Final = _Auto()
 _MISSING = object()
-_NO_TRACKS: dict[str, int] = {}
+_NO_TRACKS: dict[str, list[Any]] = {}
 _MSGPACK_TAG = ord("m")  # an unsigned msgpack blob: the common case, no check needed
-
-
-@dataclasses.dataclass(slots=True)
-class _AppendTrack:
-    """Where an append-only list stood at its last checkpoint."""
-
-    seq: int  # last delta record written (0 = the base snapshot)
-    value: list[Any]
-    length: int
-    tail: object  # identity of the last item, to notice replaced items
 
 
 def find_site(frame: FrameType) -> LoopSite:
@@ -122,7 +124,7 @@ class CheckpointedLoop(AsyncIterator[T], Generic[T]):
         self._carry_arg = _check_names(carry, frame, self._site, "carry")
         ignored = _check_names(ignore, frame, self._site, "ignore")
         self._ignore = frozenset(() if isinstance(ignored, _Auto) else ignored)
-        self._tracks: dict[str, _AppendTrack] = {}
+        self._tracks: dict[str, deltas.Track] = {}
         self._located = False  # has this run written the loop's location record?
         self._recorded_digest: int | None = None
         self._verified: set[tuple[type, ...]] = set()
@@ -285,7 +287,8 @@ class CheckpointedLoop(AsyncIterator[T], Generic[T]):
             values = records.load_value(context, loop.carried, self._key)
         code = self._frame.f_code
         known = set(code.co_varnames) | set(code.co_cellvars) | set(code.co_freevars)
-        for name in (*values, *loop.appends):
+        described = loop.described()
+        for name in (*values, *described):
             if name[0] != "$" and name not in known:
                 raise NonDeterminismError(
                     context.execution_id,
@@ -293,9 +296,15 @@ class CheckpointedLoop(AsyncIterator[T], Generic[T]):
                     f"a loop carrying {name!r}",
                     f"a loop of {code.co_qualname} without a local {name!r}",
                 )
-        for name, last in loop.appends.items():
-            values[name] = items = self._rebuild(context, name, last)
-            self._tracks[name] = _AppendTrack(last, items, len(items), items[-1] if items else None)
+        for name, how in described.items():
+            values[name], self._tracks[name] = deltas.rebuild(
+                context.records,
+                execution_id=context.execution_id,
+                key=self._key,
+                name=name,
+                described=how,
+                load=lambda data, key: records.load_value(context, data, key),
+            )
         frames.restore(self._frame, values, in_place)
         self._located = True
         self._index = self._flushed = loop.index
@@ -347,21 +356,6 @@ class CheckpointedLoop(AsyncIterator[T], Generic[T]):
                 )
         return values, []
 
-    def _rebuild(self, context: ExecutionContext, name: str, last: int) -> list[Any]:
-        """An append-only list from its base and deltas: one record per
-        checkpoint, so this loop runs once per finished iteration on resume
-        (100,000 times for a long loop) and is kept tight."""
-        items: list[Any] = []
-        extend, stored, loads = items.extend, context.records.get, context.codec.loads
-        execution_id, prefix = context.execution_id, wire.delta_prefix(self._key, name)
-        for seq in range(last + 1):
-            key = prefix + str(seq)
-            data = stored(key)
-            if data is None:
-                raise CorruptCheckpoint(execution_id, key, "a delta record of this list is missing")
-            extend(loads(data, execution_id=execution_id, key=key))
-        return items
-
     async def _checkpoint(self, context: ExecutionContext) -> None:
         where = self._where
         plan = self._plan
@@ -386,17 +380,27 @@ class CheckpointedLoop(AsyncIterator[T], Generic[T]):
                 same.append(name)
         puts: dict[str, bytes] = {}
         deletes: list[str] = []
-        tracks = dict(self._tracks) if plan.appends else self._tracks
-        delta_values: dict[str, list[Any]] = {}
-        for name in plan.appends:
+        tracks = dict(self._tracks) if plan.deltas else self._tracks
+        delta_values: dict[str, Any] = {}
+        for name, appends_only in plan.deltas.items():
             value = values.get(name, _MISSING)
-            if type(value) is not list:
-                continue  # not a list at run time: carried whole
+            delta_kind = deltas.kind_of(value, appends_only)
+            if delta_kind is None:
+                continue  # not a container we can diff at run time: carried whole
             del values[name]
             delta_values[name] = value
-            tracks[name] = self._append_delta(context, name, value, puts, deletes, where)
+            tracks[name] = deltas.write(
+                tracks.get(name),
+                delta_kind,
+                value,
+                key=self._key,
+                name=name,
+                dump=functools.partial(_dump_part, context, where, name),
+                puts=puts,
+                deletes=deletes,
+            )
         if self._audit is not None:
-            self._audit.check(self, values, delta_values, tracks)
+            self._audit.check(self, delta_values, tracks, puts, deletes)
         if not self._located:
             # file:line goes out once per loop, not in every iteration's header.
             located = wire.location_key(self._key)
@@ -410,7 +414,8 @@ class CheckpointedLoop(AsyncIterator[T], Generic[T]):
             index=self._index,
             total=self._total,
             done=self._done,
-            appends={name: track.seq for name, track in tracks.items()} if tracks else _NO_TRACKS,
+            appends={},
+            deltas={name: track.wire() for name, track in tracks.items()} if tracks else _NO_TRACKS,
             carried=(
                 self._encode_linked(context, values, same, where)
                 if linked
@@ -427,6 +432,8 @@ class CheckpointedLoop(AsyncIterator[T], Generic[T]):
         watched = events.wanted()
         began = time.perf_counter() if watched else 0.0
         await context.write(puts, deletes)
+        for track in tracks.values():
+            deltas.settle(track)
         self._tracks = tracks
         self._flushed = self._index
         if watched:
@@ -482,37 +489,10 @@ class CheckpointedLoop(AsyncIterator[T], Generic[T]):
                 self._verified.add(kinds)
         return blob
 
-    def _append_delta(  # noqa: PLR0917
-        self,
-        context: ExecutionContext,
-        name: str,
-        value: list[Any],
-        puts: dict[str, bytes],
-        deletes: list[str],
-        where: str,
-    ) -> _AppendTrack:
-        track = self._tracks.get(name)
-        grown = (
-            track is not None
-            and track.value is value
-            and len(value) >= track.length
-            and (track.length == 0 or value[track.length - 1] is track.tail)
-        )
-        if track is not None and grown:
-            if len(value) == track.length:
-                return track
-            seq = track.seq + 1
-            new = value[track.length :]
-        else:
-            # First checkpoint, or the list was replaced or edited in place:
-            # write it whole as the new base and drop the old deltas.
-            if track is not None:
-                deletes.extend(wire.delta_key(self._key, name, s) for s in range(1, track.seq + 1))
-            seq = 0
-            new = value
-        delta_key = wire.delta_key(self._key, name, seq)
-        puts[delta_key] = records.dump_value(context, list(new), where, name, delta_key)
-        return _AppendTrack(seq, value, len(value), value[-1] if value else None)
+
+def _dump_part(context: ExecutionContext, where: str, name: str, value: Any, key: str) -> bytes:
+    """A delta record of carried `name` (deltas.Dump)."""
+    return records.dump_value(context, value, where, name, key)
 
 
 def _check_names(

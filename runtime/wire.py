@@ -8,7 +8,8 @@ of the loop at #0). Records live at:
 
     <position>              the header of a loop, fan-out, step, value, sleep or child
     <position>@             a loop's location (file:line), written once
-    <position>+<name>.<seq> delta <seq> of the carried list <name> (0: the base)
+    <position>+<name>.<seq> delta <seq> of carried <name> (0: the base); see deltas.py
+    <position>+<name>~<seq> a chunk: the deltas up to <seq> since the previous chunk
     <position>=<index>      the outcome of fan-out item <index>
     memo:<step>:<digest>    a memoized step outcome
 
@@ -27,7 +28,7 @@ and headers and is read as it is.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
 from resumable.errors import CorruptCheckpoint, FormatVersionError
@@ -46,7 +47,8 @@ WHERE: Final = "w"  # file:line, for messages
 INDEX: Final = "i"  # iterations finished
 TOTAL: Final = "n"  # len(iterable), or None (also fan-outs)
 DONE: Final = "d"  # the iterable is exhausted
-APPENDS: Final = "a"  # {name: last delta seq} of lists written as deltas
+APPENDS: Final = "a"  # format 1: {name: last delta seq} of lists written as deltas
+DELTAS: Final = "t"  # {name: [kind, last delta seq, deltas per chunk]}
 CARRIED: Final = "c"  # the carried values (a codec blob)
 SAME: Final = "e"  # names still bound to the object the loop began with
 LINKED: Final = "l"  # CARRIED is a linked pickle of values sharing objects
@@ -113,6 +115,10 @@ def delta_prefix(key: str, name: str) -> str:
     return f"{key}+{name}."
 
 
+def chunk_key(key: str, name: str, seq: int) -> str:
+    return f"{key}+{name}~{seq}"
+
+
 def item_key(key: str, index: int) -> str:
     return f"{key}={index}"
 
@@ -121,7 +127,7 @@ def memo_key(step: str, digest: str) -> str:
     return f"memo:{step}:{digest}"
 
 
-KeyKind = Literal["header", "location", "delta", "item", "memo", "unknown"]
+KeyKind = Literal["header", "location", "delta", "chunk", "item", "memo", "unknown"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,7 +146,7 @@ class ParsedKey:
 _POSITION = r"(?:#\d+\[\d+\]/)*#\d+"
 _KEY = re.compile(
     rf"(?P<position>{_POSITION})"
-    r"(?:(?P<location>@)|\+(?P<name>[^.]+)\.(?P<seq>\d+)|=(?P<index>\d+))?"
+    r"(?:(?P<location>@)|\+(?P<name>[^.~]+)(?P<sep>[.~])(?P<seq>\d+)|=(?P<index>\d+))?"
 )
 _POSITION_ONLY = re.compile(_POSITION)
 _NUMBERS = re.compile(r"(\d+)")
@@ -157,7 +163,8 @@ def parse_key(key: str) -> ParsedKey:
     if found["location"]:
         return ParsedKey("location", where)
     if found["name"] is not None:
-        return ParsedKey("delta", where, name=found["name"], seq=int(found["seq"]))
+        kind: KeyKind = "delta" if found["sep"] == "." else "chunk"
+        return ParsedKey(kind, where, name=found["name"], seq=int(found["seq"]))
     if found["index"] is not None:
         return ParsedKey("item", where, index=int(found["index"]))
     return ParsedKey("header", where)
@@ -182,12 +189,19 @@ class LoopHeader:
     index: int
     total: int | None
     done: bool
-    appends: dict[str, int]
+    appends: dict[str, int]  # format 1 (lists only); read, no longer written
     carried: bytes
     same: tuple[str, ...] = ()
     linked: bool = False
     digest: Any = None
     location: str | None = None  # format 1 wrote it here; format 2 in "<key>@"
+    deltas: dict[str, list[Any]] = field(default_factory=dict)
+
+    def described(self) -> dict[str, list[Any]]:
+        """Every delta-written value: [kind, last seq, deltas per chunk]."""
+        found = {name: ["list", seq, 0] for name, seq in self.appends.items()}
+        found.update(self.deltas)
+        return found
 
     def wire(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -196,9 +210,12 @@ class LoopHeader:
             INDEX: self.index,
             TOTAL: self.total,
             DONE: self.done,
-            APPENDS: self.appends,
             CARRIED: self.carried,
         }
+        if self.appends:
+            out[APPENDS] = self.appends
+        if self.deltas:
+            out[DELTAS] = self.deltas
         if self.linked:
             out[LINKED] = 1
         elif self.same:
@@ -232,6 +249,7 @@ class LoopHeader:
             linked=bool(header.get(LINKED)),
             digest=header.get(DIGEST),
             location=header.get(WHERE),
+            deltas=dict(header.get(DELTAS) or {}),
         )
 
 
