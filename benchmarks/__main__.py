@@ -21,8 +21,9 @@ SCRIPTS = [
     "bench_bytes",
     "bench_resume",
     "bench_memory",
+    "bench_agent",
 ]
-RESULT_FILES = ["batching", "checkpoint", "steps", "bytes", "resume", "memory"]
+RESULT_FILES = ["batching", "checkpoint", "steps", "bytes", "resume", "memory", "agent"]
 
 
 def main() -> int:
