@@ -6,6 +6,17 @@ ExecutionRecord's fields) and ``{p:id}:checkpoints`` (a hash of checkpoint
 key -> bytes). Each script is one atomic step on the server: the fencing check
 and the changes it guards cannot be separated by another client's command.
 
+What goes on the wire is kept short, because a checkpointed loop calls WRITE
+once per iteration (DESIGN §11: bytes on the wire against the payload): every
+script takes one key, the hash tag ``{p:id}`` itself, and derives both key
+names from it (same slot, so Redis Cluster accepts the access), and a fenced
+script takes its lease as one short argument, `fence_arg`: 8 bytes of SHA-1
+of the owner (not the owner's text), then the token as digits. The token
+alone is not enough: an execution that is deleted and created again starts
+over at token 1, and the digest tells the first life's owner from the second
+one's, as the owner's text did (two owners' digests agree with probability
+2**-64). The stored layout is the one earlier versions wrote and read.
+
 Lease state (owner, lease_token, lease_expires_at) lives in the record hash
 and only these scripts change it. Times come from the server's TIME, never
 from the clients: every lease decision of every process on every machine is
@@ -22,12 +33,15 @@ so that one failed script in a pipeline leaves the others' replies intact.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterable, Mapping
 
 from resumable.stores.base import ExecutionRecord, Lease
 
 LEASE_LOST = "RESUMABLE_LEASE_LOST"
+# Bytes of SHA-1(owner) in a fence argument.
+OWNER_DIGEST = 8
 
 # Helpers a script may call; each script gets only those it uses (defining a
 # Lua function costs a little at every call: ~3 µs of a ~10 µs write).
@@ -43,13 +57,17 @@ local function fmt(x) return string.format('%.17g', x) end""",
 local function hex(s)
   return (string.gsub(s, '.', function(c) return string.format('%02x', string.byte(c)) end))
 end""",
+    # `lease` is a fence argument (see fence_arg): 8 bytes of SHA-1 of the
+    # owner, the token's digits, then for WRITE maybe '/' and a count.
     "fence": """
-local function fence(rec, owner, token)
+local function fence(rec, lease)
+  local token = string.match(lease, '^%d+', 9)
   local cur = redis.call('HMGET', rec, 'lease_token', 'owner', 'lease_expires_at')
   if not cur[1] then
     return redis.error_reply('RESUMABLE_LEASE_LOST 0 0 0 -')
   end
-  if cur[1] ~= token or cur[2] ~= owner then
+  if cur[1] ~= token or not cur[2]
+      or string.sub(redis.sha1hex(cur[2]), 1, 16) ~= hex(string.sub(lease, 1, 8)) then
     local state = cur[2] and '1 ' or '2 '
     return redis.error_reply('RESUMABLE_LEASE_LOST ' .. state .. cur[3] .. ' ' .. fmt(now())
       .. ' ' .. (cur[2] and hex(cur[2]) or '-'))
@@ -70,27 +88,31 @@ end""",
 # What each helper calls itself.
 _NEEDS = {"fence": ("now", "fmt", "hex")}
 
-# KEYS: record, checkpoints. ARGV: ttl, token, nonce, owner, field, value, ...
+# Every script: KEYS[1] is the execution's hash tag, {<prefix>:<id>}.
+
+# ARGV: ttl, token, nonce, owner, field, value, ...
 # Returns {1, expires} for a new lease (or for our own retried call: the
 # nonce matches), {0} when the id exists.
 CREATE = """
-if redis.call('EXISTS', KEYS[1]) == 1 then
-  local mine = redis.call('HMGET', KEYS[1], 'lease_nonce', 'lease_expires_at')
+local rec = KEYS[1] .. ':record'
+if redis.call('EXISTS', rec) == 1 then
+  local mine = redis.call('HMGET', rec, 'lease_nonce', 'lease_expires_at')
   if mine[1] == ARGV[3] then return {1, mine[2]} end
   return {0}
 end
 local t = now()
 local expires = fmt(t + tonumber(ARGV[1]))
-redis.call('DEL', KEYS[2])
-redis.call('HSET', KEYS[1], 'owner', ARGV[4], 'lease_token', ARGV[2], 'lease_expires_at', expires,
+redis.call('DEL', KEYS[1] .. ':checkpoints')
+redis.call('HSET', rec, 'owner', ARGV[4], 'lease_token', ARGV[2], 'lease_expires_at', expires,
   'updated_at', fmt(t), 'lease_nonce', ARGV[3], unpack(ARGV, 5))
 return {1, expires}
 """
 
-# KEYS: record. ARGV: owner, ttl, steal token or '', nonce.
+# ARGV: owner, ttl, steal token or '', nonce.
 # Returns {1, token, expires}, {0, owner, expires, now} (locked), or {-1}.
 ACQUIRE = """
-local cur = redis.call('HMGET', KEYS[1], 'lease_token', 'owner', 'lease_expires_at', 'lease_nonce')
+local rec = KEYS[1] .. ':record'
+local cur = redis.call('HMGET', rec, 'lease_token', 'owner', 'lease_expires_at', 'lease_nonce')
 if not cur[1] then return {-1} end
 if cur[4] == ARGV[4] and cur[2] == ARGV[1] then return {1, cur[1], cur[3]} end
 local t = now()
@@ -99,74 +121,72 @@ if cur[2] and tonumber(cur[3]) > t and ARGV[3] ~= cur[1] then
 end
 local token = string.format('%d', tonumber(cur[1]) + 1)
 local expires = fmt(t + tonumber(ARGV[2]))
-redis.call('HSET', KEYS[1], 'owner', ARGV[1], 'lease_token', token, 'lease_expires_at', expires,
+redis.call('HSET', rec, 'owner', ARGV[1], 'lease_token', token, 'lease_expires_at', expires,
   'updated_at', fmt(t), 'lease_nonce', ARGV[4])
 return {1, token, expires}
 """
 
-# KEYS: record. ARGV: owner, token, ttl. Returns the new expiry.
+# ARGV: fence, ttl. Returns the new expiry.
 RENEW = """
-local lost = fence(KEYS[1], ARGV[1], ARGV[2])
+local rec = KEYS[1] .. ':record'
+local lost = fence(rec, ARGV[1])
 if lost then return lost end
 local t = now()
-local expires = fmt(t + tonumber(ARGV[3]))
-redis.call('HSET', KEYS[1], 'lease_expires_at', expires, 'updated_at', fmt(t))
+local expires = fmt(t + tonumber(ARGV[2]))
+redis.call('HSET', rec, 'lease_expires_at', expires, 'updated_at', fmt(t))
 return expires
 """
 
-# KEYS: record. ARGV: owner, token.
+# ARGV: fence. Releasing a released lease (same token, no owner) does nothing.
 RELEASE = """
-local cur = redis.call('HMGET', KEYS[1], 'lease_token', 'owner')
-if cur[1] == ARGV[2] and not cur[2] then return 0 end
-local lost = fence(KEYS[1], ARGV[1], ARGV[2])
+local rec = KEYS[1] .. ':record'
+local cur = redis.call('HMGET', rec, 'lease_token', 'owner')
+if cur[1] == string.match(ARGV[1], '^%d+', 9) and not cur[2] then return 0 end
+local lost = fence(rec, ARGV[1])
 if lost then return lost end
-redis.call('HDEL', KEYS[1], 'owner')
-redis.call('HSET', KEYS[1], 'lease_expires_at', '0', 'updated_at', fmt(now()))
+redis.call('HDEL', rec, 'owner')
+redis.call('HSET', rec, 'lease_expires_at', '0', 'updated_at', fmt(now()))
 return 1
 """
 
-# KEYS: record, checkpoints. ARGV: owner, token, then one or more writes of
-# the same lease, in order, each: number of deletes, number of puts, the
-# deleted keys, then key, value pairs. Deletes go first within a write, so a
-# key both deleted and put ends up put.
+# ARGV: fence, followed by '/' and the number of deletes if there are any;
+# the deleted keys; then key, value pairs. Deletes go first, so a key both
+# deleted and put ends up put.
 WRITE = """
-local lost = fence(KEYS[1], ARGV[1], ARGV[2])
+local lost = fence(KEYS[1] .. ':record', ARGV[1])
 if lost then return lost end
-local i = 3
-while i <= #ARGV do
-  local deletes, puts = tonumber(ARGV[i]), tonumber(ARGV[i + 1])
-  i = i + 2
-  chunked('HDEL', KEYS[2], i, i + deletes - 1, 1000)
-  i = i + deletes
-  chunked('HSET', KEYS[2], i, i + 2 * puts - 1, 2000)
-  i = i + 2 * puts
-end
+local cps = KEYS[1] .. ':checkpoints'
+local deletes = tonumber(string.match(ARGV[1], '^%d+/(%d+)$', 9) or '0')
+chunked('HDEL', cps, 2, 1 + deletes, 1000)
+chunked('HSET', cps, 2 + deletes, #ARGV, 2000)
 return 1
 """
 
-# KEYS: record, checkpoints. ARGV: owner, token, clear ('1' or '0'), field,
-# value, ... Returns the whole record hash.
+# ARGV: fence, clear ('1' or '0'), n, n checkpoint key/value pairs to put
+# after clearing, field, value, ... Returns the whole record hash.
 UPDATE = """
-local lost = fence(KEYS[1], ARGV[1], ARGV[2])
+local rec = KEYS[1] .. ':record'
+local lost = fence(rec, ARGV[1])
 if lost then return lost end
-local puts = tonumber(ARGV[4])
-redis.call('HSET', KEYS[1], 'updated_at', fmt(now()), unpack(ARGV, 5 + 2 * puts))
-if ARGV[3] == '1' then redis.call('DEL', KEYS[2]) end
-if puts > 0 then chunked('HSET', KEYS[2], 5, 4 + 2 * puts, 1000) end
-return redis.call('HGETALL', KEYS[1])
+local puts = tonumber(ARGV[3])
+redis.call('HSET', rec, 'updated_at', fmt(now()), unpack(ARGV, 4 + 2 * puts))
+if ARGV[2] == '1' then redis.call('DEL', KEYS[1] .. ':checkpoints') end
+if puts > 0 then chunked('HSET', KEYS[1] .. ':checkpoints', 4, 3 + 2 * puts, 1000) end
+return redis.call('HGETALL', rec)
 """
 
-# KEYS: record. Returns 1, or 0 for an unknown id (which stays unknown).
+# Returns 1, or 0 for an unknown id (which stays unknown).
 REQUEST_CANCEL = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-redis.call('HSET', KEYS[1], 'cancel_requested', '1', 'updated_at', fmt(now()))
+local rec = KEYS[1] .. ':record'
+if redis.call('EXISTS', rec) == 0 then return 0 end
+redis.call('HSET', rec, 'cancel_requested', '1', 'updated_at', fmt(now()))
 return 1
 """
 
-# KEYS: record, checkpoints. Returns 1 if the record existed.
+# Returns 1 if the record existed.
 DELETE = """
-local found = redis.call('DEL', KEYS[1])
-redis.call('DEL', KEYS[2])
+local found = redis.call('DEL', KEYS[1] .. ':record')
+redis.call('DEL', KEYS[1] .. ':checkpoints')
 return found
 """
 
@@ -268,14 +288,42 @@ def pairs(flat: list[bytes]) -> dict[bytes, bytes]:
     return dict(zip(flat[::2], flat[1::2], strict=True))
 
 
+@functools.lru_cache(maxsize=64)
+def owner_digest(owner: str) -> bytes:
+    """What the scripts compare with the stored owner: SHA-1 of its UTF-8
+    bytes (what redis-py sends for a str), cut to OWNER_DIGEST bytes."""
+    return hashlib.sha1(owner.encode()).digest()[:OWNER_DIGEST]  # noqa: S324 (not for security: tells owners apart)
+
+
+def fence_arg(lease: Lease, deletes: int = 0) -> bytes:
+    """The one argument that fences a script: owner digest, token digits,
+    and for WRITE, '/' and the number of deleted keys that follow, if any."""
+    arg = owner_digest(lease.owner) + b"%d" % lease.token
+    return arg + b"/%d" % deletes if deletes else arg
+
+
 def write_args(
-    lease: Lease, writes: list[tuple[Mapping[str, bytes], Collection[str]]]
+    lease: Lease, writes: Iterable[tuple[Mapping[str, bytes], Collection[str]]]
 ) -> list[object]:
-    """ARGV of WRITE for several writes of one lease."""
-    args: list[object] = [lease.owner, lease.token]
-    for puts, deletes in writes:
-        args += (len(deletes), len(puts))
-        args += deletes
-        for key, value in puts.items():
-            args += (key, value)
+    """ARGV of WRITE for one or more writes of one lease, in order, merged into
+    their net effect (the script applies them in one atomic step, so nothing
+    could tell them apart): a key's last put or delete wins."""
+    writes = list(writes)
+    if len(writes) == 1:
+        [(puts, deleted)] = writes
+        deleted = list(deleted)
+    else:
+        net: dict[str, bytes] = {}
+        gone: dict[str, None] = {}  # ordered: deterministic arguments
+        for puts_i, deletes_i in writes:
+            for key in deletes_i:
+                net.pop(key, None)
+                gone[key] = None
+            for key, value in puts_i.items():
+                gone.pop(key, None)
+                net[key] = value
+        puts, deleted = net, list(gone)
+    args: list[object] = [fence_arg(lease, len(deleted)), *deleted]
+    for key, value in puts.items():
+        args += (key, value)
     return args

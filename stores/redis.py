@@ -20,11 +20,11 @@ table. (Listing a parent's children pages through every id: `show` and
 Group commit: an awaited Redis write costs ~100-200 µs, a pipelined one
 ~20 µs (DESIGN §11). `write` sends at once when no write of this store is in
 flight; writes that arrive meanwhile queue up and go out together when it
-returns: those of one lease merged into one script call, several leases in
-one pipeline. Each caller's await returns once the reply covering its own
-write is in, with its own outcome (a fencing failure reaches the callers of
-that lease only). Only one batch is in flight at a time, which also keeps
-retried writes in order.
+returns: those of one lease merged into one script call (their net effect:
+a key's last put or delete), several leases in one pipeline. Each caller's
+await returns once the reply covering its own write is in, with its own
+outcome (a fencing failure reaches the callers of that lease only). Only
+one batch is in flight at a time, which also keeps retried writes in order.
 
 Every operation is idempotent, so that `_redis_link` may send it again when
 a reply was lost to a connection fault: writes set and delete keys, and
@@ -188,14 +188,13 @@ class RedisStore:
             raise _common.record_too_big(record.id, "args", len(record.args), self.max_record_bytes)
         if not record.created_at:
             record = record.replace(created_at=time.time())
-        keys = self._keys(record.id)
         token = record.lease_token + 1
         args = [repr(float(ttl)), token, uuid.uuid4().hex, owner, *lua.record_fields(record)]
         score = repr(record.created_at)
 
         commands = [
             ("ZADD", self._index, "NX", score, record.id),
-            ("EVALSHA", lua.SCRIPTS["create"].sha, 2, *keys, *args),
+            ("EVALSHA", lua.SCRIPTS["create"].sha, 1, self._tag(record.id), *args),
         ]
         added, reply = await self._pipeline(f"creating execution {record.id!r}", commands)
         if reply[0] == 0:
@@ -219,7 +218,7 @@ class RedisStore:
         steal = "" if steal_token is None else str(steal_token)
         args = [owner, repr(float(ttl)), steal, uuid.uuid4().hex]
         reply = await self._script(
-            f"acquiring the lease of {execution_id!r}", "acquire", execution_id, args, records=1
+            f"acquiring the lease of {execution_id!r}", "acquire", execution_id, args
         )
         if reply[0] == -1:
             raise ExecutionNotFound(execution_id, self.url)
@@ -234,9 +233,8 @@ class RedisStore:
             f"renewing the lease of {lease.execution_id!r}",
             "renew",
             lease.execution_id,
-            [lease.owner, lease.token, repr(float(ttl))],
+            [lua.fence_arg(lease), repr(float(ttl))],
             lease=lease,
-            records=1,
         )
         return Lease(lease.execution_id, lease.owner, lease.token, float(expires))
 
@@ -245,9 +243,8 @@ class RedisStore:
             f"releasing the lease of {lease.execution_id!r}",
             "release",
             lease.execution_id,
-            [lease.owner, lease.token],
+            [lua.fence_arg(lease)],
             lease=lease,
-            records=1,
         )
 
     async def write(
@@ -267,8 +264,8 @@ class RedisStore:
             command = (
                 "EVALSHA",
                 lua.SCRIPTS["write"].sha,
-                2,
-                *self._keys(lease.execution_id),
+                1,
+                self._tag(lease.execution_id),
                 *lua.write_args(lease, [(puts, deletes)]),
             )
             try:
@@ -290,7 +287,7 @@ class RedisStore:
             f"updating execution {lease.execution_id!r}",
             "update",
             lease.execution_id,
-            [lease.owner, lease.token, clear, len(puts) // 2, *puts, *fields],
+            [lua.fence_arg(lease), clear, len(puts) // 2, *puts, *fields],
             lease=lease,
         )
         record = lua.decode_record(lua.pairs(stored))
@@ -352,13 +349,12 @@ class RedisStore:
             "request_cancel",
             execution_id,
             [],
-            records=1,
         )
         return bool(found)
 
     async def delete(self, execution_id: str) -> bool:
         commands = [
-            ("EVALSHA", lua.SCRIPTS["delete"].sha, 2, *self._keys(execution_id)),
+            ("EVALSHA", lua.SCRIPTS["delete"].sha, 1, self._tag(execution_id)),
             ("ZREM", self._index, execution_id),
         ]
         found, _ = await self._pipeline(f"deleting execution {execution_id!r}", commands)
@@ -416,8 +412,8 @@ class RedisStore:
                 (
                     "EVALSHA",
                     sha,
-                    2,
-                    *self._keys(group[0].lease.execution_id),
+                    1,
+                    self._tag(group[0].lease.execution_id),
                     *lua.write_args(group[0].lease, [(w.puts, w.deletes) for w in group]),
                 ),
             )
@@ -493,8 +489,13 @@ class RedisStore:
 
     # -- helpers ------------------------------------------------------------------
 
+    def _tag(self, execution_id: str) -> str:
+        """The hash tag of an execution's keys: the one key of every script,
+        which derives the key names from it (see _redis_lua)."""
+        return f"{{{self.prefix}:{execution_id}}}"
+
     def _keys(self, execution_id: str) -> tuple[str, str]:
-        tag = f"{{{self.prefix}:{execution_id}}}"
+        tag = self._tag(execution_id)
         return f"{tag}:record", f"{tag}:checkpoints"
 
     async def _script(
@@ -505,12 +506,10 @@ class RedisStore:
         args: Sequence[object],
         *,
         lease: Lease | None = None,
-        records: int = 2,
     ) -> Any:
-        """Run script `name` on the execution's keys (record, and checkpoints
-        unless records=1); a fencing failure raises LeaseLost for `lease`."""
-        keys = self._keys(execution_id)[:records]
-        command = ("EVALSHA", lua.SCRIPTS[name].sha, len(keys), *keys, *args)
+        """Run script `name` on the execution's hash tag; a fencing failure
+        raises LeaseLost for `lease`."""
+        command = ("EVALSHA", lua.SCRIPTS[name].sha, 1, self._tag(execution_id), *args)
         return await self._link.call(operation, lambda redis: _evalsha(redis, command, lease))
 
     async def _pipeline(self, operation: str, commands: Sequence[Sequence[object]]) -> Any:

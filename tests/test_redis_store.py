@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import os
+import random
+import time
 import warnings
 
 import pytest
@@ -17,7 +20,7 @@ from redis.crc import key_slot
 from redis_server import fresh_prefix, with_prefix
 
 from resumable.errors import LeaseLost
-from resumable.stores import ExecutionUpdate, open_store
+from resumable.stores import ExecutionUpdate, Lease, open_store
 from resumable.stores import _redis_lua as lua
 from resumable.stores.redis import RedisStore
 
@@ -182,12 +185,155 @@ class TestLayout:
         store = make()
         lease = await store.create(make_record("e1"), "owner-a", 0.01)
         await asyncio.sleep(0.05)
-        record_key = f"{{{store.prefix}:e1}}:record"
-        first = peek.evalsha(lua.SCRIPTS["acquire"].sha, 1, record_key, "owner-b", "30", "", "n1")
-        again = peek.evalsha(lua.SCRIPTS["acquire"].sha, 1, record_key, "owner-b", "30", "", "n1")
-        other = peek.evalsha(lua.SCRIPTS["acquire"].sha, 1, record_key, "owner-b", "30", "", "n2")
+        tag = f"{{{store.prefix}:e1}}"
+        first = peek.evalsha(lua.SCRIPTS["acquire"].sha, 1, tag, "owner-b", "30", "", "n1")
+        again = peek.evalsha(lua.SCRIPTS["acquire"].sha, 1, tag, "owner-b", "30", "", "n1")
+        other = peek.evalsha(lua.SCRIPTS["acquire"].sha, 1, tag, "owner-b", "30", "", "n2")
         assert first == again == [1, str(lease.token + 1).encode(), first[2]]
         assert other[0] == 0  # a different call of the same owner is locked out
+
+
+class TestWire:
+    """A checkpointed loop calls WRITE once per iteration, so its arguments
+    are kept short (DESIGN §11, bench_bytes): one key (the hash tag), the
+    lease as token and owner digest, not the owner's text nor key names."""
+
+    @pytest.mark.skipif(
+        bool(os.environ.get("RESUMABLE_TEST_REDIS_URL")),
+        reason="counts the server's input bytes: needs a server of its own",
+    )
+    async def test_a_write_costs_its_records_and_a_few_dozen_bytes(self, make, make_record, peek):
+        store = make()
+        owner = "a-rather-long-host-name.example.internal:123456:7890123 " * 4
+        execution_id = "5f0c6b2a9d8e4f71a3b5c7d9e1f3a5b7"  # as long as a generated id
+        lease = await store.create(make_record(execution_id), owner, TTL)
+        await store.write(lease, {"warm": b"up"})  # connected, scripts loaded
+        key, value = "#0+results.17", b"x" * 200
+        info = b"*2\r\n$4\r\nINFO\r\n$5\r\nstats\r\n"  # the second INFO, counted too
+        costs = []
+        for _ in range(3):  # the least of three: nothing else talks to this server
+            before = peek.info("stats")["total_net_input_bytes"]
+            await store.write(lease, {key: value})
+            costs.append(peek.info("stats")["total_net_input_bytes"] - before - len(info))
+        tag = f"{{{store.prefix}:{execution_id}}}"
+        # Seven RESP bulk strings: EVALSHA, the SHA-1, 1, the tag, the fence
+        # argument (8 + 1 bytes), then the record: no owner, no key names.
+        fixed = len("*7\r\n") + 13 + 47 + 7 + len(f"${len(tag)}\r\n{tag}\r\n") + 15
+        assert min(costs) == fixed + len(f"${len(key)}\r\n{key}\r\n$200\r\n\r\n") + 200
+
+    async def test_a_stale_token_is_refused_naming_the_owner(self, make, make_record):
+        store = make()
+        old, new = await _taken_over(store, make_record("e1"), "host-a:1:1", "host-b:2:2")
+        await store.write(new, {"a": b"new"})
+        for stale in (old, Lease("e1", "host-b:2:2", old.token, old.expires_at)):
+            with pytest.raises(LeaseLost) as info:
+                await store.write(stale, {"a": b"stale", "b": b"stale"}, deletes=["a"])
+            assert info.value.owner == "host-b:2:2"
+        assert await store.load("e1") == {"a": b"new"}
+
+    async def test_the_current_token_of_another_owner_is_refused(self, make, make_record):
+        """The token alone does not fence: an id deleted and created again
+        starts at token 1, as does a forged lease."""
+        store = make()
+        lease = await store.create(make_record("e1"), "host-b:2:2", TTL)
+        forged = Lease("e1", "host-a:1:1", lease.token, lease.expires_at)
+        with pytest.raises(LeaseLost) as info:
+            await store.write(forged, {"a": b"x"})
+        assert info.value.owner == "host-b:2:2"
+        for refused in (
+            store.renew(forged, TTL),
+            store.release(forged),
+            store.update(forged, ExecutionUpdate(status="failed")),
+        ):
+            with pytest.raises(LeaseLost):
+                await refused
+        stored = await store.get("e1")
+        assert stored is not None
+        assert (stored.owner, stored.status, stored.lease_expires_at) == (
+            "host-b:2:2",
+            "running",
+            lease.expires_at,
+        )
+        assert await store.load("e1") == {}
+
+    async def test_owner_digests_that_look_like_digits_or_slashes(self, make, make_record):
+        """The fence argument is digest, token digits, maybe '/' and a count:
+        a digest made of such bytes must not be read as either."""
+        store = make()
+        owners = [
+            owner
+            for owner in (f"host:{i}:0" for i in range(5000))
+            if lua.owner_digest(owner)[-1:] in (b"/", b"1", b"9")
+        ][:6]
+        assert len(owners) == 6
+        for n, owner in enumerate(owners):
+            lease = await store.create(make_record(f"e{n}"), owner, TTL)
+            await store.write(lease, {"a": b"1", "b": b"2", "c": b"3"})
+            await store.write(lease, {"d": b"4"}, deletes=["a", "b"])
+            assert await store.load(f"e{n}") == {"c": b"3", "d": b"4"}
+            await store.renew(lease, TTL)
+            await store.release(lease)
+            await store.release(lease)
+
+    async def test_queued_writes_merge_into_their_net_effect(self, make, make_record):
+        store = make()
+        lease = await store.create(make_record("e1"), "owner-a", TTL)
+        rng = random.Random(7)
+        expected: dict[str, bytes] = {}
+        writes = []
+        for i in range(200):
+            puts = {f"k{rng.randrange(12)}": b"%d" % i for _ in range(rng.randrange(3))}
+            deletes = [f"k{rng.randrange(12)}" for _ in range(rng.randrange(3))]
+            for key in deletes:
+                expected.pop(key, None)
+            expected.update(puts)
+            writes.append(store.write(lease, puts, deletes))
+        await asyncio.gather(*writes)
+        assert store.stats.extra["write_batches"] >= 1
+        assert await store.load("e1") == expected
+
+    async def test_data_of_the_earlier_layout_is_read_and_fenced(self, make, peek):
+        """The stored layout did not change: an execution whose keys an
+        earlier version wrote is acquired, written and loaded as before."""
+        store = make()
+        tag = f"{{{store.prefix}:old}}"
+        now = time.time()
+        peek.hset(
+            f"{tag}:record",
+            mapping={
+                "id": "old",
+                "function": "tests.jobs:digest",
+                "name": "digest",
+                "args": b"m\x90",
+                "fingerprint": "fp",
+                "location": "tests/jobs.py:1",
+                "status": "running",
+                "created_at": repr(now),
+                "updated_at": repr(now),
+                "owner": "gone:1:1",
+                "lease_token": "4",
+                "lease_expires_at": "0",
+                "lease_nonce": "n",
+                "attempts": "1",
+                "cancel_requested": "0",
+            },
+        )
+        peek.hset(f"{tag}:checkpoints", mapping={"#0": b"loop", "#0+results.0": b"r0"})
+        lease = await store.acquire("old", "new:2:2", TTL)
+        assert lease.token == 5
+        await store.write(lease, {"#0+results.1": b"r1"}, deletes=["#0"])
+        assert await store.load("old") == {"#0+results.0": b"r0", "#0+results.1": b"r1"}
+        assert peek.hget(f"{tag}:checkpoints", "#0+results.1") == b"r1"
+        with pytest.raises(LeaseLost) as info:
+            await store.write(Lease("old", "gone:1:1", 4, 0.0), {"x": b"stale"})
+        assert info.value.owner == "new:2:2"
+
+
+async def _taken_over(store: RedisStore, record, first: str, second: str) -> tuple[Lease, Lease]:
+    old = await store.create(record, first, 0.01)
+    assert old is not None
+    await asyncio.sleep(0.05)
+    return old, await store.acquire(record.id, second, TTL)
 
 
 class TestEventLoops:
