@@ -21,8 +21,9 @@ SCRIPTS = [
     "bench_bytes",
     "bench_resume",
     "bench_memory",
+    "bench_watch",
 ]
-RESULT_FILES = ["batching", "checkpoint", "steps", "bytes", "resume", "memory"]
+RESULT_FILES = ["batching", "checkpoint", "steps", "bytes", "resume", "memory", "watch"]
 
 
 def main() -> int:
