@@ -22,8 +22,9 @@ SCRIPTS = [
     "bench_resume",
     "bench_memory",
     "bench_agent",
+    "bench_watch",
 ]
-RESULT_FILES = ["batching", "checkpoint", "steps", "bytes", "resume", "memory", "agent"]
+RESULT_FILES = ["batching", "checkpoint", "steps", "bytes", "resume", "memory", "agent", "watch"]
 
 
 def main() -> int:

@@ -187,8 +187,14 @@ async def snapshot(execution_id: str, store: Store, *, relations: bool = False) 
     except FormatVersionError as exc:  # the record still shows; its progress cannot
         progress = Progress(unreadable=1, first_error=str(exc))
     else:
-        checkpoints = await store.load(execution_id)
-        progress = read_progress(execution_id, checkpoints, _config.codec(), live=live)
+        # Headers only: what a viewer polls must not read every item's outcome.
+        codec = _config.codec()
+        version = record.format
+        headers = await store.load_headers(execution_id)
+        progress = read_progress(execution_id, headers, codec, live=live, format=version)
+        if progress.needs_items:  # fan-out headers without exact counts: an older run's
+            checkpoints = await store.load(execution_id)
+            progress = read_progress(execution_id, checkpoints, codec, live=live, format=version)
     view = _view(record, progress)
     if not relations:
         return Snapshot(record, view, progress)

@@ -62,6 +62,8 @@ class Fanout:
         self._context = current_execution()
         self._key = ""
         self._recorded: dict[int, bytes] = {}
+        # Items recorded, by this process and by earlier attempts: the counts
+        # the header carries (see _record).
         self._done = self._failed = self._in_flight = 0
         if self._context is not None:
             self._key = self._context.next_position(
@@ -70,6 +72,8 @@ class Fanout:
             records.read(self._context, self._key, plan.kind, plan.site, plan.location)
             self._recorded = self._context.item_records(self._key)
             self._path = scope_path()
+            self._failed = sum(data[:1] == wire.OUTCOME_ERROR for data in self._recorded.values())
+            self._done = len(self._recorded) - self._failed
             if self._recorded:
                 events.record(
                     events.FanoutResumed,
@@ -190,6 +194,10 @@ class Fanout:
         data = records.dump_outcome(
             context, outcome.value, outcome.error, where, f"item {outcome.index}", item_key
         )
+        # The counts grow and the header is handed to group commit with no
+        # await in between: when several items share a transaction, the
+        # last header put (the one kept) holds the highest counts, equal to
+        # the item records that the transaction leaves.
         if outcome.error is None:
             self._done += 1
         else:
@@ -201,6 +209,8 @@ class Fanout:
             total=self.plan.total,
             in_flight=self._in_flight,
             concurrency=self.plan.concurrency,
+            items_done=self._done,
+            items_failed=self._failed,
         )
         await context.write_grouped(
             {item_key: data, self._key: records.seal(context, header.wire(), self._key)}

@@ -22,7 +22,12 @@ user's. Item and memo records start with a one-byte outcome tag instead
 Version. `FORMAT_VERSION` is stored with every execution (the store's
 `format` field). A process refuses an execution written in a newer format,
 naming both; format 1 (releases before the field existed) has the same keys
-and headers and is read as it is.
+and headers and is read as it is. Fan-out headers carry exact item counts
+(ITEMS_DONE, ITEMS_FAILED) within format 2: a reader ignores header fields
+it does not know, so older releases still read them. Format 1 wrote the
+same two fields inexactly (an earlier attempt's failures counted as done),
+and format 2 before them did not write them: progress counts the item
+records of such executions instead (see COUNTED_FORMAT).
 """
 
 from __future__ import annotations
@@ -37,6 +42,10 @@ from resumable.stores.codec import Codec
 FORMAT_VERSION: Final = 2
 # What a record without a format field was written in.
 FIRST_FORMAT: Final = 1
+# From this format on, a fan-out header's ITEMS_DONE/ITEMS_FAILED, when
+# present, equal its item records. Format 1 wrote them too, but counted the
+# failures recorded by an earlier attempt as done (and not as failed).
+COUNTED_FORMAT: Final = 2
 
 # -- header wire names ---------------------------------------------------------
 
@@ -59,7 +68,8 @@ LINKED_STATES: Final = "s"
 # fan-out
 IN_FLIGHT: Final = "f"
 CONCURRENCY: Final = "c"
-# fan-out, compacted: the item counts its item records held
+# fan-out: items recorded so far (succeeded, failed), equal to its item
+# records (written with each of them); also in a compacted summary
 ITEMS_DONE: Final = "i"
 ITEMS_FAILED: Final = "x"
 # step
@@ -256,9 +266,15 @@ class LoopHeader:
 @dataclass(frozen=True, slots=True)
 class FanoutHeader:
     """Written with every finished item, in the same transaction: progress
-    costs no extra write. Done and failed counts come from the item records
-    themselves; `concurrency` lets a viewer estimate what runs between two
-    writes."""
+    costs no extra write. `items_done`/`items_failed` count the item records
+    (exactly: the header and the item that changed them are one write), so a
+    viewer reads progress from the header alone; `concurrency` lets it
+    estimate what runs between two writes.
+
+    The counts were added without a new FORMAT_VERSION: readers ignore
+    header fields they do not know. A header without them (format 2 before
+    they were written), or of a format-1 execution (whose counts were
+    inexact across resumes), is read by counting the item records."""
 
     kind: str  # MAP or GATHER
     site: str
@@ -266,12 +282,12 @@ class FanoutHeader:
     total: int | None
     in_flight: int
     concurrency: int | None
-    # Set in a summary left by compaction (the item records are gone).
+    # None in a header written without the counts (count the item records).
     items_done: int | None = None
     items_failed: int | None = None
 
     def wire(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             KIND: self.kind,
             SITE: self.site,
             WHERE: self.location,
@@ -279,9 +295,14 @@ class FanoutHeader:
             IN_FLIGHT: self.in_flight,
             CONCURRENCY: self.concurrency,
         }
+        if self.items_done is not None:
+            out[ITEMS_DONE] = self.items_done
+            out[ITEMS_FAILED] = self.items_failed or 0
+        return out
 
     @classmethod
     def parse(cls, header: dict[str, Any]) -> FanoutHeader:
+        done = header.get(ITEMS_DONE)
         return cls(
             kind=str(header[KIND]),
             site=str(header[SITE]),
@@ -289,8 +310,8 @@ class FanoutHeader:
             total=header.get(TOTAL),
             in_flight=int(header.get(IN_FLIGHT) or 0),
             concurrency=header.get(CONCURRENCY),
-            items_done=header.get(ITEMS_DONE) if header.get(COMPACTED) else None,
-            items_failed=header.get(ITEMS_FAILED) if header.get(COMPACTED) else None,
+            items_done=None if done is None else int(done),
+            items_failed=None if done is None else int(header.get(ITEMS_FAILED) or 0),
         )
 
     def summary(self, done: int, failed: int) -> dict[str, Any]:
@@ -396,8 +417,9 @@ class FanoutProgress:
     """How far one `amap` or `agather` got, in items.
 
     `done` items succeeded and `failed` ones were recorded as failures
-    (`return_exceptions=True`); both counts come from the item records, so
-    they are exact across resumes. `in_flight` is an estimate (nothing is
+    (`return_exceptions=True`); both counts are written in the fan-out's
+    header with every item, in the same transaction, so they are exact
+    across resumes. `in_flight` is an estimate (nothing is
     written when an item starts): min(concurrency, unfinished items) while
     the execution runs with a live owner, else 0. `total` is None for an
     input without a length (an async generator).
@@ -428,25 +450,39 @@ class FanoutProgress:
 class Progress:
     """Everything the checkpoint records say about progress; `unreadable`
     counts headers that could not be decoded (signed with a key this process
-    does not have, say), so a viewer can say why progress is missing."""
+    does not have, say), so a viewer can say why progress is missing.
+    `needs_items`: a fan-out header has no exact item counts (format 1, or
+    format 2 before headers carried them), so its counts are those of the
+    item records passed in: read from headers only, they are too low; read
+    again from every record (`Store.load`)."""
 
     loops: tuple[LoopProgress, ...] = ()
     fanouts: tuple[FanoutProgress, ...] = ()
     unreadable: int = 0
     first_error: str | None = None
+    needs_items: bool = False
 
 
 _SHOWN_KINDS: dict[str, Literal["amap", "agather"]] = {MAP: "amap", GATHER: "agather"}
 
 
 def read_progress(
-    execution_id: str, checkpoints: dict[str, bytes], codec: Codec, *, live: bool
+    execution_id: str,
+    checkpoints: dict[str, bytes],
+    codec: Codec,
+    *,
+    live: bool,
+    format: int = FORMAT_VERSION,
 ) -> Progress:
     """Progress from the records alone, so any process sharing the store can
-    show it and nothing extra is written. Only headers are decoded (plain
-    data); item records are counted by their outcome tag; nothing of the
-    user's is ever unpickled. `live=False` (the run is not running, or its
-    owner is gone) reports nothing in flight."""
+    show it and nothing extra is written. Headers (and loop locations) are
+    all it needs: `checkpoints` is what `Store.load_headers` returns, or every
+    record. Only headers are decoded (plain data); nothing of the user's is
+    ever unpickled. Item records, when passed, are counted by their outcome
+    tag, for fan-out headers without exact counts (see `Progress.needs_items`;
+    `format` is the execution's, which says whether counts are exact).
+    `live=False` (the run is not running, or its owner is gone) reports
+    nothing in flight."""
     loops: list[LoopProgress] = []
     fanouts: list[FanoutProgress] = []
     items: dict[str, list[int]] = {}  # fan-out position -> [done, failed]
@@ -454,6 +490,7 @@ def read_progress(
     locations: dict[str, bytes] = {}
     unreadable = 0
     first_error: str | None = None
+    needs_items = False
     for key, data in checkpoints.items():
         parsed = parse_key(key)
         if parsed.kind == "item":
@@ -480,9 +517,12 @@ def read_progress(
             loops.append(LoopProgress(key, loop.site, location, loop.index, loop.total, loop.done))
             continue
         fanout = FanoutHeader.parse(header)
-        done, failed = items.get(key, (0, 0))
-        if fanout.items_done is not None:
+        exact = format >= COUNTED_FORMAT or header.get(COMPACTED)
+        if fanout.items_done is not None and exact:
             done, failed = fanout.items_done, fanout.items_failed or 0
+        else:  # an older header: count the item records
+            done, failed = items.get(key, (0, 0))
+            needs_items = True
         fanouts.append(
             FanoutProgress(
                 position=key,
@@ -500,6 +540,7 @@ def read_progress(
         fanouts=tuple(sorted(fanouts, key=lambda p: position_order(p.position))),
         unreadable=unreadable,
         first_error=first_error,
+        needs_items=needs_items,
     )
 
 

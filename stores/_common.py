@@ -25,6 +25,30 @@ UPDATE_FIELDS: tuple[str, ...] = (
 )
 
 
+# -- which checkpoint keys `load_headers` returns (see Store) -------------------
+
+MEMO_PREFIX = "memo:"
+# Characters that make a key not a header's: a delta ("+") or an item ("=").
+NOT_HEADER = "+="
+
+
+def is_header_key(key: str) -> bool:
+    """A header (or loop location) key: contains none of + = and does not
+    start with memo:. The rule of `Store.load_headers`."""
+    return not key.startswith(MEMO_PREFIX) and "+" not in key and "=" not in key
+
+
+def past_non_headers(key: str) -> str:
+    """For a key that is not a header's: the least string above every key
+    that shares the prefix making it one ("#3=17" -> "#3>": above every item
+    of "#3"; "memo:x" -> "memo;"). Keys below it, in byte order, that are at
+    least `key` are not headers either, so an ordered store skips them."""
+    if key.startswith(MEMO_PREFIX):
+        return "memo;"
+    cut = min(i for i in (key.find("+"), key.find("=")) if i >= 0)
+    return key[:cut] + chr(ord(key[cut]) + 1)
+
+
 def check_ttl(ttl: float) -> None:
     if not ttl > 0:  # also refuses NaN
         raise ValueError(f"ttl={ttl!r}: a lease must last a positive number of seconds")

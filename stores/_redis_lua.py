@@ -191,6 +191,27 @@ return found
 """
 
 
+# KEYS: checkpoints. ARGV: cursor, count. One HSCAN step, filtered on the
+# server (the rule of Store.load_headers: no '+' or '=' in the key, no
+# 'memo:' prefix), so only header records cross the network. Returns
+# {next cursor, key, value, ...}; cursor '0' again: the scan is over. Each
+# call is short (about `count` fields), so the server never blocks long on a
+# big execution, as HKEYS or HGETALL of a million items would.
+HEADERS = """
+local found = redis.call('HSCAN', KEYS[1], ARGV[1], 'COUNT', ARGV[2])
+local page = found[2]
+local out = {found[1]}
+for i = 1, #page, 2 do
+  local key = page[i]
+  if string.sub(key, 1, 5) ~= 'memo:' and not string.find(key, '[+=]') then
+    out[#out + 1] = key
+    out[#out + 1] = page[i + 1]
+  end
+end
+return out
+"""
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class Script:
     name: str
@@ -216,6 +237,7 @@ SCRIPTS: dict[str, Script] = {
         ("update", UPDATE),
         ("request_cancel", REQUEST_CANCEL),
         ("delete", DELETE),
+        ("headers", HEADERS),
     )
 }
 

@@ -308,6 +308,61 @@ def load_records(conn: sqlite3.Connection, execution_id: str) -> dict[str, bytes
     return dict(rows)
 
 
+# load_headers: keys in order from a bound (inclusive, or after a key), then
+# the values of the header keys found.
+_KEYS_FROM = "SELECT key FROM checkpoints WHERE execution_id = ? AND key >= ? ORDER BY key LIMIT ?"
+_KEYS_AFTER = "SELECT key FROM checkpoints WHERE execution_id = ? AND key > ? ORDER BY key LIMIT ?"
+_KEYS_PAGE = 256
+_VALUES_CHUNK = 500  # bound parameters per IN (...): under every SQLite's limit
+
+
+def load_headers(conn: sqlite3.Connection, execution_id: str) -> dict[str, bytes]:
+    """The header records (`_common.is_header_key`), without reading the rest.
+
+    A skip scan of the primary key's index, in one read transaction (one
+    consistent snapshot): keys are read in order, a page at a time, and at a
+    key that is not a header's the scan jumps past every key sharing the
+    prefix that makes it one (`_common.past_non_headers`: all the items of a
+    fan-out, all the deltas of a loop, every memo) with one index seek. So
+    it costs about one seek per header plus one per run of other records,
+    whatever their number, and the value column is read for headers only
+    (SQLite reads a row's value, and its overflow pages, only when selected).
+    """
+    keys: list[str] = []
+    bound, after = "", False
+    is_header, skip = _common.is_header_key, _common.past_non_headers
+    conn.execute("BEGIN")
+    try:
+        while True:
+            page = conn.execute(
+                _KEYS_AFTER if after else _KEYS_FROM, (execution_id, bound, _KEYS_PAGE)
+            ).fetchall()
+            for (key,) in page:
+                if key < bound:
+                    continue  # inside a run being skipped
+                if is_header(key):
+                    keys.append(key)
+                    bound, after = key, True
+                else:
+                    bound, after = skip(key), False
+            if len(page) < _KEYS_PAGE:
+                break
+        found: dict[str, bytes] = {}
+        for start in range(0, len(keys), _VALUES_CHUNK):
+            chunk = keys[start : start + _VALUES_CHUNK]
+            marks = ", ".join("?" * len(chunk))
+            found.update(
+                conn.execute(
+                    f"SELECT key, value FROM checkpoints WHERE execution_id = ? "  # noqa: S608
+                    f"AND key IN ({marks})",
+                    (execution_id, *chunk),
+                ).fetchall()
+            )
+    finally:
+        _rollback(conn)  # a read transaction: nothing to commit
+    return found
+
+
 def list_records(
     conn: sqlite3.Connection,
     status: Status | None,

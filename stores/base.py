@@ -3,7 +3,8 @@
 A store keeps, per execution, one `ExecutionRecord` (what ran, its status,
 its lease) and a flat map of checkpoint records (key -> bytes) that the
 runtime owns. Stores know nothing about loops or steps: they keep bytes
-atomically, fence stale owners, and load everything of an execution at once.
+atomically, fence stale owners, and load everything of an execution at once
+(or only its headers, for progress: see `Store.load_headers`).
 """
 
 from __future__ import annotations
@@ -126,6 +127,12 @@ class Store(Protocol):
       writing process (SQLite: a committed WAL transaction; Redis: EXEC done).
     * `load` returns every checkpoint record of an execution, as it was after
       the last acknowledged write, in one round trip.
+    * `load_headers` returns the checkpoint records whose key is a header's
+      (or a loop location's): a header key contains none of ``+ =`` and
+      does not start with ``memo:`` (deltas, fan-out items and memoized
+      outcomes are left out). It is what progress viewers poll, so it must
+      not read the values of the records it leaves out (nor, where the store
+      can, even their keys); the records it returns are those `load` would.
     * `list` returns records newest first (by `created_at`), filtered by status,
       function and/or parent_id when given (`parent_id=X`: the child
       executions of X).
@@ -158,6 +165,8 @@ class Store(Protocol):
     async def update(self, lease: Lease, update: ExecutionUpdate) -> ExecutionRecord: ...
 
     async def load(self, execution_id: str) -> dict[str, bytes]: ...
+
+    async def load_headers(self, execution_id: str) -> dict[str, bytes]: ...
 
     async def list(
         self,

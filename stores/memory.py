@@ -131,6 +131,11 @@ class MemoryStore:
         self.stats.loads += 1
         return dict(self._checkpoints.get(execution_id, ()))
 
+    async def load_headers(self, execution_id: str) -> dict[str, bytes]:
+        is_header = _common.is_header_key
+        records = self._checkpoints.get(execution_id, {})
+        return {key: value for key, value in records.items() if is_header(key)}
+
     async def list(
         self,
         *,

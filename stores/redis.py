@@ -36,6 +36,7 @@ are `_redis_link`'s business.
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 import uuid
 from collections.abc import Collection, Mapping, Sequence
@@ -67,6 +68,8 @@ DEFAULT_PREFIX = "resumable"
 _OWN_OPTIONS = ("max_record_bytes", "prefix", "unavailable_after")
 # Ids read per index page when filtering (one pipelined round trip each).
 _PAGE = 500
+# Checkpoint fields read on the server per step of `load_headers`.
+_HEADER_SCAN = 2000
 
 
 @dataclass(eq=False, slots=True)
@@ -310,6 +313,26 @@ class RedisStore:
         self.stats.loads += 1
         return {key.decode(): value for key, value in stored.items()}
 
+    async def load_headers(self, execution_id: str) -> dict[str, bytes]:
+        """HSCAN in steps, each filtered by a script: Redis keeps no order of
+        a hash's fields to skip through, so every step reads `_HEADER_SCAN`
+        fields on the server, but only header records are sent back. Not one
+        snapshot: a header written meanwhile may be read as it was before or
+        after (HSCAN returns every field present throughout at least once)."""
+        key = self._keys(execution_id)[1]
+        sha = lua.SCRIPTS["headers"].sha
+        operation = f"loading checkpoint headers of {execution_id!r}"
+        found: dict[str, bytes] = {}
+        cursor: bytes | str = "0"
+        while True:
+            command: tuple[object, ...] = ("EVALSHA", sha, 1, key, cursor, _HEADER_SCAN)
+            reply = await self._link.call(operation, functools.partial(_scan_step, command))
+            cursor = reply[0]
+            for name, value in zip(reply[1::2], reply[2::2], strict=True):
+                found[name.decode()] = value
+            if cursor in (b"0", "0"):
+                return found
+
     async def list(
         self,
         *,
@@ -523,6 +546,10 @@ async def _evalsha(redis: aioredis.Redis, command: Sequence[object], lease: Leas
         if lease is not None and str(exc).startswith(lua.LEASE_LOST):
             raise _lease_lost(lease, str(exc)) from None
         raise
+
+
+async def _scan_step(command: Sequence[object], redis: aioredis.Redis) -> Any:
+    return await execute(redis, *command)
 
 
 def _lease_lost(lease: Lease, message: str) -> LeaseLost:

@@ -199,6 +199,9 @@ class SQLiteStore:
         self.stats.loads += 1
         return loaded
 
+    async def load_headers(self, execution_id: str) -> dict[str, bytes]:
+        return await self._run("loading checkpoint headers", sql.load_headers, execution_id)
+
     async def list(
         self,
         *,

@@ -75,9 +75,13 @@ GOLDEN = {
         "a16907a16e14a164c2a163c4096d81a5746f74616c15"
         "a17481a36f757493a46c69737403cd03e8a16591a47365656ea168cd3039",
     ),
+    # The item counts (i, x) joined within format 2: format-1 readers ignore
+    # unknown header fields, so it stays FORMAT_VERSION 2.
     "map": (
-        wire.FanoutHeader("map", "amap(f)", "j.py:3", 10, 2, 4).wire(),
-        "6d86a16ba36d6170a173a7616d6170286629a177a66a2e70793a33a16e0aa16602a16304",
+        wire.FanoutHeader(
+            "map", "amap(f)", "j.py:3", 10, 2, 4, items_done=5, items_failed=1
+        ).wire(),
+        "6d88a16ba36d6170a173a7616d6170286629a177a66a2e70793a33a16e0aa16602a16304a16905a17801",
     ),
     "step": (
         wire.step_header("fetch", "j.py:9", b"r" + b"m\xa2ok"),
@@ -147,6 +151,18 @@ class TestFirstReleaseStore:
         store = SQLiteStore(path)
         yield store
         await store.close()
+
+    async def test_its_fanout_counts_come_from_the_item_records(self, old_store):
+        """Format-1 fan-out headers hold counts that were inexact across
+        resumes (an earlier attempt's failures counted as done): status()
+        does not trust them and counts the item records instead."""
+        headers = await old_store.load_headers("format-1-run")
+        from_headers = wire.read_progress(
+            "format-1-run", headers, Codec(), live=False, format=wire.FIRST_FORMAT
+        )
+        assert from_headers.needs_items and [f.done for f in from_headers.fanouts] == [0]
+        [fanout] = (await status("format-1-run", store=old_store)).fanouts
+        assert (fanout.kind, fanout.done, fanout.failed, fanout.total) == ("amap", 20, 0, 20)
 
     async def test_it_resumes_exactly(self, old_store):
         record = await old_store.get("format-1-run")

@@ -6,15 +6,17 @@ from __future__ import annotations
 import asyncio
 import os
 import pickle
+import uuid
 from collections import OrderedDict
 from dataclasses import dataclass
 
 import cloudpickle
 import pytest
-from jobs import batch, watched
+from jobs import batch, counted, watched
 
-from resumable import FanoutProgress, status
+from resumable import FanoutProgress, MemoryStore, _config, resume, status
 from resumable._cli import progress, values
+from resumable.runtime import wire
 from resumable.runtime.wire import read_progress
 from resumable.stores.codec import Codec
 from resumable.testing import SimulatedCrash, crash_after
@@ -173,3 +175,93 @@ class TestArgumentSummary:
         blob = Codec().dumps(((Account("ann", 3),), {}))
         assert values.values(blob, Codec(), "x") == [("args[0]", "Account(owner='ann', balance=3)")]
         assert values.size(blob).endswith("bytes")
+
+
+class _Counting:
+    """A real store whose load() and load_headers() calls are counted (and
+    passed through: nothing is faked)."""
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+        self.loads = self.header_loads = 0
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    async def load(self, execution_id):
+        self.loads += 1
+        return await self.inner.load(execution_id)
+
+    async def load_headers(self, execution_id):
+        self.header_loads += 1
+        return await self.inner.load_headers(execution_id)
+
+
+def item_counts(records: dict[str, bytes]) -> dict[str, tuple[int, int]]:
+    """(done, failed) per fan-out, counted from its item records."""
+    counts: dict[str, list[int]] = {}
+    for key, data in records.items():
+        parsed = wire.parse_key(key)
+        if parsed.kind == "item":
+            counts.setdefault(parsed.position, [0, 0])[data[:1] == wire.OUTCOME_ERROR] += 1
+    return {position: (done, failed) for position, (done, failed) in counts.items()}
+
+
+async def header_counts(store, execution_id: str) -> dict[str, tuple[int, int]]:
+    """(done, failed) per fan-out, as its header says (headers only)."""
+    found = read_progress(
+        execution_id, await store.load_headers(execution_id), _config.codec(), live=False
+    )
+    assert not found.needs_items
+    return {f.position: (f.done, f.failed) for f in found.fanouts}
+
+
+class TestHeaderCounts:
+    """Fan-out headers carry the item counts, so progress reads headers only."""
+
+    async def test_status_does_not_load_the_records(self, store):
+        with crash_after(4), pytest.raises(SimulatedCrash) as crash:
+            await batch.mapped.options(execution_id="m", store=store)(40)
+        await store.release(crash.value.lease)
+        counting = _Counting(store)
+        found = await status("m", store=counting)
+        assert (counting.loads, counting.header_loads) == (0, 1)
+        [fanout] = found.fanouts
+        assert 0 < fanout.done < 40
+        assert item_counts(await store.load("m")) == {"#0": (fanout.done, 0)}
+
+    async def test_counts_across_crashes_and_resumes(self, store):
+        execution_id = uuid.uuid4().hex
+        with crash_after(3), pytest.raises(SimulatedCrash) as crash:
+            await counted.mixed.options(execution_id=execution_id, store=store)(60)
+        await store.release(crash.value.lease)
+        first = item_counts(await store.load(execution_id))
+        assert await header_counts(store, execution_id) == first
+        assert 0 < sum(first["#0"]) < 60
+        with crash_after(2), pytest.raises(SimulatedCrash) as crash:
+            await resume(execution_id, store=store)
+        await store.release(crash.value.lease)
+        second = item_counts(await store.load(execution_id))
+        assert await header_counts(store, execution_id) == second
+        assert sum(first["#0"]) < sum(second["#0"]) < 60  # the first attempt's count carried on
+        assert await resume(execution_id, store=store) == 15
+        assert item_counts(await store.load(execution_id)) == {"#0": (45, 15)}
+        assert await header_counts(store, execution_id) == {"#0": (45, 15)}
+        [fanout] = (await status(execution_id, store=store)).fanouts
+        assert (fanout.done, fanout.failed, fanout.finished) == (45, 15, True)
+
+    async def test_every_write_leaves_the_header_equal_to_the_items(self):
+        """Group commit merges several items (and their headers) into one
+        write: the header that lands must be the one with the highest counts."""
+        merged: list[int] = []
+
+        class Checking(MemoryStore):
+            async def write(self, lease, puts, deletes=()):
+                await super().write(lease, puts, deletes)
+                merged.append(sum(wire.parse_key(key).kind == "item" for key in puts))
+                records = await self.load(lease.execution_id)
+                assert await header_counts(self, lease.execution_id) == item_counts(records)
+
+        store = Checking()
+        assert await counted.mixed.options(store=store)(200) == 50
+        assert max(merged) > 1, "no write held several items: the test proves nothing"

@@ -473,6 +473,87 @@ class TestLoad:
         assert await store.load("e1") == {"a": b"1"}
 
 
+def header_rule(key: str) -> bool:
+    """The rule of Store.load_headers, written out independently of the stores."""
+    return not key.startswith("memo:") and "+" not in key and "=" not in key
+
+
+class TestLoadHeaders:
+    """load_headers returns the records of header (and loop location) keys:
+    none of + = in the key, no memo: prefix; exactly as load has them."""
+
+    KEYS = (
+        "#0", "#0@", "#0+out.0", "#0+out.1", "#0+out.10", "#0=0", "#0=1", "#0=10",
+        "#0[3]/#1", "#0[3]/#1@", "#0[3]/#1=2", "#0[3]/#1+acc.0", "#1", "#1=5", "#10",
+        "#10=0", "#2", "memo:fetch:ab12", "memo:fetch:cd=+", "", "a=b", "x+", "zz", "ü", "ü=1",
+    )  # fmt: skip
+
+    async def test_unknown_id_has_none(self, store):
+        assert await store.load_headers("nope") == {}
+
+    async def test_only_header_keys(self, store, make_record):
+        lease = await created(store, make_record("e1"))
+        await store.write(lease, {key: key.encode() * 3 for key in self.KEYS})
+        found = await store.load_headers("e1")
+        assert found == {key: key.encode() * 3 for key in self.KEYS if header_rule(key)}
+        kept = {"#0", "#0@", "#0[3]/#1", "#0[3]/#1@", "#1", "#10", "#2", "", "zz", "ü"}
+        assert set(found) == kept
+
+    async def test_the_rule_is_the_record_formats(self, store, make_record):
+        from resumable.runtime import wire
+
+        lease = await created(store, make_record("e1"))
+        await store.write(lease, dict.fromkeys(self.KEYS, b"v"))
+        found = await store.load_headers("e1")
+        for key in self.KEYS:
+            kind = wire.parse_key(key).kind
+            if kind in ("header", "location"):
+                assert key in found, key
+            elif kind in ("delta", "item", "memo"):
+                assert key not in found, key
+
+    async def test_headers_among_many_other_records(self, store, make_record):
+        """Runs of items and deltas longer than any page or scan step."""
+        lease = await created(store, make_record("e1"))
+        puts = {f"#{p}": b"h%d" % p for p in range(0, 12, 2)}
+        puts |= {f"#{p}@": b"at" for p in range(0, 12, 4)}
+        for p in (0, 4, 10):
+            puts |= {f"#{p}={i}": b"i" * (i % 300) for i in range(1500)}
+            puts |= {f"#{p}+out.{i}": b"d" for i in range(700)}
+        puts |= {f"memo:s:{i}": b"m" for i in range(600)}
+        puts |= {f"#4[{i}]/#0": b"inner" for i in range(300)}
+        await store.write(lease, puts)
+        expected = {key: value for key, value in puts.items() if header_rule(key)}
+        assert len(expected) == 6 + 3 + 300
+        assert await store.load_headers("e1") == expected
+
+    async def test_follows_writes_deletes_and_replacement(self, store, make_record):
+        lease = await created(store, make_record("e1"))
+        await store.write(lease, {"#0": b"1", "#0=0": b"r", "#1": b"x"})
+        await store.write(lease, {"#0": b"2", "#0=1": b"r"}, deletes=["#1"])
+        assert await store.load_headers("e1") == {"#0": b"2"}
+        await store.update(lease, ExecutionUpdate(replace_checkpoints={"#0": b"sum", "#0=0": b""}))
+        assert await store.load_headers("e1") == {"#0": b"sum"}
+        await store.write(lease, {"#5": b"5"})
+        assert await store.load_headers("e1") == {"#0": b"sum", "#5": b"5"}
+
+    async def test_executions_do_not_share_keys(self, store, make_record):
+        one = await created(store, make_record("e1"))
+        two = await created(store, make_record("e2"))
+        await store.write(one, {"#0": b"one", "#0=0": b"r"})
+        await store.write(two, {"#1": b"two"})
+        assert await store.load_headers("e1") == {"#0": b"one"}
+        assert await store.load_headers("e2") == {"#1": b"two"}
+
+    async def test_returns_a_copy_and_is_not_a_load(self, store, make_record):
+        lease = await created(store, make_record("e1"))
+        await store.write(lease, {"#0": b"1"})
+        found = await store.load_headers("e1")
+        found["#9"] = b"2"
+        assert await store.load_headers("e1") == {"#0": b"1"}
+        assert store.stats.loads == 0
+
+
 class TestList:
     """list returns records newest first, filtered, up to a limit."""
 

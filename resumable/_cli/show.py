@@ -1,8 +1,9 @@
 """`resumable show ID [--follow]`: one execution, once or live.
 
-Everything shown is read from the store: the execution record and its
-checkpoint records, which already hold each loop's index and each
-amap/agather's finished items. Following an execution therefore works from
+Everything shown is read from the store: the execution record and the
+headers of its checkpoint records (`Store.load_headers`), which already hold
+each loop's index and each amap/agather's item counts; item outcomes and
+carried values are never read. Following an execution therefore works from
 any process or machine that can read the store, and costs the running
 execution nothing: no extra writes, no messages.
 """
