@@ -27,6 +27,7 @@ that finds them bound.
 from __future__ import annotations
 
 import builtins
+import collections
 import gc
 import types
 from dataclasses import dataclass, field
@@ -538,6 +539,8 @@ def _round_trips(value: Any) -> bool:
     found = _round_trip_ok.get(kind)
     if found is not None and kind.__module__ != "builtins":
         return found
+    if kind in _PLAIN and _only_plain_data(value):
+        return True  # plain containers of atoms always round-trip: no O(n) pickle
     codec = Codec()
     try:
         blob = codec.dumps(value)
@@ -547,6 +550,18 @@ def _round_trips(value: Any) -> bool:
         return False
     _round_trip_ok[kind] = True
     return True
+
+
+def _only_plain_data(value: Any) -> bool:
+    shape = shapes.lazy(value)
+    shape.ensure()
+    if not (shape.complete and shape.tree):
+        return False
+    return all(level <= _PLAIN for level in shape.depth_types)
+
+
+# defaultdict is left out: its factory is not in the walk.
+_PLAIN = kinds.ATOMS | (kinds.TRANSPARENT - {collections.defaultdict})
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,7 +16,9 @@ Records of carried `name` at loop position `P` (keys from `wire`):
     P+name.0     the base: the whole value
     P+name.<s>   delta s (list, deque: new items; dict: [deleted keys,
                  [key, value, ...]]; set: [added, removed])
-    P+name~<s>   a chunk: deltas s-FOLD+1 .. s, folded into one record
+    P+name~<s>   a chunk: deltas s-FOLD+1 .. s, folded into one record,
+                 compressed (zlib: it rewrites what the deltas held, and
+                 compression keeps that rewrite a fraction of the payload)
 
 Every FOLD deltas are folded into one chunk in the same transaction as the
 checkpoint that completes them (and deleted), so a resume reads
@@ -28,6 +30,7 @@ from __future__ import annotations
 import collections
 import itertools
 import operator
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -138,7 +141,9 @@ def rebuild(
     apply = _APPLY[kind]
     if fold:
         for end in range(fold, folded + 1, fold):
-            for change in _chunk_changes(kind, read(wire.chunk_key(key, name, end))):
+            chunk_key = wire.chunk_key(key, name, end)
+            inner = zlib.decompress(read(chunk_key))
+            for change in _chunk_changes(kind, load(inner, chunk_key)):
                 apply(value, change)
     for s in range(folded + 1, seq + 1):
         apply(value, read(wire.delta_key(key, name, s)))
@@ -196,7 +201,8 @@ def _delta(
     if track.fold and seq % track.fold == 0:
         # Fold: one chunk replaces the deltas since the last fold.
         chunk_key = wire.chunk_key(key, name, seq)
-        puts[chunk_key] = dump(_chunk(track.kind, pending), chunk_key)
+        inner = dump(_chunk(track.kind, pending), chunk_key)
+        puts[chunk_key] = dump(zlib.compress(inner, 1), chunk_key)
         deletes.extend(wire.delta_key(key, name, s) for s in range(seq - track.fold + 1, seq))
         pending = []
     else:

@@ -306,6 +306,13 @@ class CheckpointedLoop(AsyncIterator[T], Generic[T]):
                 load=lambda data, key: records.load_value(context, data, key),
             )
         frames.restore(self._frame, values, in_place)
+        # A value restored into the object the frame already held is that
+        # object now: its track follows it (or the next checkpoint would
+        # write it whole as a new base).
+        bound = frames.read_locals(self._frame, self._tracks)
+        for name, track in self._tracks.items():
+            if bound.get(name, track.value) is not track.value:
+                track.value = bound[name]
         self._located = True
         self._index = self._flushed = loop.index
         self._done = loop.done
