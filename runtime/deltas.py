@@ -145,10 +145,13 @@ def rebuild(
             inner = zlib.decompress(read(chunk_key))
             for change in _chunk_changes(kind, load(inner, chunk_key)):
                 apply(value, change)
-    for s in range(folded + 1, seq + 1):
-        apply(value, read(wire.delta_key(key, name, s)))
+    unfolded = [read(wire.delta_key(key, name, s)) for s in range(folded + 1, seq + 1)]
+    for change in unfolded:
+        apply(value, change)
     track = _fresh(kind, value)
     track.seq, track.fold = seq, fold  # format 1 lists (fold 0) go on unfolded
+    # The next chunk folds these too (their records go when it is written).
+    track.pending = unfolded if fold else []
     return value, track
 
 
@@ -175,7 +178,7 @@ _REBASE = object()
 
 
 def _fresh(kind: str, value: Any) -> Track:
-    track = Track(kind, value)
+    track = Track(kind, value, fold=FOLD)
     if kind in (LIST, DEQUE):
         track.length = len(value)
         track.tail = value[-1] if value else None
