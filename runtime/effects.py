@@ -334,7 +334,12 @@ class Judge:
             worst = max(worst, level)
             if worst == DEEP:
                 break
-        append = worst == SHALLOW and part.top and found == {list} and name in ("append", "extend")
+        append = (
+            worst == SHALLOW
+            and part.top
+            and found <= {list, collections.deque}
+            and name in ("append", "extend")
+        )
         return worst, f"calls its method {name}()", append
 
     def _method_level(self, kind: type, name: str, part: Part, kwnames: frozenset[str]) -> int:

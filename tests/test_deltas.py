@@ -89,3 +89,29 @@ class TestRecords:
         assert wire.parse_key(wire.chunk_key("#0", "table", 8)) == wire.ParsedKey(
             "chunk", "#0", name="table", seq=8
         )
+
+
+class TestWhichValuesAreDeltas:
+    """What the analysis lets `deltas` write as deltas (records of a run
+    crashed after checkpoint 6, read from the store)."""
+
+    async def records(self, job) -> dict[str, set[str]]:
+        store = MemoryStore()
+        execution_id = uuid.uuid4().hex
+        with crash_after(6), pytest.raises(SimulatedCrash) as crash:
+            await job.options(store=store, execution_id=execution_id)(10)
+        await store.release(crash.value.lease)
+        found: dict[str, set[str]] = {}
+        for key in await store.load(execution_id):
+            parsed = wire.parse_key(key)
+            if parsed.name is not None:
+                found.setdefault(parsed.name, set()).add(parsed.kind)
+        return found
+
+    async def test_an_appended_deque_and_a_growing_dict_and_set(self):
+        assert set(await self.records(containers.deque_ops)) == {"recent"}  # not `bounded`
+        assert set(await self.records(containers.dict_ops)) == {"table"}
+        assert set(await self.records(containers.set_ops)) == {"seen"}
+
+    async def test_a_list_edited_in_place_is_written_whole(self):
+        assert await self.records(containers.list_edits) == {}

@@ -39,7 +39,7 @@ async def set_ops(n: int) -> list[int]:
         if i == 4:
             seen.clear()
         if i % 8 == 6:
-            seen |= {200 + i}
+            seen.update({200 + i})
     return sorted(seen)
 
 
