@@ -468,7 +468,8 @@ async def _run(prepared: Prepared, settings: Settings) -> Any:
         await _finish(context, "failed", None, error)
         _failed(record, began, error)
         raise error from None
-    await _finish(context, "completed", blob, None, compact=not prepared.target.keep_checkpoints)
+    compact = None if prepared.target.keep_checkpoints else record.format
+    await _finish(context, "completed", blob, None, compact=compact)
     events.record(
         events.ExecutionCompleted, record.id, function=record.name, seconds=time.time() - began
     )
@@ -508,11 +509,11 @@ async def _finish(
     result: bytes | None,
     error: BaseException | None,
     *,
-    compact: bool = False,
+    compact: int | None = None,
 ) -> None:
-    """Record the outcome and release the lease. `compact`: replace the
-    checkpoint records with their summary (`wire.compact`) in the same
-    transaction that stores the result."""
+    """Record the outcome and release the lease. `compact` (the execution's
+    record format): replace the checkpoint records with their summary
+    (`wire.compact`) in the same transaction that stores the result."""
     error_blob = error_text = None
     if error is not None:
         error_text = "".join(traceback.format_exception(error))
@@ -521,9 +522,12 @@ async def _finish(
         except UnserializableValue:
             error_blob = None
     summary = None
-    if compact:
-        records = await context.store.load(context.execution_id)
-        summary = wire.compact(context.execution_id, records, context.codec)
+    if compact is not None:
+        # Headers carry exact counts from format 2 on: no value blob is read.
+        store, execution_id = context.store, context.execution_id
+        counted = compact >= wire.COUNTED_FORMAT
+        records = await (store.load_headers if counted else store.load)(execution_id)
+        summary = wire.compact(execution_id, records, context.codec, format=compact)
     update = ExecutionUpdate(
         status=status,
         finished_at=time.time(),

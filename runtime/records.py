@@ -221,11 +221,8 @@ def child_record(context: ExecutionContext, key: str, site: str, where: str, chi
 
 def _location(context: ExecutionContext, key: str) -> str:
     """A loop's file:line lives in a record of its own (written once)."""
-    located = wire.location_key(key)
-    data = context.records.get(located)
-    if data is None:
-        return "?"
-    return str(load_value(context, data, located).get(wire.WHERE, "?"))
+    data = context.records.get(wire.location_key(key))
+    return wire.loop_location(context.execution_id, key, data, context.codec)
 
 
 def type_name(value: object) -> str:

@@ -339,25 +339,53 @@ def location_header(location: str) -> dict[str, Any]:
     return {WHERE: location}
 
 
-def compact(execution_id: str, records: dict[str, bytes], codec: Codec) -> dict[str, bytes]:
+@dataclass(slots=True)
+class _Sorted:
+    """An execution's records by what progress and compaction need."""
+
+    items: dict[str, list[int]] = field(default_factory=dict)  # position -> [done, failed]
+    locations: dict[str, bytes] = field(default_factory=dict)  # loop position -> record
+    headers: dict[str, bytes] = field(default_factory=dict)
+
+
+def _sort(records: dict[str, bytes]) -> _Sorted:
+    found = _Sorted()
+    for key, data in records.items():
+        parsed = parse_key(key)
+        if parsed.kind == "item":
+            found.items.setdefault(parsed.position, [0, 0])[data[:1] == OUTCOME_ERROR] += 1
+        elif parsed.kind == "location":
+            found.locations[parsed.position] = data
+        elif parsed.kind == "header":
+            found.headers[key] = data
+    return found
+
+
+def _counts(
+    header: dict[str, Any], fanout: FanoutHeader, items: dict[str, list[int]], key: str, format: int
+) -> tuple[int, int, bool]:
+    """A fan-out's done and failed items: from its header when the header's
+    counts are exact (format 2 on, or a summary), else from the item records
+    (the last: True when those were needed)."""
+    exact = format >= COUNTED_FORMAT or header.get(COMPACTED)
+    if fanout.items_done is not None and exact:
+        return fanout.items_done, fanout.items_failed or 0, False
+    done, failed = items.get(key, (0, 0))
+    return done, failed, True
+
+
+def compact(
+    execution_id: str, records: dict[str, bytes], codec: Codec, *, format: int = FORMAT_VERSION
+) -> dict[str, bytes]:
     """The records a completed execution keeps: a summary per loop and
     fan-out (progress totals), which steps ran and whether they raised, and
     its child executions. Carried values, deltas, item outcomes, memoized
     outcomes and journaled values go: the stored result replaces them.
-    Headers that cannot be decoded here are kept as they are."""
-    items: dict[str, list[int]] = {}
-    locations: dict[str, bytes] = {}
-    headers: dict[str, bytes] = {}
-    for key, data in records.items():
-        parsed = parse_key(key)
-        if parsed.kind == "item":
-            items.setdefault(parsed.position, [0, 0])[data[:1] == OUTCOME_ERROR] += 1
-        elif parsed.kind == "location":
-            locations[parsed.position] = data
-        elif parsed.kind == "header":
-            headers[key] = data
+    Headers that cannot be decoded here are kept as they are. From format
+    2 on, `records` may be the headers alone (`Store.load_headers`)."""
+    found = _sort(records)
     kept: dict[str, bytes] = {}
-    for key, data in headers.items():
+    for key, data in found.headers.items():
         try:
             header = check_header(
                 execution_id, key, codec.loads(data, execution_id=execution_id, key=key)
@@ -370,11 +398,14 @@ def compact(execution_id: str, records: dict[str, bytes], codec: Codec) -> dict[
             summary = header
         elif kind == LOOP:
             loop = LoopHeader.parse(header)
-            where = loop.location or _location(execution_id, key, locations.get(key), codec)
+            where = loop.location or loop_location(
+                execution_id, key, found.locations.get(key), codec
+            )
             summary = loop.summary(where)
         elif kind in FANOUT_KINDS:
-            done, failed = items.get(key, (0, 0))
-            summary = FanoutHeader.parse(header).summary(done, failed)
+            fanout = FanoutHeader.parse(header)
+            done, failed, _ = _counts(header, fanout, found.items, key, format)
+            summary = fanout.summary(done, failed)
         elif kind == STEP:
             summary = {KIND: STEP, SITE: header[SITE], WHERE: header.get(WHERE), COMPACTED: 1}
             if ERROR in header:
@@ -485,23 +516,12 @@ def read_progress(
     nothing in flight."""
     loops: list[LoopProgress] = []
     fanouts: list[FanoutProgress] = []
-    items: dict[str, list[int]] = {}  # fan-out position -> [done, failed]
+    found = _sort(checkpoints)
     headers: dict[str, dict[str, Any]] = {}
-    locations: dict[str, bytes] = {}
     unreadable = 0
     first_error: str | None = None
     needs_items = False
-    for key, data in checkpoints.items():
-        parsed = parse_key(key)
-        if parsed.kind == "item":
-            counts = items.setdefault(parsed.position, [0, 0])
-            counts[data[:1] == OUTCOME_ERROR] += 1
-            continue
-        if parsed.kind == "location":
-            locations[parsed.position] = data
-            continue
-        if parsed.kind != "header":
-            continue  # deltas, memoized step outcomes
+    for key, data in found.headers.items():
         try:
             header = codec.loads(data, execution_id=execution_id, key=key)
         except Exception as exc:  # a key we lack, a tampered record: say so, go on
@@ -513,16 +533,14 @@ def read_progress(
     for key, header in headers.items():
         if header[KIND] == LOOP:
             loop = LoopHeader.parse(header)
-            location = loop.location or _location(execution_id, key, locations.get(key), codec)
+            location = loop.location or loop_location(
+                execution_id, key, found.locations.get(key), codec
+            )
             loops.append(LoopProgress(key, loop.site, location, loop.index, loop.total, loop.done))
             continue
         fanout = FanoutHeader.parse(header)
-        exact = format >= COUNTED_FORMAT or header.get(COMPACTED)
-        if fanout.items_done is not None and exact:
-            done, failed = fanout.items_done, fanout.items_failed or 0
-        else:  # an older header: count the item records
-            done, failed = items.get(key, (0, 0))
-            needs_items = True
+        done, failed, counted = _counts(header, fanout, found.items, key, format)
+        needs_items = needs_items or counted
         fanouts.append(
             FanoutProgress(
                 position=key,
@@ -544,7 +562,9 @@ def read_progress(
     )
 
 
-def _location(execution_id: str, key: str, data: bytes | None, codec: Codec) -> str:
+def loop_location(execution_id: str, key: str, data: bytes | None, codec: Codec) -> str:
+    """file:line of the loop at `key`, from its location record `data`
+    ("?" when there is none, or it cannot be read)."""
     if data is None:
         return "?"
     try:
