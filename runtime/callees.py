@@ -54,11 +54,27 @@ def resolve(
     return value
 
 
+_BUILTIN_CONTAINERS = frozenset(
+    {list, dict, set, frozenset, tuple, str, bytes, bytearray, collections.deque}
+)
+
+
 def static_attr(owner: Any, name: str) -> Any:
-    try:
-        found = inspect.getattr_static(owner, name)
-    except AttributeError:
-        return _MISSING
+    found = _MISSING
+    kind = type(owner)
+    if not name.startswith("__"):
+        # Fast paths on the per-checkpoint path of `carry.still_valid`: a
+        # module's names are its __dict__ (ModuleType's own descriptors are
+        # dunder names), and a builtin container's methods are its type's.
+        if kind is types.ModuleType:
+            found = owner.__dict__.get(name, _MISSING)
+        elif kind in _BUILTIN_CONTAINERS:
+            found = kind.__dict__.get(name, _MISSING)
+    if found is _MISSING:
+        try:
+            found = inspect.getattr_static(owner, name)
+        except AttributeError:
+            return _MISSING
     if isinstance(found, staticmethod | classmethod):
         return found.__func__
     if isinstance(found, property):

@@ -135,9 +135,11 @@ def automatic(
     iterable: Any = _MISSING,
     values: dict[str, Any] | None = None,
     refuse: bool = True,
+    decoded: frozenset[int] = frozenset(),
 ) -> CarryPlan:
     """carry=AUTO: the plan for the loop at `site`, running in `frame` over
-    `iterable`."""
+    `iterable`. `decoded`: ids of values a resume just decoded from their
+    records, which need no round-trip check (see `classify`)."""
     effects.BROKEN_RULE = BROKEN_RULE
     values = frame_values(frame) if values is None else values
     judge = Judge(frame.f_globals, values, facts=bytecode.facts(site.code))
@@ -206,7 +208,7 @@ def automatic(
         if value is _MISSING:
             plan.pending[root] = changes[root]
             continue
-        decided = classify(site, root, value, changes[root], refuse=refuse)
+        decided = classify(site, root, value, changes[root], refuse=refuse, decoded=decoded)
         if decided == CARRY:
             plan.names.append(root)
             change = changes[root]
@@ -419,13 +421,23 @@ def _unpicklable_hint(value: Any) -> bool:
 
 
 def classify(
-    site: LoopSite, root: str, value: Any, change: Change, *, refuse: bool = True
+    site: LoopSite,
+    root: str,
+    value: Any,
+    change: Change,
+    *,
+    refuse: bool = True,
+    decoded: frozenset[int] = frozenset(),
 ) -> str | None:
     """CARRY, RESOURCE or VIEW for a changing local; raises CheckpointError
     when it can be neither carried nor left out (unless `refuse` is False,
-    then None)."""
+    then None). A value in `decoded` (ids of values just decoded from the
+    records) round-trips by construction: the O(n) check of a resumed list
+    of 100,000 results is skipped."""
     name = root.lstrip("$")
     local = _Local(site, root, value, change, refuse)
+    if id(value) in decoded:
+        return CARRY
     if kinds.is_atom(value):
         return CARRY
     if kinds.is_code(value):

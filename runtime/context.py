@@ -68,6 +68,11 @@ class ExecutionContext:
     codec: Codec
     records: dict[str, bytes]  # checkpoint records loaded when the run began
     resumed: bool
+    # The record format this execution was created with: what it goes on
+    # writing, so one execution never mixes formats.
+    format: int = wire.FORMAT_VERSION
+    # @resumable(keep_checkpoints=True): nothing is deleted, for debugging.
+    keep_records: bool = False
     counters: dict[str, int] = field(default_factory=dict)
     # Records of synchronous journaled values (now(), uuid4(), ...): they go
     # out with the next write, before anything that could depend on them.
@@ -76,6 +81,16 @@ class ExecutionContext:
     cancel_requested: bool = False
     _group: _GroupCommit | None = None
     _items: dict[str, dict[int, bytes]] | None = None
+    # The records under each loop-iteration or fan-out-item scope ("#0[3]/"
+    # -> its keys, nested scopes' included), loaded or written: when a scope
+    # finishes, its records go in the write that records it finished (see
+    # `finish_scope`).
+    _scoped: dict[str, set[str]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for key in self.records:
+            if _SCOPE_END in key:
+                self._note_scoped(key)
 
     def write(self, puts: Mapping[str, bytes], deletes: Collection[str] = ()) -> Awaitable[None]:
         """Write one atomic checkpoint, fenced by this run's lease. A plain
@@ -85,15 +100,57 @@ class ExecutionContext:
         if self.pending:
             puts = {**self.pending, **puts}
             self.pending = {}
+        for key in puts:
+            if _SCOPE_END in key:
+                self._note_scoped(key)
         return self.store.write(self.lease, puts, deletes)
 
-    async def write_grouped(self, puts: Mapping[str, bytes]) -> None:
-        """Write `puts` together with every other grouped write of the same
-        event-loop turn, in one transaction (group commit). Returns once the
-        transaction holding them is acknowledged."""
+    def finish_scope(self, prefix: str) -> list[str]:
+        """The records under the scope `prefix` (an iteration or item that
+        just finished), to delete in the write that records it finished: a
+        resume skips a finished iteration or item without running its body,
+        so nothing reads them again (a step in every iteration would
+        otherwise leave one record per iteration, read at every resume)."""
+        self.counters.pop(prefix, None)
+        if self.pending and not self.keep_records:
+            # A journaled value of the scope not written yet: it never will be.
+            for key in [key for key in self.pending if key.startswith(prefix)]:
+                del self.pending[key]
+        keys = self._scoped.pop(prefix, None)
+        if not keys or self.keep_records:
+            return []
+        for key in keys:
+            self.records.pop(key, None)
+            end = key.find(_SCOPE_END)
+            while end >= 0:
+                inner = self._scoped.get(key[: end + 1])
+                if inner is not None:
+                    inner.discard(key)
+                    if not inner:
+                        del self._scoped[key[: end + 1]]
+                end = key.find(_SCOPE_END, end + 1)
+        return list(keys)
+
+    def _note_scoped(self, key: str) -> None:
+        if key.startswith(wire.MEMO_PREFIX):
+            return  # memoized outcomes are shared across iterations
+        end = key.find(_SCOPE_END)
+        while end >= 0:
+            found = self._scoped.get(key[: end + 1])
+            if found is None:
+                self._scoped[key[: end + 1]] = {key}
+            else:
+                found.add(key)
+            end = key.find(_SCOPE_END, end + 1)
+
+    async def write_grouped(self, puts: Mapping[str, bytes], deletes: Collection[str] = ()) -> None:
+        """Write `puts` (and delete `deletes`) together with every other
+        grouped write of the same event-loop turn, in one transaction (group
+        commit). Returns once the transaction holding them is acknowledged.
+        The writes of one turn touch distinct keys: each item writes its own."""
         if self._group is None:
             self._group = _GroupCommit(self)
-        await self._group.add(puts)
+        await self._group.add(puts, deletes)
 
     def item_records(self, key: str) -> dict[int, bytes]:
         """Recorded item outcomes of the fan-out at `key`, by index."""
@@ -141,27 +198,31 @@ class _GroupCommit:
     def __init__(self, context: ExecutionContext) -> None:
         self._context = context
         self._puts: dict[str, bytes] = {}
+        self._deletes: list[str] = []
         self._waiters: list[asyncio.Future[None]] = []
 
-    async def add(self, puts: Mapping[str, bytes]) -> None:
+    async def add(self, puts: Mapping[str, bytes], deletes: Collection[str] = ()) -> None:
         loop = asyncio.get_running_loop()
         if not self._waiters:
             loop.call_soon(self._start_flush)
         self._puts.update(puts)
+        self._deletes.extend(deletes)
         waiter: asyncio.Future[None] = loop.create_future()
         self._waiters.append(waiter)
         await waiter
 
     def _start_flush(self) -> None:
-        puts, waiters = self._puts, self._waiters
-        self._puts, self._waiters = {}, []
-        task = asyncio.get_running_loop().create_task(self._flush(puts, waiters))
+        puts, deletes, waiters = self._puts, self._deletes, self._waiters
+        self._puts, self._deletes, self._waiters = {}, [], []
+        task = asyncio.get_running_loop().create_task(self._flush(puts, deletes, waiters))
         _flushes.add(task)
         task.add_done_callback(_flushes.discard)
 
-    async def _flush(self, puts: dict[str, bytes], waiters: list[asyncio.Future[None]]) -> None:
+    async def _flush(
+        self, puts: dict[str, bytes], deletes: list[str], waiters: list[asyncio.Future[None]]
+    ) -> None:
         try:
-            await self._context.write(puts)
+            await self._context.write(puts, deletes)
         except BaseException as exc:  # every waiter gets the failure, whatever it is
             for waiter in waiters:
                 if not waiter.done():
@@ -173,6 +234,7 @@ class _GroupCommit:
 
 
 _flushes: set[asyncio.Task[None]] = set()  # strong references while flushes run
+_SCOPE_END = "/"  # ends every iteration or item scope in a key (wire.item_scope)
 
 _execution: ContextVar[ExecutionContext | None] = ContextVar("resumable_execution", default=None)
 _scope: ContextVar[Scope] = ContextVar("resumable_scope", default=Scope())  # noqa: B039

@@ -194,13 +194,13 @@ async def prepare_existing(
         raise ExecutionNotFound(execution_id, store.url)
     wire.check_version(execution_id, record.format)
     if record.format < wire.FORMAT_VERSION:
-        # Format 1 has the same keys and headers: read as it is, not migrated.
+        # Read as it is, not migrated: the run goes on writing its format.
         log.info(
             "reading older record format",
             execution_id=execution_id,
             format=record.format,
             current=wire.FORMAT_VERSION,
-            action="read as is",
+            action="read as is; written in its own format",
         )
     if record.status == "completed":
         return Finished(execution_id, _decode_result(record, codec))
@@ -395,6 +395,8 @@ async def _run(prepared: Prepared, settings: Settings) -> Any:
         codec=settings.codec,
         records=prepared.records,
         resumed=prepared.resumed,
+        format=record.format,
+        keep_records=prepared.target.keep_checkpoints,
     )
     began = time.time()
     if prepared.resumed:

@@ -212,6 +212,10 @@ class Fanout:
             items_done=self._done,
             items_failed=self._failed,
         )
+        # The item's own records (its steps, loops, children) go with its
+        # outcome: a resume takes the outcome and never runs the item again.
+        scope = wire.item_scope(self._path, self._key, outcome.index)
         await context.write_grouped(
-            {item_key: data, self._key: records.seal(context, header.wire(), self._key)}
+            {item_key: data, self._key: records.seal(context, header.wire(), self._key)},
+            context.finish_scope(scope),
         )

@@ -125,7 +125,7 @@ class CheckpointedLoop(AsyncIterator[T], Generic[T]):
         ignored = _check_names(ignore, frame, self._site, "ignore")
         self._ignore = frozenset(() if isinstance(ignored, _Auto) else ignored)
         self._tracks: dict[str, deltas.Track] = {}
-        self._located = False  # has this run written the loop's location record?
+        self._layout: dict[str, Any] | None = None  # the layout record this run last wrote
         self._recorded_digest: int | None = None
         self._verified: set[tuple[type, ...]] = set()
         self._types: dict[str, type] = {}  # the type each carried local was classified as
@@ -133,9 +133,11 @@ class CheckpointedLoop(AsyncIterator[T], Generic[T]):
         self._total: int | None = total
         self._key = self._context.next_position("a checkpointed loop")
         self._open = OpenLoop(self._key, frame, self._site.body)
+        self._decoded: frozenset[int] = frozenset()  # ids of the values _restore decoded
         self._restore(self._context)
         self._refuse_unordered()
         self._plan = self._make_plan()
+        self._decoded = frozenset()
         self._entry = frames.read_locals(frame, self._plan.names)
         self._audit = audit.Audit.start(self) if audit.enabled() else None
         if not self._done:
@@ -243,7 +245,9 @@ class CheckpointedLoop(AsyncIterator[T], Generic[T]):
     def _make_plan(self) -> carry.CarryPlan:
         if isinstance(self._carry_arg, tuple):
             return carry.explicit(self._site, self._frame, self._carry_arg, self._ignore)
-        return carry.automatic(self._site, self._frame, self._ignore, iterable=self._iterable)
+        return carry.automatic(
+            self._site, self._frame, self._ignore, iterable=self._iterable, decoded=self._decoded
+        )
 
     def _settle(self) -> None:
         """Classify changing locals that were unbound when the loop started
@@ -284,7 +288,7 @@ class CheckpointedLoop(AsyncIterator[T], Generic[T]):
         if loop.linked:
             values, in_place = self._load_linked(context, loop.carried)
         else:
-            values = records.load_value(context, loop.carried, self._key)
+            values = records.load_value(context, loop.carried, self._key) if loop.carried else {}
         code = self._frame.f_code
         known = set(code.co_varnames) | set(code.co_cellvars) | set(code.co_freevars)
         described = loop.described()
@@ -313,7 +317,8 @@ class CheckpointedLoop(AsyncIterator[T], Generic[T]):
         for name, track in self._tracks.items():
             if bound.get(name, track.value) is not track.value:
                 track.value = bound[name]
-        self._located = True
+        restored = frames.read_locals(self._frame, [n for n in values if n[0] != "$"])
+        self._decoded = frozenset(map(id, restored.values()))
         self._index = self._flushed = loop.index
         self._done = loop.done
         self._recorded_digest = loop.digest
@@ -386,9 +391,11 @@ class CheckpointedLoop(AsyncIterator[T], Generic[T]):
             if entry.get(name, _MISSING) is value and kind not in kinds.ATOMS:
                 same.append(name)
         puts: dict[str, bytes] = {}
-        deletes: list[str] = []
+        # The records of the iterations this checkpoint finishes go with it.
+        deletes = self._finished_scopes(context)
         tracks = dict(self._tracks) if plan.deltas else self._tracks
         delta_values: dict[str, Any] = {}
+        folds: deltas.Folds = {}
         for name, appends_only in plan.deltas.items():
             value = values.get(name, _MISSING)
             delta_kind = deltas.kind_of(value, appends_only)
@@ -405,16 +412,12 @@ class CheckpointedLoop(AsyncIterator[T], Generic[T]):
                 dump=functools.partial(_dump_part, context, where, name),
                 puts=puts,
                 deletes=deletes,
+                folds=folds,
             )
+        if folds:
+            await deltas.compress_folds(folds, puts)
         if self._audit is not None:
             self._audit.check(self, delta_values, tracks, puts, deletes)
-        if not self._located:
-            # file:line goes out once per loop, not in every iteration's header.
-            located = wire.location_key(self._key)
-            puts[located] = records.seal(
-                context, wire.location_header(self._site.location), located
-            )
-            self._located = True
         linked = bool(self._plan.shared and same)
         header = wire.LoopHeader(
             site=self._site.site,
@@ -427,6 +430,8 @@ class CheckpointedLoop(AsyncIterator[T], Generic[T]):
                 self._encode_linked(context, values, same, where)
                 if linked
                 else self._encode(context, values, where)
+                if values or context.format < wire.LAYOUT_FORMAT
+                else b""  # nothing carried whole: the field is left out
             ),
             # Still the objects the loop began with: restored in place.
             same=tuple(same),
@@ -435,7 +440,14 @@ class CheckpointedLoop(AsyncIterator[T], Generic[T]):
                 ordering.digest(self._item) if self._item is not _MISSING and self._index else None
             ),
         )
-        puts[self._key] = records.seal(context, header.wire(), self._key)
+        layout = header.layout(self._site.location, context.format)
+        if layout != self._layout:
+            # What rarely changes (site, file:line, how values are written)
+            # goes out when it does, not in every iteration's header.
+            layout_key = wire.location_key(self._key)
+            puts[layout_key] = records.seal(context, layout, layout_key)
+            self._layout = layout
+        puts[self._key] = records.seal(context, header.wire(context.format), self._key)
         watched = events.wanted()
         began = time.perf_counter() if watched else 0.0
         await context.write(puts, deletes)
@@ -453,6 +465,12 @@ class CheckpointedLoop(AsyncIterator[T], Generic[T]):
                 records=len(puts),
                 seconds=time.perf_counter() - began,
             )
+
+    def _finished_scopes(self, context: ExecutionContext) -> list[str]:
+        found: list[str] = []
+        for index in range(self._flushed, self._index):
+            found += context.finish_scope(wire.item_scope("", self._key, index))
+        return found
 
     def _encode_linked(
         self, context: ExecutionContext, values: dict[str, Any], same: list[str], where: str

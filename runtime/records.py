@@ -168,6 +168,8 @@ def read(
     if data is None:
         return None
     header = wire.check_header(context.execution_id, key, load_value(context, data, key))
+    if header[wire.KIND] == wire.LOOP:
+        header = _with_layout(context, key, header)
     if header[wire.KIND] != kind or header.get(wire.SITE) != site:
         found = header.get(wire.WHERE) or _location(context, key)
         raise NonDeterminismError(
@@ -219,8 +221,16 @@ def child_record(context: ExecutionContext, key: str, site: str, where: str, chi
     return seal(context, wire.child_header(site, where, child), key)
 
 
+def _with_layout(context: ExecutionContext, key: str, header: dict[str, Any]) -> dict[str, Any]:
+    """A loop header with its layout record's fields (`wire.with_layout`)."""
+    layout_key = wire.location_key(key)
+    data = context.records.get(layout_key)
+    layout = None if data is None else load_value(context, data, layout_key)
+    return wire.with_layout(context.execution_id, key, header, layout)
+
+
 def _location(context: ExecutionContext, key: str) -> str:
-    """A loop's file:line lives in a record of its own (written once)."""
+    """A loop's file:line lives in its layout record."""
     data = context.records.get(wire.location_key(key))
     return wire.loop_location(context.execution_id, key, data, context.codec)
 

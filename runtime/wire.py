@@ -7,7 +7,9 @@ scope "<position>[<index>]/" (so "#0[5]/#1" is the 2nd call in iteration 5
 of the loop at #0). Records live at:
 
     <position>              the header of a loop, fan-out, step, value, sleep or child
-    <position>@             a loop's location (file:line), written once
+    <position>@             a loop's layout: its site, file:line, total, how
+                            each carried value is written; rewritten only
+                            when it changes (format 2: the location alone)
     <position>+<name>.<seq> delta <seq> of carried <name> (0: the base); see deltas.py
     <position>+<name>~<seq> a chunk: the deltas up to <seq> since the previous chunk
     <position>=<index>      the outcome of fan-out item <index>
@@ -27,7 +29,12 @@ and headers and is read as it is. Fan-out headers carry exact item counts
 it does not know, so older releases still read them. Format 1 wrote the
 same two fields inexactly (an earlier attempt's failures counted as done),
 and format 2 before them did not write them: progress counts the item
-records of such executions instead (see COUNTED_FORMAT).
+records of such executions instead (see COUNTED_FORMAT). Format 3 moved a
+loop's unchanging fields out of its per-iteration header into its layout
+record (see LAYOUT_FORMAT); readers merge the two, so they read formats 1
+to 3 alike. An execution keeps the format it was created with: a process
+that resumes an older one goes on writing that format (`LoopHeader.wire`),
+so a store never mixes formats within an execution.
 """
 
 from __future__ import annotations
@@ -39,13 +46,19 @@ from typing import Any, Final, Literal
 from resumable.errors import CorruptCheckpoint, FormatVersionError
 from resumable.stores.codec import Codec
 
-FORMAT_VERSION: Final = 2
+FORMAT_VERSION: Final = 3
 # What a record without a format field was written in.
 FIRST_FORMAT: Final = 1
 # From this format on, a fan-out header's ITEMS_DONE/ITEMS_FAILED, when
 # present, equal its item records. Format 1 wrote them too, but counted the
 # failures recorded by an earlier attempt as done (and not as failed).
 COUNTED_FORMAT: Final = 2
+# From this format on, a loop's header holds only what changes with every
+# iteration (the index, the carried blob, delta sequence numbers, the last
+# item's digest), and its layout record ("<position>@") the rest, rewritten
+# only when it changes. Before it, the header held every field and the "@"
+# record only the location: about 60 bytes more per iteration.
+LAYOUT_FORMAT: Final = 3
 
 # -- header wire names ---------------------------------------------------------
 
@@ -57,7 +70,9 @@ INDEX: Final = "i"  # iterations finished
 TOTAL: Final = "n"  # len(iterable), or None (also fan-outs)
 DONE: Final = "d"  # the iterable is exhausted
 APPENDS: Final = "a"  # format 1: {name: last delta seq} of lists written as deltas
-DELTAS: Final = "t"  # {name: [kind, last delta seq, deltas per chunk]}
+DELTAS: Final = "t"  # format 2: {name: [kind, last delta seq, deltas per chunk]}
+DELTA_KINDS: Final = "y"  # format 3, layout: {name: [kind, deltas per chunk]}
+SEQS: Final = "q"  # format 3, header: [last delta seq], in DELTA_KINDS order
 CARRIED: Final = "c"  # the carried values (a codec blob)
 SAME: Final = "e"  # names still bound to the object the loop began with
 LINKED: Final = "l"  # CARRIED is a linked pickle of values sharing objects
@@ -133,8 +148,11 @@ def item_key(key: str, index: int) -> str:
     return f"{key}={index}"
 
 
+MEMO_PREFIX: Final = "memo:"
+
+
 def memo_key(step: str, digest: str) -> str:
-    return f"memo:{step}:{digest}"
+    return f"{MEMO_PREFIX}{step}:{digest}"
 
 
 KeyKind = Literal["header", "location", "delta", "chunk", "item", "memo", "unknown"]
@@ -164,7 +182,7 @@ _NUMBERS = re.compile(r"(\d+)")
 
 def parse_key(key: str) -> ParsedKey:
     """The typed meaning of a record key (kind "unknown" for anything else)."""
-    if key.startswith("memo:"):
+    if key.startswith(MEMO_PREFIX):
         return ParsedKey("memo", key)
     found = _KEY.fullmatch(key)
     if found is None:
@@ -213,7 +231,39 @@ class LoopHeader:
         found.update(self.deltas)
         return found
 
-    def wire(self) -> dict[str, Any]:
+    def wire(self, format: int = FORMAT_VERSION) -> dict[str, Any]:
+        """The per-iteration header (see `layout` for the rest). Format 2
+        and older: every field, in the header."""
+        if format < LAYOUT_FORMAT:
+            return self._inline()
+        out: dict[str, Any] = {KIND: LOOP, INDEX: self.index}
+        if self.done:
+            out[DONE] = True
+        if self.carried:
+            out[CARRIED] = self.carried
+        if self.deltas:
+            out[SEQS] = [described[1] for described in self.deltas.values()]
+        if self.digest is not None:
+            out[DIGEST] = self.digest
+        return out
+
+    def layout(self, location: str, format: int = FORMAT_VERSION) -> dict[str, Any]:
+        """The loop's layout record: what rarely changes between iterations
+        (format 2 and older: the location alone)."""
+        if format < LAYOUT_FORMAT:
+            return location_header(location)
+        out: dict[str, Any] = {SITE: self.site, WHERE: location, TOTAL: self.total}
+        if self.deltas:
+            out[DELTA_KINDS] = {
+                name: [described[0], described[2]] for name, described in self.deltas.items()
+            }
+        if self.linked:
+            out[LINKED] = 1
+        elif self.same:
+            out[SAME] = list(self.same)
+        return out
+
+    def _inline(self) -> dict[str, Any]:
         out: dict[str, Any] = {
             KIND: LOOP,
             SITE: self.site,
@@ -248,11 +298,12 @@ class LoopHeader:
 
     @classmethod
     def parse(cls, header: dict[str, Any]) -> LoopHeader:
+        """A header as `with_layout` returns it (or a format-2 one)."""
         return cls(
             site=str(header[SITE]),
             index=int(header[INDEX]),
             total=header.get(TOTAL),
-            done=bool(header[DONE]),
+            done=bool(header.get(DONE)),
             appends=dict(header.get(APPENDS) or {}),
             carried=header.get(CARRIED, b""),
             same=tuple(header.get(SAME) or ()),
@@ -339,12 +390,40 @@ def location_header(location: str) -> dict[str, Any]:
     return {WHERE: location}
 
 
+def with_layout(
+    execution_id: str, key: str, header: dict[str, Any], layout: object
+) -> dict[str, Any]:
+    """A loop's header with the fields of its layout record (`layout`, the
+    decoded "<key>@" record, or None): what `LoopHeader.parse` reads. A
+    format-2 header holds every field itself and wins over its layout (the
+    location alone)."""
+    if not isinstance(layout, dict):
+        layout = {}
+    merged = {**layout, **header}
+    kinds = merged.pop(DELTA_KINDS, None)
+    seqs = merged.pop(SEQS, None)
+    if SITE not in merged:
+        raise CorruptCheckpoint(
+            execution_id, key, f"its layout record ({location_key(key)}) is missing or unreadable"
+        )
+    if kinds is not None or seqs is not None:
+        if not isinstance(kinds, dict) or not isinstance(seqs, list) or len(kinds) != len(seqs):
+            raise CorruptCheckpoint(
+                execution_id, key, "its delta sequence numbers do not match its layout record"
+            )
+        merged[DELTAS] = {
+            name: [how[0], seq, how[1]]
+            for (name, how), seq in zip(kinds.items(), seqs, strict=True)
+        }
+    return merged
+
+
 @dataclass(slots=True)
 class _Sorted:
     """An execution's records by what progress and compaction need."""
 
     items: dict[str, list[int]] = field(default_factory=dict)  # position -> [done, failed]
-    locations: dict[str, bytes] = field(default_factory=dict)  # loop position -> record
+    locations: dict[str, bytes] = field(default_factory=dict)  # loop position -> layout record
     headers: dict[str, bytes] = field(default_factory=dict)
 
 
@@ -397,11 +476,15 @@ def compact(
         if header.get(COMPACTED) or kind == CHILD_KIND:
             summary = header
         elif kind == LOOP:
-            loop = LoopHeader.parse(header)
-            where = loop.location or loop_location(
-                execution_id, key, found.locations.get(key), codec
-            )
-            summary = loop.summary(where)
+            layout = found.locations.get(key)
+            try:
+                loop = _loop(execution_id, key, header, layout, codec)
+            except CorruptCheckpoint:
+                kept[key] = data  # kept as it is, with what it needs to be read
+                if layout is not None:
+                    kept[location_key(key)] = layout
+                continue
+            summary = loop.summary(loop.location or "?")
         elif kind in FANOUT_KINDS:
             fanout = FanoutHeader.parse(header)
             done, failed, _ = _counts(header, fanout, found.items, key, format)
@@ -414,6 +497,44 @@ def compact(
             continue  # journaled values and sleeps: nothing replays them now
         kept[key] = codec.dumps_plain(summary, execution_id=execution_id, key=key)
     return kept
+
+
+def finished_scope_keys(execution_id: str, records: dict[str, bytes], codec: Codec) -> list[str]:
+    """The records under the scope of a loop iteration or fan-out item that
+    finished: no resume reads them, since it skips a finished iteration or
+    item without running its body. Format 3 runs delete them as each scope
+    finishes; older releases left them (one step record per iteration,
+    say). Only headers are decoded; a scope whose owner's header cannot be
+    read is kept."""
+    found = _sort(records)
+    loops: dict[str, int] = {}  # loop position -> iterations finished
+    for key, data in found.headers.items():
+        try:
+            header = codec.loads(data, execution_id=execution_id, key=key)
+        except Exception:  # noqa: S112 (unreadable: what it owns is kept)
+            continue
+        if isinstance(header, dict) and header.get(KIND) == LOOP and INDEX in header:
+            loops[key] = int(header[INDEX])
+    items: set[tuple[str, int]] = set()  # (owner of the item scopes, index)
+    for key in records:
+        parsed = parse_key(key)
+        if parsed.kind == "item" and parsed.index is not None:
+            where = parsed.position
+            items.add((where[: where.rfind("/") + 1] + where, parsed.index))
+    dead: list[str] = []
+    for key in records:
+        if key.startswith(MEMO_PREFIX):
+            continue
+        end = key.find("/")
+        while end >= 0:
+            owner, _, index_text = key[: end - 1].rpartition("[")
+            if index_text.isdigit():
+                index = int(index_text)
+                if loops.get(owner, -1) > index or (owner, index) in items:
+                    dead.append(key)
+                    break
+            end = key.find("/", end + 1)
+    return dead
 
 
 def check_version(execution_id: str, found: int) -> None:
@@ -506,7 +627,7 @@ def read_progress(
     format: int = FORMAT_VERSION,
 ) -> Progress:
     """Progress from the records alone, so any process sharing the store can
-    show it and nothing extra is written. Headers (and loop locations) are
+    show it and nothing extra is written. Headers (and loop layouts) are
     all it needs: `checkpoints` is what `Store.load_headers` returns, or every
     record. Only headers are decoded (plain data); nothing of the user's is
     ever unpickled. Item records, when passed, are counted by their outcome
@@ -532,10 +653,13 @@ def read_progress(
             headers[key] = header
     for key, header in headers.items():
         if header[KIND] == LOOP:
-            loop = LoopHeader.parse(header)
-            location = loop.location or loop_location(
-                execution_id, key, found.locations.get(key), codec
-            )
+            try:
+                loop = _loop(execution_id, key, header, found.locations.get(key), codec)
+            except CorruptCheckpoint as exc:
+                unreadable += 1
+                first_error = first_error or str(exc)
+                continue
+            location = loop.location or "?"
             loops.append(LoopProgress(key, loop.site, location, loop.index, loop.total, loop.done))
             continue
         fanout = FanoutHeader.parse(header)
@@ -563,15 +687,28 @@ def read_progress(
 
 
 def loop_location(execution_id: str, key: str, data: bytes | None, codec: Codec) -> str:
-    """file:line of the loop at `key`, from its location record `data`
+    """file:line of the loop at `key`, from its layout record `data`
     ("?" when there is none, or it cannot be read)."""
+    return str(_layout(execution_id, key, data, codec).get(WHERE, "?"))
+
+
+def _layout(execution_id: str, key: str, data: bytes | None, codec: Codec) -> dict[str, Any]:
+    """The decoded layout record of the loop at `key` ({} when there is
+    none, or it cannot be read: progress shows what it can)."""
     if data is None:
-        return "?"
+        return {}
     try:
         found = codec.loads(data, execution_id=execution_id, key=location_key(key))
-    except Exception:  # progress shows what it can
-        return "?"
-    return str(found.get(WHERE, "?")) if isinstance(found, dict) else "?"
+    except Exception:
+        return {}
+    return found if isinstance(found, dict) else {}
+
+
+def _loop(
+    execution_id: str, key: str, header: dict[str, Any], layout: bytes | None, codec: Codec
+) -> LoopHeader:
+    merged = with_layout(execution_id, key, header, _layout(execution_id, key, layout, codec))
+    return LoopHeader.parse(merged)
 
 
 def _in_flight(header: FanoutHeader, finished: int) -> int:

@@ -12,10 +12,11 @@ import uuid
 
 import pytest
 from clirun import cli, cli_env, kill, start_job, wait_for_loop
-from jobs import carry, watched
+from jobs import carry, compaction, watched
 
 from resumable import ExecutionCancelled, resume
 from resumable._cli.exitcodes import ExitCode
+from resumable.stores.base import ExecutionUpdate
 from resumable.testing import SimulatedCrash, crash_after
 
 
@@ -249,6 +250,46 @@ class TestGc:
 
     def test_older_than_is_required(self, url):
         assert cli("gc", store=url).returncode == ExitCode.USAGE
+
+
+class TestGcCompact:
+    """`gc --compact` keeps failed and cancelled executions resumable and
+    deletes only their records that no resume reads: those that releases
+    before format 3 left under finished iterations and items."""
+
+    async def test_leftovers_go_and_the_execution_resumes_exactly(self, url, sqlite):
+        compaction.STEPS_RUN.clear()
+        with crash_after(41), pytest.raises(SimulatedCrash) as crash:
+            await compaction.step_per_iteration.options(store=sqlite, execution_id="old")(30)
+        lease = crash.value.lease
+        in_flight = (await sqlite.load("old"))["#0[20]/#0"]  # iteration 20's step
+        # What an older release left: a step record per finished iteration.
+        await sqlite.write(lease, {f"#0[{i}]/#0": in_flight for i in range(20)})
+        ended = time.time() - 8 * 86400
+        await sqlite.update(lease, ExecutionUpdate(status="failed", finished_at=ended))
+        await sqlite.release(lease)
+        before = await sqlite.load("old")
+        dry = cli("gc", "--older-than", "7d", "--compact", "--dry-run", "--json", store=url)
+        assert dry.returncode == 0, dry.stderr
+        [entry] = json.loads(dry.stdout)["compacted"]
+        assert (entry["id"], entry["records_removed"]) == ("old", 20)
+        assert await sqlite.load("old") == before  # a dry run changes nothing
+        done = cli("gc", "--older-than", "7d", "--compact", store=url)
+        assert done.returncode == 0, done.stderr
+        assert "compacted 1 failed or cancelled execution (still resumable): 20 records" in (
+            done.stdout
+        )
+        assert [k for k in await sqlite.load("old") if "/" in k] == ["#0[20]/#0"]
+        record = await sqlite.get("old")
+        assert record is not None and record.status == "failed"
+        assert await resume("old", store=sqlite) == [f"result {i}" for i in range(30)]
+        assert list(range(30)) == compaction.STEPS_RUN  # step 20 came from its record
+
+    async def test_completed_ones_are_still_deleted(self, url, sqlite, tmp_path):
+        await carry.numbers.options(execution_id="done", store=sqlite)(2)
+        result = cli("gc", "--older-than", "0s", "--compact", "--json", store=url)
+        data = json.loads(result.stdout)
+        assert [e["id"] for e in data["executions"]] == ["done"] and data["compacted"] == []
 
 
 async def test_resume_in_process_after_cli_cancel(url, sqlite):

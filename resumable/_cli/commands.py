@@ -15,7 +15,7 @@ from resumable._cli import formatting as fmt
 from resumable._cli.exitcodes import CommandError, ExitCode, for_error
 from resumable._cli.show import show
 from resumable.errors import ExecutionLocked, ExecutionNotFound, ResumableError
-from resumable.runtime import engine, identity
+from resumable.runtime import engine, identity, wire
 from resumable.stores.base import ExecutionRecord, Status, Store
 from resumable.stores.url import parse_store_url, redact_url
 
@@ -246,12 +246,47 @@ async def _delete(store: Store, record: ExecutionRecord, cutoff: float) -> bool:
     return False
 
 
+async def _compact(
+    store: Store, record: ExecutionRecord, cutoff: float, dry_run: bool
+) -> int | None:
+    """Delete the records of a failed or cancelled execution that no resume
+    reads (those of finished iterations and items, which releases before
+    format 3 left behind), under its lease; it stays resumable. The number
+    of records removed, or None when someone resumed it meanwhile."""
+    codec = _config.codec()
+    if dry_run:
+        return len(wire.finished_scope_keys(record.id, await store.load(record.id), codec))
+    try:
+        lease = await store.acquire(record.id, identity.this_owner(), 30.0)
+    except (ExecutionLocked, ExecutionNotFound):
+        return None
+    try:
+        again = await store.get(record.id)
+        if again is None or not _ended_before(again, cutoff):
+            return None
+        dead = wire.finished_scope_keys(record.id, await store.load(record.id), codec)
+        for start in range(0, len(dead), _COMPACT_BATCH):
+            await store.write(lease, {}, dead[start : start + _COMPACT_BATCH])
+        return len(dead)
+    finally:
+        await store.release(lease)
+
+
+_COMPACT_BATCH = 1000  # deletes per transaction
+
+
 async def gc(args: argparse.Namespace, store: Store, out: TextIO) -> int:
     cutoff = time.time() - args.older_than
     candidates = await _collect(store, cutoff)
-    deleted, skipped = [], []
+    deleted, skipped, compacted = [], [], []
     for record in candidates:
-        if args.dry_run or await _delete(store, record, cutoff):
+        if args.compact and record.status in ("failed", "cancelled"):
+            removed = await _compact(store, record, cutoff, args.dry_run)
+            if removed is None:
+                skipped.append(record)
+            else:
+                compacted.append((record, removed))
+        elif args.dry_run or await _delete(store, record, cutoff):
             deleted.append(record)
         else:
             skipped.append(record)
@@ -262,6 +297,7 @@ async def gc(args: argparse.Namespace, store: Store, out: TextIO) -> int:
                 "cutoff": cutoff,
                 "dry_run": args.dry_run,
                 "executions": [_gc_json(r) for r in deleted],
+                "compacted": [{**_gc_json(r), "records_removed": n} for r, n in compacted],
                 "skipped": [_gc_json(r) for r in skipped],
             },
             out,
@@ -275,6 +311,13 @@ async def gc(args: argparse.Namespace, store: Store, out: TextIO) -> int:
         f"{verb} {len(deleted)} execution{'' if len(deleted) == 1 else 's'} that ended before "
         f"{fmt.when(cutoff)} ({redact_url(store.url)})\n"
     )
+    if args.compact:
+        removed = sum(n for _, n in compacted)
+        out.write(
+            f"{'would compact' if args.dry_run else 'compacted'} {len(compacted)} failed or "
+            f"cancelled execution{'' if len(compacted) == 1 else 's'} (still resumable): "
+            f"{removed} record{'' if removed == 1 else 's'} that no resume reads\n"
+        )
     if skipped:
         out.write(f"skipped {len(skipped)} that another process is resuming\n")
     return ExitCode.OK

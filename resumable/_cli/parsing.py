@@ -143,6 +143,12 @@ def build() -> argparse.ArgumentParser:
         help="ended (completed, failed, cancelled) more than this long ago: 30m, 12h, 7d",
     )
     gc.add_argument("--dry-run", action="store_true", help="list them, delete nothing")
+    gc.add_argument(
+        "--compact",
+        action="store_true",
+        help="keep failed and cancelled ones resumable: delete only their records that no "
+        "resume reads (those of finished iterations and items), not the executions",
+    )
 
     sub.add_parser(
         "demo", help="run a pipeline, kill it with SIGKILL, resume it (.resumable/state.db)"
