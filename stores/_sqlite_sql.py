@@ -104,6 +104,11 @@ def migrate(conn: sqlite3.Connection) -> None:
     """Create the tables of a new file, or migrate an older file in place (in
     one transaction, so two processes opening it at once migrate it once);
     refuse a file from a newer version."""
+    # The common case, a current file, needs no write transaction (which
+    # costs a WAL frame and a lock at every open): the version is set in
+    # the transaction that makes the schema, so reading it is enough.
+    if conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION:
+        return
     with Immediate(conn):
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         if version > SCHEMA_VERSION:
