@@ -9,7 +9,7 @@ from typing import Any
 
 from resumable import _config
 from resumable.errors import ExecutionLocked, ExecutionNotFound, FormatVersionError
-from resumable.runtime import engine, identity, wire
+from resumable.runtime import engine, identity, ids, wire
 from resumable.runtime.wire import (
     FanoutProgress,
     LoopProgress,
@@ -65,8 +65,10 @@ async def resume(
 
     The function is found by its stored reference, so this works in a fresh
     process. Raises ExecutionNotFound, ExecutionLocked (a live process owns
-    it), or CodeChangedError (per `on_code_change`).
+    it), or CodeChangedError (per `on_code_change`); ValueError for an
+    invalid id (see README, "Execution ids").
     """
+    ids.check(execution_id, "resume()")
     settings = _config.settings(store, on_code_change)
     prepared = await engine.prepare_existing(execution_id, settings)
     if isinstance(prepared, engine.Finished):
@@ -85,6 +87,7 @@ async def cancel(execution_id: str, *, store: Store | str | None = None) -> None
     run (those awaited in the same process stop with it at once); resuming
     the parent resumes them.
     """
+    ids.check(execution_id, "cancel()")
     here = engine.running.get(execution_id)
     settings = here.settings if here is not None else _config.settings(store)
     task = engine.cancel_local(execution_id)
@@ -160,7 +163,8 @@ async def _parent_runs(store: Store, record: ExecutionRecord) -> bool:
 
 async def status(execution_id: str, *, store: Store | str | None = None) -> ExecutionStatus:
     """The execution's record with progress per loop and per amap/agather.
-    Raises ExecutionNotFound."""
+    Raises ExecutionNotFound (ValueError for an invalid id)."""
+    ids.check(execution_id, "status()")
     return (await snapshot(execution_id, _config.resolve_store(store))).status
 
 

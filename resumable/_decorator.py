@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, Self, TypeVar, overload
 
 from resumable import _config
-from resumable.runtime import engine, fingerprint, references
+from resumable.runtime import engine, fingerprint, ids, references
 from resumable.runtime.context import current_execution
 
 if TYPE_CHECKING:
@@ -215,8 +215,8 @@ class ResumableFunction(Generic[P, R]):
         on_code_change: engine.OnCodeChange | None,
         bound: tuple[object, ...],
     ) -> _Configured[Any, R]:
-        if execution_id is not None and (not isinstance(execution_id, str) or not execution_id):
-            raise ValueError(f"options(execution_id={execution_id!r}): must be a non-empty str")
+        if execution_id is not None:
+            ids.check(execution_id, "options(execution_id=...)", new=True)
         return _Configured(
             self,
             execution_id,

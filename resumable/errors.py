@@ -21,6 +21,7 @@ __all__ = [
     "LeaseLost",
     "LoopShapeError",
     "NonDeterminismError",
+    "RecordTooLarge",
     "ResumableError",
     "StoreUnavailable",
     "UnsupportedBytecode",
@@ -190,6 +191,27 @@ class CheckpointError(ResumableError):
         return (
             f"cannot checkpoint {self.variable!r} (type {self.type_name}) at {self.where}: "
             f"{self.reason}. {advice}"
+        )
+
+
+class RecordTooLarge(CheckpointError, ValueError):
+    """A record (a checkpoint, an argument or a result) is over the store's
+    `max_record_bytes`; nothing of its write was stored. Also a ValueError,
+    what releases before it raised."""
+
+    def __init__(self, execution_id: str, key: str, size: int, limit: int) -> None:
+        self.execution_id = execution_id
+        self.key = key
+        self.size = size
+        self.limit = limit
+        ResumableError.__init__(self, execution_id, key, size, limit)
+
+    def _message(self) -> str:
+        return (
+            f"record {self.key!r} of execution {self.execution_id!r} is {self.size:,} bytes, "
+            f"over the store's limit of {self.limit:,} bytes (max_record_bytes); nothing was "
+            "written. HINT: checkpoint less per record (e.g. return a reference to large data "
+            "instead of the data), or raise max_record_bytes."
         )
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from resumable.errors import ExecutionLocked, LeaseLost
+from resumable.errors import ExecutionLocked, LeaseLost, RecordTooLarge
 from resumable.stores.base import ExecutionUpdate, Lease
 
 # ExecutionUpdate fields that map one to one onto ExecutionRecord fields.
@@ -97,13 +97,8 @@ def lease_lost(
     return LeaseLost(lease.execution_id, holder, max(0.0, expires_at - now))
 
 
-def record_too_big(execution_id: str, key: str, size: int, limit: int) -> ValueError:
-    return ValueError(
-        f"record {key!r} of execution {execution_id!r} is {size:,} bytes, over the store's "
-        f"limit of {limit:,} bytes (max_record_bytes); nothing was written. HINT: checkpoint "
-        "less per record (e.g. return a reference to large data instead of the data), or "
-        "raise max_record_bytes."
-    )
+def record_too_big(execution_id: str, key: str, size: int, limit: int) -> RecordTooLarge:
+    return RecordTooLarge(execution_id, key, size, limit)
 
 
 def check_puts(execution_id: str, puts: Mapping[str, bytes], limit: int) -> int:

@@ -16,9 +16,11 @@ import pytest
 from jobs import batch, compaction, format1, format2
 
 from resumable import (
+    CheckpointError,
     CorruptCheckpoint,
     FormatVersionError,
     MemoryStore,
+    RecordTooLarge,
     SQLiteStore,
     resume,
     status,
@@ -330,6 +332,18 @@ class TestFinishedScopes:
             assert kinds.count("header") == 2  # the loop's, and the step in flight
         finally:
             await store.close()
+
+
+class TestRecordCap:
+    async def test_a_record_over_the_cap_is_a_checkpoint_error(self):
+        """The cap holds for every record kind; going over it ends the run
+        with RecordTooLarge (a CheckpointError, and a ValueError as before)."""
+        store = MemoryStore(max_record_bytes=150)  # a 200-byte result's delta is over it
+        with pytest.raises(RecordTooLarge) as refused:
+            await compaction.appending.options(store=store, execution_id="big")(3)
+        assert isinstance(refused.value, CheckpointError)
+        assert refused.value.key == "#0+results.0" and refused.value.limit == 150
+        assert (await status("big", store=store)).status == "failed"
 
 
 class TestCompactionAtCompletion:

@@ -11,7 +11,13 @@ import time
 
 import pytest
 
-from resumable.errors import ExecutionLocked, ExecutionNotFound, LeaseLost
+from resumable.errors import (
+    CheckpointError,
+    ExecutionLocked,
+    ExecutionNotFound,
+    LeaseLost,
+    RecordTooLarge,
+)
 from resumable.stores import ExecutionUpdate, Lease, Store
 from resumable.stores.base import ExecutionRecord
 
@@ -314,8 +320,10 @@ class TestOversize:
         store = make_store(max_record_bytes=1000)
         lease = await created(store, make_record("e1"))
         await store.write(lease, {"a": b"old", "gone": b"x"})
-        with pytest.raises(ValueError, match="1,001 bytes") as info:
+        with pytest.raises(RecordTooLarge, match="1,001 bytes") as info:
             await store.write(lease, {"a": b"new", "big": b"x" * 1001}, deletes=["gone"])
+        assert isinstance(info.value, CheckpointError | ValueError)
+        assert (info.value.key, info.value.size, info.value.limit) == ("big", 1001, 1000)
         message = str(info.value)
         assert "'big'" in message
         assert "'e1'" in message
@@ -332,7 +340,7 @@ class TestOversize:
     async def test_oversize_result_refused(self, make_store, make_record):
         store = make_store(max_record_bytes=1000)
         lease = await created(store, make_record("e1"))
-        with pytest.raises(ValueError, match="'result'"):
+        with pytest.raises(RecordTooLarge, match="'result'"):
             await store.update(lease, ExecutionUpdate(status="completed", result=b"x" * 1001))
         stored = await store.get("e1")
         assert stored is not None

@@ -6,6 +6,7 @@ import argparse
 import re
 
 from resumable._cli.exitcodes import epilog
+from resumable.runtime import ids
 from resumable.runtime.engine import ON_CODE_CHANGE
 from resumable.stores.base import STATUSES
 
@@ -30,6 +31,16 @@ def duration(text: str) -> float:
             f"invalid duration {text!r}: expected a number and a unit, s, m, h or d (30m, 12h, 7d)"
         )
     return float(match[1]) * _UNITS[match[2]]
+
+
+def execution_id(text: str) -> str:
+    """An ID argument, checked as the library checks ids (argparse exits
+    with 2 and this message): bytes that are not UTF-8 arrive here as lone
+    surrogates."""
+    try:
+        return ids.check(text, "ID")
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("ID: ")) from None
 
 
 def _positive_int(text: str) -> int:
@@ -98,7 +109,7 @@ def build() -> argparse.ArgumentParser:
     show = sub.add_parser(
         "show", parents=common, help="status, progress, timings and error of one execution"
     )
-    show.add_argument("id", metavar="ID")
+    show.add_argument("id", metavar="ID", type=execution_id)
     show.add_argument(
         "--values",
         action="store_true",
@@ -121,13 +132,13 @@ def build() -> argparse.ArgumentParser:
     resume = sub.add_parser(
         "resume", parents=common, help="continue an execution here and print its result"
     )
-    resume.add_argument("id", metavar="ID")
+    resume.add_argument("id", metavar="ID", type=execution_id)
     _on_code_change(resume)
 
     cancel = sub.add_parser(
         "cancel", parents=common, help="stop an execution at its next await (resumable later)"
     )
-    cancel.add_argument("id", metavar="ID")
+    cancel.add_argument("id", metavar="ID", type=execution_id)
 
     recover = sub.add_parser(
         "recover", parents=common, help="resume here every execution whose owner is gone"
