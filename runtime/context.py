@@ -89,7 +89,7 @@ class ExecutionContext:
 
     def __post_init__(self) -> None:
         for key in self.records:
-            if _SCOPE_END in key:
+            if wire.SCOPE_END in key:
                 self._note_scoped(key)
 
     def write(self, puts: Mapping[str, bytes], deletes: Collection[str] = ()) -> Awaitable[None]:
@@ -101,7 +101,7 @@ class ExecutionContext:
             puts = {**self.pending, **puts}
             self.pending = {}
         for key in puts:
-            if _SCOPE_END in key:
+            if wire.SCOPE_END in key:
                 self._note_scoped(key)
         return self.store.write(self.lease, puts, deletes)
 
@@ -121,27 +121,17 @@ class ExecutionContext:
             return []
         for key in keys:
             self.records.pop(key, None)
-            end = key.find(_SCOPE_END)
-            while end >= 0:
-                inner = self._scoped.get(key[: end + 1])
+            for scope in wire.scope_prefixes(key):  # the nested scopes it was noted in
+                inner = self._scoped.get(scope)
                 if inner is not None:
                     inner.discard(key)
                     if not inner:
-                        del self._scoped[key[: end + 1]]
-                end = key.find(_SCOPE_END, end + 1)
+                        del self._scoped[scope]
         return list(keys)
 
     def _note_scoped(self, key: str) -> None:
-        if key.startswith(wire.MEMO_PREFIX):
-            return  # memoized outcomes are shared across iterations
-        end = key.find(_SCOPE_END)
-        while end >= 0:
-            found = self._scoped.get(key[: end + 1])
-            if found is None:
-                self._scoped[key[: end + 1]] = {key}
-            else:
-                found.add(key)
-            end = key.find(_SCOPE_END, end + 1)
+        for scope in wire.scope_prefixes(key):
+            self._scoped.setdefault(scope, set()).add(key)
 
     async def write_grouped(self, puts: Mapping[str, bytes], deletes: Collection[str] = ()) -> None:
         """Write `puts` (and delete `deletes`) together with every other
@@ -234,7 +224,6 @@ class _GroupCommit:
 
 
 _flushes: set[asyncio.Task[None]] = set()  # strong references while flushes run
-_SCOPE_END = "/"  # ends every iteration or item scope in a key (wire.item_scope)
 
 _execution: ContextVar[ExecutionContext | None] = ContextVar("resumable_execution", default=None)
 _scope: ContextVar[Scope] = ContextVar("resumable_scope", default=Scope())  # noqa: B039

@@ -4,8 +4,8 @@ An id is a non-empty str of at most EXECUTION_ID_MAX characters that
 encodes as UTF-8 (no lone surrogates: what Python makes of command-line
 bytes that are not UTF-8). An id for a new execution must also be free of
 control characters, so that nothing this library creates can forge lines
-in a terminal. Ids read back from a store are not trusted to follow these
-rules: the CLI escapes what it prints.
+in a terminal. Ids read back from a store are not checked: a store someone
+else wrote may hold any text.
 """
 
 from __future__ import annotations

@@ -133,11 +133,9 @@ class CheckpointedLoop(AsyncIterator[T], Generic[T]):
         self._total: int | None = total
         self._key = self._context.next_position("a checkpointed loop")
         self._open = OpenLoop(self._key, frame, self._site.body)
-        self._decoded: frozenset[int] = frozenset()  # ids of the values _restore decoded
-        self._restore(self._context)
+        decoded = self._restore(self._context)
         self._refuse_unordered()
-        self._plan = self._make_plan()
-        self._decoded = frozenset()
+        self._plan = self._make_plan(decoded)
         self._entry = frames.read_locals(frame, self._plan.names)
         self._audit = audit.Audit.start(self) if audit.enabled() else None
         if not self._done:
@@ -242,11 +240,12 @@ class CheckpointedLoop(AsyncIterator[T], Generic[T]):
 
     # -- carrying ----------------------------------------------------------------
 
-    def _make_plan(self) -> carry.CarryPlan:
+    def _make_plan(self, decoded: frozenset[int] = frozenset()) -> carry.CarryPlan:
+        """`decoded`: ids of the values a resume just decoded (see carry.classify)."""
         if isinstance(self._carry_arg, tuple):
             return carry.explicit(self._site, self._frame, self._carry_arg, self._ignore)
         return carry.automatic(
-            self._site, self._frame, self._ignore, iterable=self._iterable, decoded=self._decoded
+            self._site, self._frame, self._ignore, iterable=self._iterable, decoded=decoded
         )
 
     def _settle(self) -> None:
@@ -279,10 +278,12 @@ class CheckpointedLoop(AsyncIterator[T], Generic[T]):
             else:
                 del values[name]
 
-    def _restore(self, context: ExecutionContext) -> None:
+    def _restore(self, context: ExecutionContext) -> frozenset[int]:
+        """Bring back the loop's checkpoint, if it has one; the ids of the
+        values it decoded into the frame."""
         header = records.read(context, self._key, wire.LOOP, self._site.site, self._site.location)
         if header is None:
-            return
+            return frozenset()
         loop = wire.LoopHeader.parse(header)
         in_place = list(loop.same)
         if loop.linked:
@@ -317,8 +318,6 @@ class CheckpointedLoop(AsyncIterator[T], Generic[T]):
         for name, track in self._tracks.items():
             if bound.get(name, track.value) is not track.value:
                 track.value = bound[name]
-        restored = frames.read_locals(self._frame, [n for n in values if n[0] != "$"])
-        self._decoded = frozenset(map(id, restored.values()))
         self._index = self._flushed = loop.index
         self._done = loop.done
         self._recorded_digest = loop.digest
@@ -329,6 +328,8 @@ class CheckpointedLoop(AsyncIterator[T], Generic[T]):
             loop=self._label,
             index=self._index,
         )
+        restored = frames.read_locals(self._frame, [n for n in values if n[0] != "$"])
+        return frozenset(map(id, restored.values()))
 
     def _load_linked(
         self, context: ExecutionContext, blob: bytes

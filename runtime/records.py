@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from resumable.errors import CheckpointError, CorruptCheckpoint, NonDeterminismError
-from resumable.runtime import wire
+from resumable.runtime import ids, wire
 from resumable.runtime.context import ExecutionContext
 from resumable.stores.codec import Codec, UnserializableValue
 
@@ -184,7 +184,7 @@ def read(
 # -- child executions ------------------------------------------------------------
 
 # Derived child ids longer than this many characters end in a digest instead.
-CHILD_ID_MAX = 200
+CHILD_ID_MAX = ids.EXECUTION_ID_MAX
 _DIGITS = re.compile(r"\d+")
 
 

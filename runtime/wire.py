@@ -40,6 +40,7 @@ so a store never mixes formats within an execution.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
@@ -118,9 +119,24 @@ def position(scope: str, seq: int) -> str:
     return f"{scope}#{seq}"
 
 
+SCOPE_END: Final = "/"  # ends every iteration or item scope, and nothing else in a key
+
+
 def item_scope(scope: str, key: str, index: int) -> str:
     """The scope of item `index` of the fan-out (or iteration of the loop) at `key`."""
-    return f"{scope}{key}[{index}]/"
+    return f"{scope}{key}[{index}]{SCOPE_END}"
+
+
+def scope_prefixes(key: str) -> Iterator[str]:
+    """The scopes `key` lies in, outermost first ("#0[3]/#1[2]/#0" gives
+    "#0[3]/" and "#0[3]/#1[2]/"); none for a memoized outcome, which is
+    shared by every scope."""
+    if key.startswith(MEMO_PREFIX):
+        return
+    end = key.find(SCOPE_END)
+    while end >= 0:
+        yield key[: end + 1]
+        end = key.find(SCOPE_END, end + 1)
 
 
 def item_position(key: str, index: int) -> str:
@@ -520,20 +536,16 @@ def finished_scope_keys(execution_id: str, records: dict[str, bytes], codec: Cod
         parsed = parse_key(key)
         if parsed.kind == "item" and parsed.index is not None:
             where = parsed.position
-            items.add((where[: where.rfind("/") + 1] + where, parsed.index))
+            items.add((where[: where.rfind(SCOPE_END) + 1] + where, parsed.index))
     dead: list[str] = []
     for key in records:
-        if key.startswith(MEMO_PREFIX):
-            continue
-        end = key.find("/")
-        while end >= 0:
-            owner, _, index_text = key[: end - 1].rpartition("[")
+        for scope in scope_prefixes(key):
+            owner, _, index_text = scope[:-2].rpartition("[")  # "<owner>[<index>]/"
             if index_text.isdigit():
                 index = int(index_text)
                 if loops.get(owner, -1) > index or (owner, index) in items:
                     dead.append(key)
                     break
-            end = key.find("/", end + 1)
     return dead
 
 

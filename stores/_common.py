@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from resumable.errors import ExecutionLocked, LeaseLost, RecordTooLarge
-from resumable.stores.base import ExecutionUpdate, Lease
+from resumable.stores.base import ExecutionRecord, ExecutionUpdate, Lease
 
 # ExecutionUpdate fields that map one to one onto ExecutionRecord fields.
 UPDATE_FIELDS: tuple[str, ...] = (
@@ -97,8 +97,11 @@ def lease_lost(
     return LeaseLost(lease.execution_id, holder, max(0.0, expires_at - now))
 
 
-def record_too_big(execution_id: str, key: str, size: int, limit: int) -> RecordTooLarge:
-    return RecordTooLarge(execution_id, key, size, limit)
+def check_create(record: ExecutionRecord, ttl: float, limit: int) -> None:
+    """What every store's `create` refuses before touching anything."""
+    check_ttl(ttl)
+    if len(record.args) > limit:
+        raise RecordTooLarge(record.id, "args", len(record.args), limit)
 
 
 def check_puts(execution_id: str, puts: Mapping[str, bytes], limit: int) -> int:
@@ -107,7 +110,7 @@ def check_puts(execution_id: str, puts: Mapping[str, bytes], limit: int) -> int:
     for key, value in puts.items():
         size = len(value)
         if size > limit:
-            raise record_too_big(execution_id, key, size, limit)
+            raise RecordTooLarge(execution_id, key, size, limit)
         total += len(key) + size
     return total
 
@@ -116,7 +119,7 @@ def check_update(execution_id: str, update: ExecutionUpdate, limit: int) -> None
     for name in ("result", "error"):
         blob: bytes | None = getattr(update, name)
         if blob is not None and len(blob) > limit:
-            raise record_too_big(execution_id, name, len(blob), limit)
+            raise RecordTooLarge(execution_id, name, len(blob), limit)
 
 
 def update_changes(update: ExecutionUpdate) -> dict[str, object]:

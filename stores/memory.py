@@ -44,9 +44,7 @@ class MemoryStore:
         return f"MemoryStore({len(self._records)} executions)"
 
     async def create(self, record: ExecutionRecord, owner: str, ttl: float) -> Lease | None:
-        _common.check_ttl(ttl)
-        if len(record.args) > self.max_record_bytes:
-            raise _common.record_too_big(record.id, "args", len(record.args), self.max_record_bytes)
+        _common.check_create(record, ttl, self.max_record_bytes)
         if record.id in self._records:
             return None
         now = time.time()

@@ -186,9 +186,7 @@ class RedisStore:
     # -- the Store protocol ---------------------------------------------------
 
     async def create(self, record: ExecutionRecord, owner: str, ttl: float) -> Lease | None:
-        _common.check_ttl(ttl)
-        if len(record.args) > self.max_record_bytes:
-            raise _common.record_too_big(record.id, "args", len(record.args), self.max_record_bytes)
+        _common.check_create(record, ttl, self.max_record_bytes)
         if not record.created_at:
             record = record.replace(created_at=time.time())
         token = record.lease_token + 1

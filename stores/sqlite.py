@@ -139,9 +139,7 @@ class SQLiteStore:
     # -- the Store protocol ---------------------------------------------------
 
     async def create(self, record: ExecutionRecord, owner: str, ttl: float) -> Lease | None:
-        _common.check_ttl(ttl)
-        if len(record.args) > self.max_record_bytes:
-            raise _common.record_too_big(record.id, "args", len(record.args), self.max_record_bytes)
+        _common.check_create(record, ttl, self.max_record_bytes)
         return await self._run("creating an execution", sql.create_execution, record, owner, ttl)
 
     async def get(self, execution_id: str) -> ExecutionRecord | None:

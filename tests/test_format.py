@@ -4,13 +4,16 @@ compaction at completion."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import shutil
 import sqlite3
 import sys
 import uuid
+from collections.abc import AsyncIterator
 from contextlib import closing
 from pathlib import Path
+from typing import Final
 
 import pytest
 from jobs import batch, compaction, format1, format2
@@ -172,6 +175,23 @@ class TestVersion:
             await store.close()
 
 
+# The fixtures' stored fingerprints are of 3.11 bytecode: other versions keep
+# the checkpoints (the loops line up by site) instead of refusing.
+FIXTURE_MODE: Final = "error" if sys.version_info[:2] == (3, 11) else "continue"
+
+
+@contextlib.asynccontextmanager
+async def _fixture_copy(tmp_path: Path, name: str) -> AsyncIterator[SQLiteStore]:
+    """A store on a copy of tests/data/`name` (tests change what they open)."""
+    path = tmp_path / "state.db"
+    shutil.copyfile(DATA / name, path)
+    store = SQLiteStore(path)
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
 class TestFirstReleaseStore:
     """tests/data/format-1.db was written by the first release (commit
     31d2c57, CPython 3.11): `jobs.format1.pipeline(20)` ran its step and its
@@ -179,11 +199,8 @@ class TestFirstReleaseStore:
 
     @pytest.fixture(name="old_store")
     async def _old_store(self, tmp_path):
-        path = tmp_path / "state.db"
-        shutil.copyfile(DATA / "format-1.db", path)
-        store = SQLiteStore(path)
-        yield store
-        await store.close()
+        async with _fixture_copy(tmp_path, "format-1.db") as store:
+            yield store
 
     async def test_its_fanout_counts_come_from_the_item_records(self, old_store):
         """Format-1 fan-out headers hold counts that were inexact across
@@ -201,10 +218,7 @@ class TestFirstReleaseStore:
         record = await old_store.get("format-1-run")
         assert record is not None and (record.format, record.status) == (1, "running")
         format1.RAN.clear()
-        # The stored fingerprint is of 3.11 bytecode: other versions keep the
-        # checkpoints (the loops line up by site) instead of refusing.
-        mode = "error" if sys.version_info[:2] == (3, 11) else "continue"
-        result = await resume("format-1-run", store=old_store, on_code_change=mode)
+        result = await resume("format-1-run", store=old_store, on_code_change=FIXTURE_MODE)
         assert result == format1.expected(20)
         assert list(range(6, 20)) == format1.RAN  # the 6 finished iterations did not run again
         done = await status("format-1-run", store=old_store)
@@ -221,24 +235,15 @@ class TestFormat2Store:
 
     @pytest.fixture(name="old_store")
     async def _old_store(self, tmp_path):
-        path = tmp_path / "state.db"
-        shutil.copyfile(DATA / "format-2.db", path)
-        store = SQLiteStore(path)
-        yield store
-        await store.close()
-
-    @staticmethod
-    def _mode() -> str:
-        # The stored fingerprint is of 3.11 bytecode: other versions keep the
-        # checkpoints (the loops line up by site) instead of refusing.
-        return "error" if sys.version_info[:2] == (3, 11) else "continue"
+        async with _fixture_copy(tmp_path, "format-2.db") as store:
+            yield store
 
     async def test_it_resumes_exactly_and_goes_on_in_format_2(self, old_store):
         [loop] = (await status("format-2-run", store=old_store)).progress
         assert (loop.done, loop.total) == (2316, format2.N)
         format2.RAN.clear()
         with crash_after(5), pytest.raises(SimulatedCrash) as crash:
-            await resume("format-2-run", store=old_store, on_code_change=self._mode())
+            await resume("format-2-run", store=old_store, on_code_change=FIXTURE_MODE)
         await old_store.release(crash.value.lease)
         records = await old_store.load("format-2-run")
         codec = Codec()
@@ -249,7 +254,7 @@ class TestFormat2Store:
         assert record is not None and record.format == 2
         ran_before = list(format2.RAN)
         format2.RAN.clear()
-        result = await resume("format-2-run", store=old_store, on_code_change=self._mode())
+        result = await resume("format-2-run", store=old_store, on_code_change=FIXTURE_MODE)
         assert result == format2.expected(format2.N)
         # Every iteration ran once after the fixture's 2,316 (the one the
         # crash interrupted ran again, as an unfinished iteration does).

@@ -16,7 +16,7 @@ from resumable._cli.exitcodes import CommandError, ExitCode, for_error
 from resumable._cli.show import show
 from resumable.errors import ExecutionLocked, ExecutionNotFound, ResumableError
 from resumable.runtime import engine, identity, wire
-from resumable.stores.base import ExecutionRecord, Status, Store
+from resumable.stores.base import ExecutionRecord, Lease, Status, Store
 from resumable.stores.url import parse_store_url, redact_url
 
 ENDED: tuple[Status, ...] = ("completed", "failed", "cancelled")
@@ -232,18 +232,24 @@ async def _without_kept_parents(
         found = kept
 
 
-async def _delete(store: Store, record: ExecutionRecord, cutoff: float) -> bool:
-    """Delete one execution unless someone resumed it meanwhile: taking its
-    lease first means no `resume` can be running it while it goes."""
+async def _take_ended(store: Store, record: ExecutionRecord, cutoff: float) -> Lease | None:
+    """The lease of an execution that still ended before `cutoff`, or None:
+    holding it means no `resume` runs it while gc changes it."""
     try:
         lease = await store.acquire(record.id, identity.this_owner(), 30.0)
     except (ExecutionLocked, ExecutionNotFound):
-        return False
+        return None
     again = await store.get(record.id)
     if again is not None and _ended_before(again, cutoff):
-        return await store.delete(record.id)  # the lease goes with it
-    await store.release(lease)  # resumed and ended again meanwhile: keep it
-    return False
+        return lease
+    await store.release(lease)  # resumed and ended again meanwhile: leave it
+    return None
+
+
+async def _delete(store: Store, record: ExecutionRecord, cutoff: float) -> bool:
+    """Delete one execution unless someone resumed it meanwhile."""
+    lease = await _take_ended(store, record, cutoff)
+    return lease is not None and await store.delete(record.id)  # the lease goes with it
 
 
 async def _compact(
@@ -256,14 +262,10 @@ async def _compact(
     codec = _config.codec()
     if dry_run:
         return len(wire.finished_scope_keys(record.id, await store.load(record.id), codec))
-    try:
-        lease = await store.acquire(record.id, identity.this_owner(), 30.0)
-    except (ExecutionLocked, ExecutionNotFound):
+    lease = await _take_ended(store, record, cutoff)
+    if lease is None:
         return None
     try:
-        again = await store.get(record.id)
-        if again is None or not _ended_before(again, cutoff):
-            return None
         dead = wire.finished_scope_keys(record.id, await store.load(record.id), codec)
         for start in range(0, len(dead), _COMPACT_BATCH):
             await store.write(lease, {}, dead[start : start + _COMPACT_BATCH])
