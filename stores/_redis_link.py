@@ -7,8 +7,13 @@ reconnecting, until `unavailable_after` seconds have passed since the first
 failure; then `StoreUnavailable` says what was being done. The store only
 sends idempotent operations (see `RedisStore`), so a retry of a command whose
 reply was lost is safe. Authentication failures are not retried. A server
-that restarted has forgotten our scripts (NOSCRIPT): they are loaded again
-and the call sent again.
+that restarted has forgotten our scripts (NOSCRIPT, or "Function not
+found"): they are loaded again and the call sent again. Scripts are loaded as
+one Functions library (FUNCTION LOAD, Redis 7+ and Valkey) and called by a
+short name; a server without Functions (or an ACL that denies FUNCTION) gets
+them one by one (SCRIPT LOAD) and `functions` turns False, so that callers
+build EVALSHA calls instead: callers build their command inside `fn`, at
+each attempt.
 
 Event loops: redis.asyncio connections belong to the loop that opened them,
 and users call `asyncio.run` more than once per process, so a `Link` opens
@@ -75,6 +80,7 @@ class Link:
         connect_timeout: float,
         command_timeout: float,
         unavailable_after: float,
+        library: str,
         scripts: Iterable[str],
         stats: StoreStats,
     ) -> None:
@@ -83,7 +89,9 @@ class Link:
         self.unavailable_after = unavailable_after
         self.stats = stats
         self.closed = False
+        self._library = library
         self._scripts = tuple(scripts)
+        self.functions = True  # until the server says it has none
         self._redis_url = redis_url
         # Query options of the URL win over these, as in redis-py. Retries
         # are ours (`call`), so redis-py's are off. So is its socket_timeout:
@@ -170,9 +178,8 @@ class Link:
             try:
                 async with asyncio.timeout(self.command_timeout):
                     if load_scripts:
-                        await pipeline(client.redis, [("SCRIPT", "LOAD", s) for s in self._scripts])
-                        self.count("script_loads")
-                    result = await fn(client.redis)
+                        await self._load_scripts(client.redis)
+                    result = await _missing_is_noscript(fn(client.redis))
             except redis_errors.NoScriptError as exc:
                 if load_scripts:
                     raise self.unavailable(operation, exc) from exc
@@ -210,6 +217,21 @@ class Link:
                 )
             return result
 
+    async def _load_scripts(self, redis: aioredis.Redis) -> None:
+        if self.functions:
+            try:
+                await execute(redis, "FUNCTION", "LOAD", "REPLACE", self._library)
+            except redis_errors.ResponseError as exc:
+                if not isinstance(exc, redis_errors.NoPermissionError) and not _unknown(exc):
+                    raise
+                self.functions = False
+                log.info("redis store has no Functions: scripts go by SHA-1", store=self.url)
+            else:
+                self.count("script_loads")
+                return
+        await pipeline(redis, [("SCRIPT", "LOAD", s) for s in self._scripts])
+        self.count("script_loads")
+
     def count(self, counter: str) -> None:
         extra = self.stats.extra
         extra[counter] = extra.get(counter, 0) + 1
@@ -245,13 +267,36 @@ async def pipeline(
         pipe.execute_command(*command)
     replies: list[Any] = await pipe.execute(raise_on_error=False)
     for reply in replies:
-        if isinstance(reply, redis_errors.NoScriptError):
-            raise reply
+        if isinstance(reply, redis_errors.ResponseError) and _missing(reply):
+            raise redis_errors.NoScriptError(str(reply))
     if raise_errors:
         for reply in replies:
             if isinstance(reply, Exception):
                 raise reply
     return replies
+
+
+def _unknown(exc: redis_errors.ResponseError) -> bool:
+    return str(exc).lower().startswith(("unknown command", "err unknown command"))
+
+
+def _missing(exc: redis_errors.ResponseError) -> bool:
+    """Is this the reply to a script or function the server does not have?"""
+    text = str(exc)
+    return (
+        isinstance(exc, redis_errors.NoScriptError)
+        or text.startswith(("Function not found", "ERR Function not found"))
+        or (_unknown(exc) and "FCALL" in text)  # Redis < 7
+    )
+
+
+async def _missing_is_noscript(call: Awaitable[T]) -> T:
+    try:
+        return await call
+    except redis_errors.ResponseError as exc:
+        if _missing(exc) and not isinstance(exc, redis_errors.NoScriptError):
+            raise redis_errors.NoScriptError(str(exc)) from exc
+        raise
 
 
 async def execute(client: aioredis.Redis, *args: object) -> Any:

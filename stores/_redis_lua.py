@@ -7,15 +7,19 @@ key -> bytes). Each script is one atomic step on the server: the fencing check
 and the changes it guards cannot be separated by another client's command.
 
 What goes on the wire is kept short, because a checkpointed loop calls WRITE
-once per iteration (DESIGN §11: bytes on the wire against the payload): every
-script takes one key, the hash tag ``{p:id}`` itself, and derives both key
-names from it (same slot, so Redis Cluster accepts the access), and a fenced
-script takes its lease as one short argument, `fence_arg`: 8 bytes of SHA-1
-of the owner (not the owner's text), then the token as digits. The token
-alone is not enough: an execution that is deleted and created again starts
-over at token 1, and the digest tells the first life's owner from the second
-one's, as the owner's text did (two owners' digests agree with probability
-2**-64). The stored layout is the one earlier versions wrote and read.
+once per iteration (DESIGN §11: bytes on the wire against the payload). The
+scripts are one Functions library (`LIBRARY`), called by a 9-character name
+(`FCALL`); a server without Functions gets them by SHA-1 (`EVALSHA`, see
+`_redis_link`). Every script takes one key, the hash tag ``{p:id}`` itself,
+and derives both key names from it (same slot, so Redis Cluster accepts the
+access). A fenced script takes its lease as one short value, `fence_arg`: 8
+bytes of SHA-1 of the owner (not the owner's text), then the token as
+digits. The token alone is not enough: an execution that is deleted and
+created again starts over at token 1, and the digest tells the first life's
+owner from the second one's, as the owner's text did (two owners' digests
+agree with probability 2**-64). WRITE takes everything in one MessagePack
+argument (`write_args`). The stored layout is the one earlier versions wrote
+and read.
 
 Lease state (owner, lease_token, lease_expires_at) lives in the record hash
 and only these scripts change it. Times come from the server's TIME, never
@@ -36,6 +40,8 @@ import dataclasses
 import functools
 import hashlib
 from collections.abc import Collection, Iterable, Mapping
+
+import msgpack
 
 from resumable.stores.base import ExecutionRecord, Lease
 
@@ -76,11 +82,11 @@ local function fence(rec, lease)
 end""",
     # Lua's C stack holds ~8000 values: unpack() long argument lists in chunks.
     "chunked": """
-local function chunked(command, key, first, last, step)
+local function chunked(command, key, list, first, last, step)
   local i = first
   while i <= last do
     local j = math.min(i + step - 1, last)
-    redis.call(command, key, unpack(ARGV, i, j))
+    redis.call(command, key, unpack(list, i, j))
     i = j + 1
   end
 end""",
@@ -149,16 +155,28 @@ redis.call('HSET', rec, 'lease_expires_at', '0', 'updated_at', fmt(now()))
 return 1
 """
 
-# ARGV: fence, followed by '/' and the number of deletes if there are any;
-# the deleted keys; then key, value pairs. Deletes go first, so a key both
-# deleted and put ends up put.
+# ARGV: one MessagePack array (see write_args): the fence, the deleted keys,
+# the deleted spans of numbered keys (prefix, first, last, ...), then key,
+# value pairs. Deletes go first, so a key both deleted and put ends up put.
 WRITE = """
-local lost = fence(KEYS[1] .. ':record', ARGV[1])
+local w = cmsgpack.unpack(ARGV[1])
+local lost = fence(KEYS[1] .. ':record', w[1])
 if lost then return lost end
 local cps = KEYS[1] .. ':checkpoints'
-local deletes = tonumber(string.match(ARGV[1], '^%d+/(%d+)$', 9) or '0')
-chunked('HDEL', cps, 2, 1 + deletes, 1000)
-chunked('HSET', cps, 2 + deletes, #ARGV, 2000)
+chunked('HDEL', cps, w[2], 1, #w[2], 1000)
+local spans = w[3]
+for s = 1, #spans, 3 do
+  local names = {}
+  for n = spans[s + 1], spans[s + 2] do
+    names[#names + 1] = spans[s] .. string.format('%d', n)
+    if #names == 1000 then
+      redis.call('HDEL', cps, unpack(names))
+      names = {}
+    end
+  end
+  if #names > 0 then redis.call('HDEL', cps, unpack(names)) end
+end
+chunked('HSET', cps, w, 4, #w, 2000)
 return 1
 """
 
@@ -171,7 +189,7 @@ if lost then return lost end
 local puts = tonumber(ARGV[3])
 redis.call('HSET', rec, 'updated_at', fmt(now()), unpack(ARGV, 4 + 2 * puts))
 if ARGV[2] == '1' then redis.call('DEL', KEYS[1] .. ':checkpoints') end
-if puts > 0 then chunked('HSET', KEYS[1] .. ':checkpoints', 4, 3 + 2 * puts, 1000) end
+if puts > 0 then chunked('HSET', KEYS[1] .. ':checkpoints', ARGV, 4, 3 + 2 * puts, 1000) end
 return redis.call('HGETALL', rec)
 """
 
@@ -215,30 +233,72 @@ return out
 @dataclasses.dataclass(frozen=True, slots=True)
 class Script:
     name: str
-    source: str
+    source: str  # for EVAL/SCRIPT LOAD: the body and the helpers it uses
     sha: str
+    function: str  # its name in LIBRARY
+
+    def head(self, functions: bool) -> tuple[str, str]:
+        """The command that runs it, before the key count: by function name
+        (9 bytes on the wire) where the server has Functions, else by SHA-1
+        (40 bytes)."""
+        return ("FCALL", self.function) if functions else ("EVALSHA", self.sha)
 
 
-def _script(name: str, body: str) -> Script:
+# One letter per script, for its function name.
+_LETTERS = {
+    "create": "c",
+    "acquire": "a",
+    "renew": "n",
+    "release": "l",
+    "write": "w",
+    "update": "u",
+    "request_cancel": "x",
+    "delete": "d",
+    "headers": "h",
+}
+_BODIES = {
+    "create": CREATE,
+    "acquire": ACQUIRE,
+    "renew": RENEW,
+    "release": RELEASE,
+    "write": WRITE,
+    "update": UPDATE,
+    "request_cancel": REQUEST_CANCEL,
+    "delete": DELETE,
+    "headers": HEADERS,
+}
+
+
+def _used_helpers(body: str) -> str:
     used = {helper for helper in _HELPERS if f"{helper}(" in body}
     used |= {need for helper in used for need in _NEEDS.get(helper, ())}
-    source = "".join(code for helper, code in _HELPERS.items() if helper in used) + body
-    return Script(name, source, hashlib.sha1(source.encode()).hexdigest())  # noqa: S324 (Redis names scripts by SHA-1)
+    return "".join(code for helper, code in _HELPERS.items() if helper in used)
 
+
+def _library() -> tuple[str, str]:
+    """The scripts as one Redis Functions library (Redis 7+, Valkey): its
+    source, and the digest of the code that names it and its functions.
+    Function names are global to a server, so they carry the digest: the
+    processes of two releases sharing a server each call their own."""
+    helpers = _used_helpers("".join(_BODIES.values()))
+    digest = hashlib.sha1((helpers + "".join(_BODIES.values())).encode()).hexdigest()[:7]  # noqa: S324 (a name, not security)
+    source = f"#!lua name=resumable_{digest}\n{helpers}\n" + "".join(
+        f"redis.register_function('r{digest}{_LETTERS[name]}', function(KEYS, ARGV)\n{body}end)\n"
+        for name, body in _BODIES.items()
+    )
+    return source, digest
+
+
+LIBRARY, _DIGEST = _library()
 
 SCRIPTS: dict[str, Script] = {
-    name: _script(name, body)
-    for name, body in (
-        ("create", CREATE),
-        ("acquire", ACQUIRE),
-        ("renew", RENEW),
-        ("release", RELEASE),
-        ("write", WRITE),
-        ("update", UPDATE),
-        ("request_cancel", REQUEST_CANCEL),
-        ("delete", DELETE),
-        ("headers", HEADERS),
+    name: Script(
+        name,
+        _used_helpers(body) + body,
+        hashlib.sha1((_used_helpers(body) + body).encode()).hexdigest(),  # noqa: S324 (Redis names scripts by SHA-1)
+        f"r{_DIGEST}{_LETTERS[name]}",
     )
+    for name, body in _BODIES.items()
 }
 
 
@@ -317,23 +377,25 @@ def owner_digest(owner: str) -> bytes:
     return hashlib.sha1(owner.encode()).digest()[:OWNER_DIGEST]  # noqa: S324 (not for security: tells owners apart)
 
 
-def fence_arg(lease: Lease, deletes: int = 0) -> bytes:
-    """The one argument that fences a script: owner digest, token digits,
-    and for WRITE, '/' and the number of deleted keys that follow, if any."""
-    arg = owner_digest(lease.owner) + b"%d" % lease.token
-    return arg + b"/%d" % deletes if deletes else arg
+def fence_arg(lease: Lease) -> bytes:
+    """The one argument that fences a script: owner digest, token digits."""
+    return owner_digest(lease.owner) + b"%d" % lease.token
 
 
 def write_args(
     lease: Lease, writes: Iterable[tuple[Mapping[str, bytes], Collection[str]]]
-) -> list[object]:
+) -> list[bytes]:
     """ARGV of WRITE for one or more writes of one lease, in order, merged into
     their net effect (the script applies them in one atomic step, so nothing
-    could tell them apart): a key's last put or delete wins."""
+    could tell them apart): a key's last put or delete wins.
+
+    It is one MessagePack array (the scripts' cmsgpack reads only its raw
+    types, hence use_bin_type=False), because each RESP argument costs 6-8
+    bytes of framing and a write per loop iteration has five: fence, deleted
+    keys, deleted spans (see `_spans`), then key, value, ..."""
     writes = list(writes)
     if len(writes) == 1:
         [(puts, deleted)] = writes
-        deleted = list(deleted)
     else:
         net: dict[str, bytes] = {}
         gone: dict[str, None] = {}  # ordered: deterministic arguments
@@ -344,8 +406,43 @@ def write_args(
             for key, value in puts_i.items():
                 gone.pop(key, None)
                 net[key] = value
-        puts, deleted = net, list(gone)
-    args: list[object] = [fence_arg(lease, len(deleted)), *deleted]
+        puts, deleted = net, gone
+    singles, spans = _spans(deleted) if deleted else ((), ())
+    packed: list[object] = [fence_arg(lease), singles, spans]
     for key, value in puts.items():
-        args += (key, value)
-    return args
+        packed += (key, value)
+    return [msgpack.packb(packed, use_bin_type=False)]
+
+
+# Fewer numbered keys in a row than this are sent one by one.
+_MIN_SPAN = 4
+
+
+def _spans(keys: Iterable[str]) -> tuple[list[str], list[object]]:
+    """Deleted keys as (single keys, [prefix, first, last, ...]): a run of
+    keys that differ only in a trailing number (a folded value's deltas,
+    `#0+results.0` .. `#0+results.999`) goes as one span, not a thousand
+    keys. Only canonical numbers (no leading zero) join a span, so the
+    script's '%d' rebuilds exactly the keys given."""
+    singles: list[str] = []
+    numbered: dict[str, list[int]] = {}
+    for key in keys:
+        stem = key.rstrip("0123456789")
+        digits = key[len(stem) :]
+        if digits and (digits == "0" or digits[0] != "0") and len(digits) < 16:
+            numbered.setdefault(stem, []).append(int(digits))
+        else:
+            singles.append(key)
+    spans: list[object] = []
+    for stem, numbers in numbered.items():
+        numbers.sort()
+        start = 0
+        for i in range(1, len(numbers) + 1):
+            if i == len(numbers) or numbers[i] != numbers[i - 1] + 1:
+                run = numbers[start:i]
+                if len(run) >= _MIN_SPAN:
+                    spans += (stem, run[0], run[-1])
+                else:
+                    singles += (f"{stem}{n}" for n in run)
+                start = i
+    return singles, spans

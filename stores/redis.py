@@ -36,10 +36,9 @@ are `_redis_link`'s business.
 from __future__ import annotations
 
 import asyncio
-import functools
 import time
 import uuid
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -159,6 +158,7 @@ class RedisStore:
             connect_timeout=connect_timeout,
             command_timeout=command_timeout,
             unavailable_after=unavailable_after,
+            library=lua.LIBRARY,
             scripts=[script.source for script in lua.SCRIPTS.values()],
             stats=self.stats,
         )
@@ -193,11 +193,13 @@ class RedisStore:
         args = [repr(float(ttl)), token, uuid.uuid4().hex, owner, *lua.record_fields(record)]
         score = repr(record.created_at)
 
-        commands = [
-            ("ZADD", self._index, "NX", score, record.id),
-            ("EVALSHA", lua.SCRIPTS["create"].sha, 1, self._tag(record.id), *args),
-        ]
-        added, reply = await self._pipeline(f"creating execution {record.id!r}", commands)
+        added, reply = await self._pipeline(
+            f"creating execution {record.id!r}",
+            lambda: [
+                ("ZADD", self._index, "NX", score, record.id),
+                self._command("create", self._tag(record.id), args),
+            ],
+        )
         if reply[0] == 0:
             return None
         if not added:  # an id left in the index by a crash, with an old score
@@ -262,17 +264,10 @@ class RedisStore:
             await future
         else:  # nothing in flight: send at once, on its own (the fast path)
             batcher.writing = True
-            command = (
-                "EVALSHA",
-                lua.SCRIPTS["write"].sha,
-                1,
-                self._tag(lease.execution_id),
-                *lua.write_args(lease, [(puts, deletes)]),
-            )
+            tag, args = self._tag(lease.execution_id), lua.write_args(lease, [(puts, deletes)])
             try:
-                await self._link.call(
-                    f"writing checkpoints of {lease.execution_id!r}",
-                    lambda redis: _evalsha(redis, command, lease),
+                await self._script_on(
+                    f"writing checkpoints of {lease.execution_id!r}", "write", tag, args, lease
                 )
             finally:
                 self._next_batch(batcher)
@@ -318,13 +313,12 @@ class RedisStore:
         snapshot: a header written meanwhile may be read as it was before or
         after (HSCAN returns every field present throughout at least once)."""
         key = self._keys(execution_id)[1]
-        sha = lua.SCRIPTS["headers"].sha
         operation = f"loading checkpoint headers of {execution_id!r}"
         found: dict[str, bytes] = {}
         cursor: bytes | str = "0"
         while True:
-            command: tuple[object, ...] = ("EVALSHA", sha, 1, key, cursor, _HEADER_SCAN)
-            reply = await self._link.call(operation, functools.partial(_scan_step, command))
+            step = (cursor, _HEADER_SCAN)
+            reply = await self._script_on(operation, "headers", key, step)
             cursor = reply[0]
             for name, value in zip(reply[1::2], reply[2::2], strict=True):
                 found[name.decode()] = value
@@ -374,11 +368,13 @@ class RedisStore:
         return bool(found)
 
     async def delete(self, execution_id: str) -> bool:
-        commands = [
-            ("EVALSHA", lua.SCRIPTS["delete"].sha, 1, self._tag(execution_id)),
-            ("ZREM", self._index, execution_id),
-        ]
-        found, _ = await self._pipeline(f"deleting execution {execution_id!r}", commands)
+        found, _ = await self._pipeline(
+            f"deleting execution {execution_id!r}",
+            lambda: [
+                self._command("delete", self._tag(execution_id), ()),
+                ("ZREM", self._index, execution_id),
+            ],
+        )
         return bool(found)
 
     async def close(self) -> None:
@@ -426,25 +422,19 @@ class RedisStore:
         for write in writes:
             lease = write.lease
             groups.setdefault((lease.execution_id, lease.owner, lease.token), []).append(write)
-        sha = lua.SCRIPTS["write"].sha
-        commands = [
+        calls = [
             (
                 group[0].lease,
-                (
-                    "EVALSHA",
-                    sha,
-                    1,
-                    self._tag(group[0].lease.execution_id),
-                    *lua.write_args(group[0].lease, [(w.puts, w.deletes) for w in group]),
-                ),
+                self._tag(group[0].lease.execution_id),
+                lua.write_args(group[0].lease, [(w.puts, w.deletes) for w in group]),
             )
             for group in groups.values()
         ]
         operation = f"writing checkpoints of {writes[0].lease.execution_id!r}"
-        if len(commands) == 1:
-            [(lease, command)] = commands
+        if len(calls) == 1:
+            [(lease, tag, args)] = calls
             try:
-                await self._link.call(operation, lambda redis: _evalsha(redis, command, lease))
+                await self._script_on(operation, "write", tag, args, lease)
             except LeaseLost as lost:
                 return [lost] * len(writes)
             return [None] * len(writes)
@@ -452,11 +442,15 @@ class RedisStore:
         self._link.count("write_pipelines")
         replies = await self._link.call(
             operation,
-            lambda redis: pipeline(redis, [c for _, c in commands], raise_errors=False),
+            lambda redis: pipeline(
+                redis,
+                [self._command("write", tag, args) for _, tag, args in calls],
+                raise_errors=False,
+            ),
         )
         outcome: dict[tuple[str, str, int], BaseException | None] = {}
-        for (key, _group), (lease, _command), reply in zip(
-            groups.items(), commands, replies, strict=True
+        for (key, _group), (lease, _tag, _args), reply in zip(
+            groups.items(), calls, replies, strict=True
         ):
             outcome[key] = self._outcome(lease, reply)
         return [outcome[(w.lease.execution_id, w.lease.owner, w.lease.token)] for w in writes]
@@ -530,24 +524,44 @@ class RedisStore:
     ) -> Any:
         """Run script `name` on the execution's hash tag; a fencing failure
         raises LeaseLost for `lease`."""
-        command = ("EVALSHA", lua.SCRIPTS[name].sha, 1, self._tag(execution_id), *args)
-        return await self._link.call(operation, lambda redis: _evalsha(redis, command, lease))
+        return await self._script_on(operation, name, self._tag(execution_id), args, lease)
 
-    async def _pipeline(self, operation: str, commands: Sequence[Sequence[object]]) -> Any:
-        return await self._link.call(operation, lambda redis: pipeline(redis, commands))
+    async def _script_on(
+        self,
+        operation: str,
+        name: str,
+        key: str,
+        args: Sequence[object],
+        lease: Lease | None = None,
+    ) -> Any:
+        return await self._link.call(
+            operation, lambda redis: _run(redis, self._command(name, key, args), lease)
+        )
+
+    def _command(self, script: str, key: str, args: Sequence[object]) -> tuple[object, ...]:
+        """The call of a script on one key. Built at each attempt: a reload
+        of the scripts may have found a server without Functions (`Link`)."""
+        return (*lua.SCRIPTS[script].head(self._link.functions), 1, key, *args)
+
+    async def _pipeline(
+        self,
+        operation: str,
+        commands: Sequence[Sequence[object]] | Callable[[], Sequence[Sequence[object]]],
+    ) -> Any:
+        """Commands in one round trip; a callable builds them at each attempt."""
+        return await self._link.call(
+            operation,
+            lambda redis: pipeline(redis, commands() if callable(commands) else commands),
+        )
 
 
-async def _evalsha(redis: aioredis.Redis, command: Sequence[object], lease: Lease | None) -> Any:
+async def _run(redis: aioredis.Redis, command: Sequence[object], lease: Lease | None) -> Any:
     try:
         return await execute(redis, *command)
     except redis_errors.ResponseError as exc:
         if lease is not None and str(exc).startswith(lua.LEASE_LOST):
             raise _lease_lost(lease, str(exc)) from None
         raise
-
-
-async def _scan_step(command: Sequence[object], redis: aioredis.Redis) -> Any:
-    return await execute(redis, *command)
 
 
 def _lease_lost(lease: Lease, message: str) -> LeaseLost:

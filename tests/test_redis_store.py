@@ -12,8 +12,11 @@ import gc
 import os
 import random
 import time
+import uuid
 import warnings
+from urllib.parse import urlsplit, urlunsplit
 
+import msgpack
 import pytest
 import redis
 from redis.crc import key_slot
@@ -154,12 +157,67 @@ class TestLayout:
     async def test_scripts_are_loaded_again_after_a_flush(self, make, make_record, peek):
         store = make()
         lease = await store.create(make_record("e1"), "owner-a", TTL)
-        peek.script_flush()  # what a restarted server looks like
+        _forget_scripts(peek)  # what a restarted server looks like
         await store.write(lease, {"a": b"1"})
-        peek.script_flush()
+        _forget_scripts(peek)
         await asyncio.gather(store.write(lease, {"b": b"2"}), store.write(lease, {"c": b"3"}))
         assert await store.load("e1") == {"a": b"1", "b": b"2", "c": b"3"}
         assert store.stats.extra["script_loads"] == 2
+        assert store._link.functions  # Valkey has Functions: called by name
+
+    async def test_a_server_without_functions_gets_scripts_by_sha(
+        self, make, make_record, peek, redis_url
+    ):
+        """A user whose ACL denies FUNCTION (as a server older than Redis 7
+        has none) is served by SCRIPT LOAD and EVALSHA, from the first call."""
+        user, password = f"nofn-{uuid.uuid4().hex[:8]}", "pw-nofn"
+        peek.acl_setuser(
+            user,
+            enabled=True,
+            passwords=[f"+{password}"],
+            keys=["*"],
+            commands=["+@all", "-function"],
+        )
+        try:
+            _forget_scripts(peek)
+            parts = urlsplit(redis_url)
+            url = urlunsplit(
+                parts._replace(netloc=f"{user}:{password}@{parts.hostname}:{parts.port}")
+            )
+            store = RedisStore(url, prefix=fresh_prefix())
+            try:
+                lease = await store.create(make_record("e1"), "owner-a", TTL)
+                await store.write(lease, {"a": b"1"})
+                await store.write(lease, {"b": b"2"}, deletes=["a"])
+                assert await store.load("e1") == {"b": b"2"}
+                assert not store._link.functions
+                assert peek.function_list(library="resumable_*") == []
+                _forget_scripts(peek)  # and again after a restart
+                await store.write(lease, {"c": b"3"})
+                assert await store.load("e1") == {"b": b"2", "c": b"3"}
+            finally:
+                await store.close()
+        finally:
+            peek.acl_deluser(user)
+
+    async def test_a_fold_deletes_runs_of_numbered_keys_as_spans(self, make, make_record, peek):
+        """Folding a value's deltas deletes `name.0` .. `name.999`: sent as one
+        span, not a thousand keys; odd keys around the run are deleted too."""
+        store = make()
+        lease = await store.create(make_record("e1"), "owner-a", TTL)
+        deltas = {f"#0+results.{i}": b"x" for i in range(2500)}
+        await store.write(lease, {**deltas, "#0+results.007": b"y", "#0+r.5": b"z", "keep": b"k"})
+        gone = [f"#0+results.{i}" for i in range(2400)] + ["#0+results.007", "#0+r.5"]
+        gone += ["#0+results.2402", "#0+results.2404"]
+        before = peek.info("stats")["total_net_input_bytes"]
+        await store.write(lease, {"#0+chunk": b"c"}, deletes=gone)
+        sent = peek.info("stats")["total_net_input_bytes"] - before
+        left = {f"#0+results.{i}" for i in range(2400, 2500)} - {
+            "#0+results.2402",
+            "#0+results.2404",
+        }
+        assert set(await store.load("e1")) == left | {"keep", "#0+chunk"}
+        assert sent < 500, sent  # the keys alone would be 40 KB
 
     async def test_list_filters_across_index_pages(self, make, make_record):
         store = make()
@@ -216,10 +274,15 @@ class TestWire:
             await store.write(lease, {key: value})
             costs.append(peek.info("stats")["total_net_input_bytes"] - before - len(info))
         tag = f"{{{store.prefix}:{execution_id}}}"
-        # Seven RESP bulk strings: EVALSHA, the SHA-1, 1, the tag, the fence
-        # argument (8 + 1 bytes), then the record: no owner, no key names.
-        fixed = len("*7\r\n") + 13 + 47 + 7 + len(f"${len(tag)}\r\n{tag}\r\n") + 15
-        assert min(costs) == fixed + len(f"${len(key)}\r\n{key}\r\n$200\r\n\r\n") + 200
+        # Five RESP bulk strings: FCALL, the function's name, 1, the tag,
+        # then one MessagePack array: the fence (8 + 1 bytes), no deletes,
+        # and the record. No owner, no key names but the record's own.
+        packed = msgpack.packb([lua.fence_arg(lease), [], [], key, value], use_bin_type=False)
+        assert len(packed) == 1 + 10 + 1 + 1 + 1 + len(key) + 3 + len(value)
+        name = lua.SCRIPTS["write"].function
+        fixed = len("*5\r\n$5\r\nFCALL\r\n") + len(f"${len(name)}\r\n{name}\r\n") + 7
+        fixed += len(f"${len(tag)}\r\n{tag}\r\n") + len(f"${len(packed)}\r\n\r\n")
+        assert min(costs) == fixed + len(packed)
 
     async def test_a_stale_token_is_refused_naming_the_owner(self, make, make_record):
         store = make()
@@ -257,8 +320,8 @@ class TestWire:
         assert await store.load("e1") == {}
 
     async def test_owner_digests_that_look_like_digits_or_slashes(self, make, make_record):
-        """The fence argument is digest, token digits, maybe '/' and a count:
-        a digest made of such bytes must not be read as either."""
+        """The fence argument is digest then token digits: a digest made of
+        digits or slashes must not be read as part of the token."""
         store = make()
         owners = [
             owner
@@ -410,3 +473,10 @@ class TestURL:
             await store.renew(old, TTL)
         assert info.value.owner == "new owner:7:8"
         assert "new owner pid 7" in str(info.value)
+
+
+def _forget_scripts(peek) -> None:
+    """What a server restarted without persistence has: no scripts, no
+    functions."""
+    peek.script_flush()
+    peek.function_flush()
