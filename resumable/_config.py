@@ -9,7 +9,7 @@ execution in a process shares one connection per store.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Literal
@@ -26,6 +26,7 @@ DEFAULT_LEASE_TTL = 15.0
 class _Configuration:
     store: Store | str | None = None
     secret_key: bytes | None = None
+    secret_key_fallbacks: tuple[bytes, ...] | None = None
     codec: Literal["auto", "msgpack"] = "auto"
     lease_ttl: float = float(os.environ.get("RESUMABLE_LEASE_TTL") or DEFAULT_LEASE_TTL)
 
@@ -38,6 +39,7 @@ def configure(
     *,
     store: Store | str | None = None,
     secret_key: str | bytes | None = None,
+    secret_key_fallbacks: Sequence[str | bytes] | None = None,
     codec: Literal["auto", "msgpack"] | None = None,
     lease_ttl: float | None = None,
     audit_carry: bool | None = None,
@@ -46,7 +48,10 @@ def configure(
 
     `store` is a Store or a URL (`sqlite:///path.db`, `redis://host/0`,
     `memory://`). `secret_key` signs every stored blob (HMAC-SHA256) and
-    refuses unsigned or tampered ones before unpickling. `codec="msgpack"`
+    refuses unsigned or tampered ones before unpickling; also
+    RESUMABLE_SECRET_KEY. `secret_key_fallbacks` are older keys that still
+    read (never write) while a rotation runs; also
+    RESUMABLE_SECRET_KEY_FALLBACKS, comma-separated. `codec="msgpack"`
     refuses pickle entirely. `lease_ttl` (seconds) is how long an owner's
     lease lasts without renewal. `audit_carry=True` checks, at every
     checkpoint, that no uncarried local changed and that every delta rebuilds
@@ -58,7 +63,11 @@ def configure(
             raise TypeError(f"configure(store=...) takes a Store or a URL, got {store!r}")
         _config.store = store
     if secret_key is not None:
-        _config.secret_key = secret_key.encode() if isinstance(secret_key, str) else secret_key
+        _config.secret_key = _key_bytes(secret_key)
+    if secret_key_fallbacks is not None:
+        if isinstance(secret_key_fallbacks, str | bytes):
+            raise TypeError("configure(secret_key_fallbacks=...) takes a list of keys, not one key")
+        _config.secret_key_fallbacks = tuple(_key_bytes(k) for k in secret_key_fallbacks)
     if codec is not None:
         if codec not in ("auto", "msgpack"):
             raise ValueError(f"configure(codec={codec!r}): expected 'auto' or 'msgpack'")
@@ -93,11 +102,27 @@ def resolve_store(store: Store | str | None = None) -> Store:
     return chosen
 
 
+def _key_bytes(key: str | bytes) -> bytes:
+    return key.encode() if isinstance(key, str) else key
+
+
 def codec() -> Codec:
+    """The codec of the configured keys: configure() first, then the
+    environment. A fallback key without a key to write with is refused."""
     key = _config.secret_key
     if key is None and os.environ.get("RESUMABLE_SECRET_KEY"):
         key = os.environ["RESUMABLE_SECRET_KEY"].encode()
-    return Codec(mode=_config.codec, secret_key=key)
+    fallbacks = _config.secret_key_fallbacks
+    if fallbacks is None:
+        listed = os.environ.get("RESUMABLE_SECRET_KEY_FALLBACKS", "")
+        fallbacks = tuple(k.strip().encode() for k in listed.split(",") if k.strip())
+    if fallbacks and key is None:
+        raise ValueError(
+            "secret key fallbacks are set (RESUMABLE_SECRET_KEY_FALLBACKS or "
+            "configure(secret_key_fallbacks=...)) but no key to write with: set "
+            "RESUMABLE_SECRET_KEY to the new key (make one with `resumable keygen`)"
+        )
+    return Codec(mode=_config.codec, secret_key=key, fallback_keys=fallbacks)
 
 
 def settings(store: Store | str | None = None, on_code_change: OnCodeChange = "error") -> Settings:

@@ -218,8 +218,16 @@ async def prepare_existing(
                 fingerprint.describe_change(record.fingerprint, target.fingerprint),
             )
         restart = settings.on_code_change == "restart"
-    args, kwargs = codec.loads(record.args, execution_id=execution_id, key="arguments")
-    checkpoints = {} if restart else await store.load(execution_id)
+    try:
+        args, kwargs = codec.loads(record.args, execution_id=execution_id, key="arguments")
+        checkpoints = {} if restart else await store.load(execution_id)
+    except BaseException:
+        # Refused arguments (another key, damage) or a failed read: nothing
+        # ran, so nothing is recorded, but the lease goes, or a retry in this
+        # process (with the right key) would wait for it to run out.
+        await store.release(lease)
+        held.discard(execution_id)
+        raise
     return Prepared(
         target,
         record,

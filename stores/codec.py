@@ -28,7 +28,7 @@ import pickle
 import re
 import sys
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
 import cloudpickle
@@ -194,34 +194,47 @@ class Codec:
 
     `mode="auto"` stores plain data with msgpack and anything else with
     (cloud)pickle; `mode="msgpack"` refuses pickle both ways. With
-    `secret_key`, every blob is signed and only blobs signed with that key
-    are read back.
+    `secret_key`, every blob is signed and only blobs signed with that key,
+    or with one of `fallback_keys` (older keys, while a rotation runs), are
+    read back.
     """
 
-    __slots__ = ("_mac", "_mode", "_packers")
+    __slots__ = ("_fallbacks", "_mac", "_mode", "_packers")
 
     _mac: hmac.HMAC | None
+    _fallbacks: tuple[hmac.HMAC, ...]
     _mode: CodecMode
     _packers: _Packers
 
-    def __init__(self, *, mode: CodecMode = "auto", secret_key: bytes | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        mode: CodecMode = "auto",
+        secret_key: bytes | None = None,
+        fallback_keys: Sequence[bytes] = (),
+    ) -> None:
         if mode not in ("auto", "msgpack"):
             raise ValueError(f"Codec(mode={mode!r}): mode must be 'auto' or 'msgpack'")
-        if secret_key is not None:
-            if not isinstance(secret_key, bytes):
+        for what, key in (
+            ("secret_key", secret_key),
+            *(("fallback_keys", k) for k in fallback_keys),
+        ):
+            if key is None:
+                continue
+            if not isinstance(key, bytes):
                 raise TypeError(
-                    f"Codec(secret_key=...): expected bytes, got {type(secret_key).__name__}; "
+                    f"Codec({what}=...): expected bytes, got {type(key).__name__}; "
                     "encode a text key first, e.g. key.encode()"
                 )
-            if not secret_key:
-                raise ValueError("Codec(secret_key=b''): an empty key signs nothing; pass None")
+            if not key:
+                raise ValueError(f"Codec({what}=b''): an empty key signs nothing")
+        if fallback_keys and secret_key is None:
+            raise ValueError("Codec(fallback_keys=...) needs a secret_key to write with")
         self._mode = mode
         self._packers = _Packers()
-        self._mac = (
-            None
-            if secret_key is None
-            else hmac.new(secret_key, _MAC_DOMAIN, hashlib.sha256)  # copied per blob
-        )
+        # Each copied per blob: the key is absorbed once.
+        self._mac = None if secret_key is None else _keyed(secret_key)
+        self._fallbacks = tuple(_keyed(key) for key in fallback_keys)
 
     @property
     def mode(self) -> CodecMode:
@@ -370,7 +383,10 @@ class Codec:
                 raise corrupt("the signed record is truncated")
             signature = data[1 : 1 + _MAC_SIZE]
             view = view[1 + _MAC_SIZE :]
-            if not hmac.compare_digest(signature, self._sign(view, execution_id, key)):
+            if not any(
+                hmac.compare_digest(signature, _sign(mac, view, execution_id, key))
+                for mac in (self._mac, *self._fallbacks)
+            ):
                 raise corrupt(
                     "its signature does not match (it was changed, moved from another record, "
                     "or signed with another key)"
@@ -412,12 +428,20 @@ class Codec:
 
     def _sign(self, blob: bytes | memoryview, execution_id: str, key: str) -> bytes:
         assert self._mac is not None
-        mac = self._mac.copy()  # the key is already absorbed: cheaper than hmac.new
-        # The place is length-prefixed so that ("ab", "c") and ("a", "bc") differ.
-        place = f"{len(execution_id)}:{execution_id}{len(key)}:{key}".encode()
-        mac.update(place)
-        mac.update(blob)
-        return mac.digest()
+        return _sign(self._mac, blob, execution_id, key)
+
+
+def _keyed(secret_key: bytes) -> hmac.HMAC:
+    return hmac.new(secret_key, _MAC_DOMAIN, hashlib.sha256)
+
+
+def _sign(keyed: hmac.HMAC, blob: bytes | memoryview, execution_id: str, key: str) -> bytes:
+    mac = keyed.copy()  # the key is already absorbed: cheaper than hmac.new
+    # The place is length-prefixed so that ("ab", "c") and ("a", "bc") differ.
+    place = f"{len(execution_id)}:{execution_id}{len(key)}:{key}".encode()
+    mac.update(place)
+    mac.update(blob)
+    return mac.digest()
 
 
 def _reduce_count(counter: itertools.count[Any]) -> tuple[Any, ...]:

@@ -21,6 +21,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 import structlog
 
@@ -74,11 +75,34 @@ def _run(args: argparse.Namespace) -> int:
         from resumable._demo import main as demo
 
         return demo()
+    if args.command == "keygen":
+        return _keygen(args.file)
     from resumable._cli import commands
 
     _configure_logging()
     _import_from_cwd()
     return asyncio.run(commands.run(args, sys.stdout))
+
+
+def _keygen(path: Path | None) -> int:
+    from resumable._keys import new_key, write_key_file
+
+    key = new_key()
+    if path is None:
+        print(key)
+        return ExitCode.OK
+    try:
+        write_key_file(path, key)
+    except FileExistsError:
+        raise CommandError(
+            f"{path} exists; it may hold the key your records are signed with, so it is "
+            "not replaced. Choose another path, or remove it yourself.",
+            ExitCode.USAGE,
+        ) from None
+    except OSError as exc:
+        raise CommandError(f"cannot write {path}: {exc.strerror}", ExitCode.USAGE) from None
+    print(f"wrote a new key to {path} (mode 0600)", file=sys.stderr)
+    return ExitCode.OK
 
 
 def _fail(message: str, code: ExitCode) -> int:

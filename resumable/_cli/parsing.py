@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import re
+from pathlib import Path
 
 from resumable._cli.exitcodes import epilog
 from resumable.runtime import ids
@@ -159,6 +160,21 @@ def build() -> argparse.ArgumentParser:
         action="store_true",
         help="keep failed and cancelled ones resumable: delete only their records that no "
         "resume reads (those of finished iterations and items), not the executions",
+    )
+
+    keygen = sub.add_parser(
+        "keygen",
+        help="print a new secret key for signing records (RESUMABLE_SECRET_KEY)",
+        description="Print a new random secret key. Give it to every process that uses the "
+        "store, as RESUMABLE_SECRET_KEY; to rotate, make the old key a fallback "
+        "(RESUMABLE_SECRET_KEY_FALLBACKS) until every execution signed with it has ended.",
+    )
+    keygen.add_argument(
+        "--file",
+        type=Path,
+        metavar="PATH",
+        help="write the key to PATH (created readable by you only; never overwritten) "
+        "instead of printing it",
     )
 
     sub.add_parser(
