@@ -483,7 +483,7 @@ def compact(
     for key, data in found.headers.items():
         try:
             header = check_header(
-                execution_id, key, codec.loads(data, execution_id=execution_id, key=key)
+                execution_id, key, codec.loads_plain(data, execution_id=execution_id, key=key)
             )
         except Exception:
             kept[key] = data
@@ -526,7 +526,7 @@ def finished_scope_keys(execution_id: str, records: dict[str, bytes], codec: Cod
     loops: dict[str, int] = {}  # loop position -> iterations finished
     for key, data in found.headers.items():
         try:
-            header = codec.loads(data, execution_id=execution_id, key=key)
+            header = codec.loads_plain(data, execution_id=execution_id, key=key)
         except Exception:  # noqa: S112 (unreadable: what it owns is kept)
             continue
         if isinstance(header, dict) and header.get(KIND) == LOOP and INDEX in header:
@@ -656,7 +656,7 @@ def read_progress(
     needs_items = False
     for key, data in found.headers.items():
         try:
-            header = codec.loads(data, execution_id=execution_id, key=key)
+            header = codec.loads_plain(data, execution_id=execution_id, key=key)
         except Exception as exc:  # a key we lack, a tampered record: say so, go on
             unreadable += 1
             first_error = first_error or str(exc)
@@ -710,7 +710,7 @@ def _layout(execution_id: str, key: str, data: bytes | None, codec: Codec) -> di
     if data is None:
         return {}
     try:
-        found = codec.loads(data, execution_id=execution_id, key=location_key(key))
+        found = codec.loads_plain(data, execution_id=execution_id, key=location_key(key))
     except Exception:
         return {}
     return found if isinstance(found, dict) else {}

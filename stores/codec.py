@@ -363,8 +363,23 @@ class Codec:
                 pass
         return self._loads(data, execution_id, key, links)
 
+    def loads_plain(self, data: bytes, *, execution_id: str = "?", key: str = "?") -> Any:
+        """Decode a blob that must hold plain data (msgpack), as the record
+        headers `dumps_plain` writes: a pickle there is refused, never
+        unpickled. For readers that promise to run no code from the store
+        (progress in `status()`, `show`, `list`)."""
+        if self._mac is None and data[:1] == _MSGPACK_TAG:
+            return self.loads(data, execution_id=execution_id, key=key)
+        return self._loads(data, execution_id, key, plain=True)
+
     def _loads(
-        self, data: bytes, execution_id: str, key: str, links: Callable[[str], Any] | None = None
+        self,
+        data: bytes,
+        execution_id: str,
+        key: str,
+        links: Callable[[str], Any] | None = None,
+        *,
+        plain: bool = False,
     ) -> Any:
 
         def corrupt(reason: str) -> CorruptCheckpoint:
@@ -404,6 +419,8 @@ class Codec:
             except Exception as exc:  # msgpack raises many types for bad bytes
                 raise corrupt(f"its msgpack data cannot be decoded ({_describe(exc)})") from exc
         if tag in (_PICKLE, _LINKED):
+            if plain:
+                raise corrupt("it holds a pickle where only plain data belongs; it was not decoded")
             if self._mode == "msgpack":
                 raise corrupt("it holds a pickle, and the codec is in msgpack-only mode")
             if tag == _LINKED and links is None:

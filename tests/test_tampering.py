@@ -3,15 +3,17 @@ execution and the key, before anything is unpickled."""
 
 from __future__ import annotations
 
+import pickle
 import sqlite3
 import uuid
 from contextlib import closing
 from pathlib import Path
 
 import pytest
+from clirun import cli, cli_env
 from jobs import carry
 
-from resumable import CorruptCheckpoint, SQLiteStore, _config, configure, resume
+from resumable import CorruptCheckpoint, SQLiteStore, _config, configure, resume, status
 from resumable.testing import SimulatedCrash, crash_after
 
 
@@ -86,3 +88,51 @@ class TestTamperedCheckpoint:
             await resume(second, store=store)
         assert caught.value.execution_id == second
         await store.close()
+
+
+class _Planted:
+    """Unpickling it creates `path`: the proof that a reader ran store code."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        return (Path.touch, (self.path,))
+
+
+class TestReadersThatRunNoCode:
+    """`status()`, `show`, `list` and `gc` read headers only, and a header is
+    plain data: a pickle planted in one is refused, never unpickled, with or
+    without a key (the codec's `loads_plain`)."""
+
+    @pytest.mark.parametrize("keyed", [False, True])
+    async def test_a_pickle_planted_in_every_header_never_runs(self, tmp_path, keyed):
+        if keyed:
+            configure(secret_key="test-secret")
+        try:
+            store = SQLiteStore(tmp_path / "state.db")
+            execution_id = await crashed_run(store)
+            marker = tmp_path / "ran"
+            planted = b"p" + pickle.dumps(_Planted(marker))
+            with closing(sqlite3.connect(tmp_path / "state.db")) as db, db:
+                keys = [k for (k,) in db.execute("SELECT key FROM checkpoints")]
+                db.execute("UPDATE checkpoints SET value = ?", (planted,))
+            assert "#0" in keys
+            found = await status(execution_id, store=store)
+            assert found.progress == ()  # the planted headers are unreadable, not run
+            assert not marker.exists()
+            await store.close()
+            url = f"sqlite:///{tmp_path / 'state.db'}"
+            env = cli_env(**({"RESUMABLE_SECRET_KEY": "test-secret"} if keyed else {}))
+            for command in (
+                ("show", execution_id),
+                ("--json", "show", execution_id),
+                ("list",),
+                ("--json", "list"),
+                ("gc", "--older-than", "0s", "--compact", "--dry-run"),
+            ):
+                ran = cli(*command, store=url, env=env)
+                assert "Traceback" not in ran.stderr, (command, ran.stderr)
+                assert not marker.exists(), command
+        finally:
+            _config.reset()
