@@ -40,7 +40,6 @@ import os
 import stat
 import sys
 import tempfile
-from pathlib import Path
 from types import CodeType
 from typing import Any
 
@@ -68,9 +67,9 @@ _MAGIC = b"resumable-analysis"
 # configure(analysis_cache=...): None (the environment decides), False, True
 # or a directory.
 _setting: list[bool | str | None] = [None]
-# The directory in use, once resolved (False: none can be used). Reset by
+# The directory in use, once resolved ("": none can be used). Reset by
 # configure().
-_resolved: list[Path | bool | None] = [None]
+_resolved: list[str | None] = [None]
 
 
 def configure(setting: bool | str | os.PathLike[str] | None) -> None:
@@ -79,69 +78,74 @@ def configure(setting: bool | str | os.PathLike[str] | None) -> None:
     _resolved[0] = None
 
 
-def directory() -> Path | None:
+def directory() -> str | None:
     """Where this interpreter and this version of the analysis keep their
     entries, created if need be; None when the cache is off or unusable."""
     found = _resolved[0]
     if found is None:
-        found = _resolved[0] = _resolve() or False
-    return found if isinstance(found, Path) else None
+        found = _resolved[0] = _resolve() or ""
+    return found or None
 
 
-def _resolve() -> Path | None:
+def _resolve() -> str | None:
+    # Strings and os.path, not pathlib: this runs on the way to the first
+    # resume of every process.
     setting = _setting[0]
     if setting is False:
         return None
     if setting is None and os.environ.get("RESUMABLE_ANALYSIS_CACHE", "").lower() in _OFF:
         return None
-    base = Path(setting) if isinstance(setting, str) else _base_directory()
-    if base is None:
-        return None
+    base = setting if isinstance(setting, str) else _base_directory()
     version = _version()
-    if version is None:
+    if base is None or version is None:
         return None
-    leaf = base / "analysis" / version
+    levels = [base, os.path.join(base, "analysis")]
+    levels.append(os.path.join(levels[-1], version))
+    problem = None
     try:
-        leaf.mkdir(mode=0o700, parents=True, exist_ok=True)
-        # Every level we made or chose: whoever can rename one could swap
-        # the entries under it.
-        problem = next(filter(None, map(_unsafe, (base, base / "analysis", leaf))), None)
+        for level in levels:
+            if not os.path.isdir(level):
+                os.makedirs(level, mode=0o700, exist_ok=True)
+            # Every level we made or chose: whoever can rename one could
+            # swap the entries under it.
+            problem = problem or _unsafe(level)
     except OSError as exc:
         problem = f"it cannot be created ({type(exc).__name__})"
     if problem is not None:
         log.warning(
             "analysis cache not used",
-            directory=str(leaf),
+            directory=levels[-1],
             reason=problem,
-            action="every process analyses its loops afresh (slower resumes)",
+            action="every process analyses its loops afresh (slower resumes); "
+            "RESUMABLE_ANALYSIS_CACHE=0 turns the cache off",
         )
         return None
-    return leaf
+    return levels[-1]
 
 
-def _base_directory() -> Path | None:
+def _base_directory() -> str | None:
     configured = os.environ.get("RESUMABLE_CACHE_DIR")
     if configured:
-        return Path(configured)
-    try:
-        if sys.platform == "win32":
-            local = os.environ.get("LOCALAPPDATA")
-            return Path(local) / "resumable" / "Cache" if local else None
-        if sys.platform == "darwin":
-            return Path.home() / "Library" / "Caches" / "resumable"
-        xdg = os.environ.get("XDG_CACHE_HOME", "")
-        if os.path.isabs(xdg):  # the XDG spec: a relative path is to be ignored
-            return Path(xdg) / "resumable"
-        return Path.home() / ".cache" / "resumable"
-    except RuntimeError:  # no home directory to be found
+        return configured
+    if sys.platform == "win32":
+        local = os.environ.get("LOCALAPPDATA")
+        return os.path.join(local, "resumable", "Cache") if local else None
+    home = os.path.expanduser("~")
+    if home == "~":  # no home directory to be found
         return None
+    if sys.platform == "darwin":
+        return os.path.join(home, "Library", "Caches", "resumable")
+    xdg = os.environ.get("XDG_CACHE_HOME", "")
+    if os.path.isabs(xdg):  # the XDG spec: a relative path is to be ignored
+        return os.path.join(xdg, "resumable")
+    return os.path.join(home, ".cache", "resumable")
 
 
-def _unsafe(path: Path) -> str | None:
+def _unsafe(path: str) -> str | None:
     """Why entries under `path` could have been written by someone else."""
     if os.name != "posix":
         return None
-    info = path.stat()
+    info = os.stat(path)
     if info.st_uid != os.geteuid():
         return "it belongs to another user"
     if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
@@ -158,10 +162,10 @@ def _version() -> str | None:
     for part in (sys.version, sys.implementation.cache_tag or "", str(FORMAT)):
         digest.update(part.encode() + b"\0")
     digest.update(importlib.util.MAGIC_NUMBER)
-    here = Path(__file__).parent
+    here = os.path.dirname(__file__)
     try:
         for name in _ANALYSIS_MODULES:
-            info = (here / name).stat()
+            info = os.stat(os.path.join(here, name))
             digest.update(f"{name}\0{info.st_size}\0{info.st_mtime_ns}\0".encode())
     except OSError:
         return None  # no source to vouch for the analysis (a zip?): no cache
@@ -249,6 +253,10 @@ def _feed_const(digest: Any, const: object) -> None:
         _feed(digest, b"s", const.encode("utf-8", "surrogatepass"))
     elif isinstance(const, bytes) and kind is bytes:
         _feed(digest, b"b", const)
+    elif isinstance(const, slice):  # 3.14+ fold constant slices (`x[1:2]`)
+        _feed(digest, b"L", b"")
+        for part in (const.start, const.stop, const.step):
+            _feed_const(digest, part)
     else:
         raise _Uncacheable(kind.__name__)
 
@@ -256,7 +264,7 @@ def _feed_const(digest: Any, const: object) -> None:
 # -- entries --------------------------------------------------------------------
 
 
-def _path(code: CodeType, kind: str, detail: str) -> tuple[Path, str] | None:
+def _path(code: CodeType, kind: str, detail: str) -> tuple[str, str] | None:
     folder = directory()
     if folder is None:
         return None
@@ -264,7 +272,7 @@ def _path(code: CodeType, kind: str, detail: str) -> tuple[Path, str] | None:
     if digest is None:
         return None
     key = f"{kind}-{digest}{'-' + detail if detail else ''}"
-    return folder / f"{key}.json", key
+    return os.path.join(folder, key + ".json"), key
 
 
 def read(code: CodeType, kind: str, detail: str = "") -> Any:
@@ -281,7 +289,7 @@ def read(code: CodeType, kind: str, detail: str = "") -> Any:
         return None
     data = _unseal(blob, key)
     if data is None:
-        log.debug("analysis cache entry ignored", entry=path.name, reason="damaged")
+        log.debug("analysis cache entry ignored", entry=path, reason="damaged")
     return data
 
 
@@ -294,7 +302,7 @@ def write(code: CodeType, kind: str, detail: str, data: Any) -> None:
     path, key = found
     blob = _seal(data, key)
     try:
-        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=".tmp")
+        handle, temporary = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".", suffix=".tmp")
         try:
             with os.fdopen(handle, "wb") as file:
                 file.write(blob)
@@ -303,7 +311,7 @@ def write(code: CodeType, kind: str, detail: str, data: Any) -> None:
             os.unlink(temporary)
             raise
     except OSError as exc:
-        log.debug("analysis cache entry not written", entry=path.name, error=type(exc).__name__)
+        log.debug("analysis cache entry not written", entry=path, error=type(exc).__name__)
 
 
 def _seal(data: Any, key: str) -> bytes:

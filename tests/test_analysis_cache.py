@@ -8,6 +8,7 @@ write to; the cache turned off.
 
 from __future__ import annotations
 
+import contextlib
 import dis
 import importlib
 import itertools
@@ -122,7 +123,6 @@ class TestAHitIsAFreshAnalysis:
             except (LoopShapeError, bytecode.Unmodelled) as refused:
                 fresh[site] = type(refused)
         assert sum(not isinstance(f, type) for f in fresh.values()) > 10
-        assert any(f is LoopShapeError for f in fresh.values())
         forget()
         for site in sites:
             if isinstance(fresh[site], type):  # a refusal is never cached
@@ -133,6 +133,25 @@ class TestAHitIsAFreshAnalysis:
             assert found is not fresh[site]
             assert found == fresh[site]
             assert found.roots == fresh[site].roots  # type: ignore[attr-defined]
+
+    def test_a_refused_loop_is_refused_again(self, cache_dir: Path):
+        """Refusals are not cached: each process meets them anew."""
+        source = "async def f(xs):\n    return [x async for x in aiter_checkpointed(xs)]\n"
+        module = compile(source, "/app/shapes.py", "exec", dont_inherit=True)
+        code = next(c for c in module.co_consts if isinstance(c, types.CodeType))
+        calls = [i.offset for i in dis.get_instructions(code) if i.opname.startswith("CALL")]
+        refused = []
+        for offset in calls:
+            with contextlib.suppress(LoopShapeError):
+                loopsite.loop_site(code, offset)
+                continue
+            refused.append(offset)
+        assert refused
+        forget()
+        for offset in refused:
+            with pytest.raises(LoopShapeError):
+                loopsite.loop_site(code, offset)
+        assert not list(cache_dir.glob("analysis/*/loop-*"))
 
     def test_another_process_reads_what_this_one_wrote(self, cache_dir: Path):
         """Each process compares what it got (read, or analysed) with its own
@@ -235,7 +254,7 @@ class TestWhatMisses:
         other = analysis_cache.directory()
         assert other is not None
         assert other != folder
-        assert other.parent == folder.parent
+        assert os.path.dirname(other) == os.path.dirname(folder)
 
 
 def damaged(blob: bytes, how: str) -> bytes:
@@ -413,15 +432,15 @@ class TestWhereItLives:
             pytest.skip("the XDG layout is Linux's")
         monkeypatch.delenv("RESUMABLE_CACHE_DIR")
         monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-        assert analysis_cache._base_directory() == tmp_path / "resumable"
+        assert analysis_cache._base_directory() == str(tmp_path / "resumable")
         monkeypatch.setenv("XDG_CACHE_HOME", "relative/path")  # ignored, as the spec says
         monkeypatch.setenv("HOME", str(tmp_path / "home"))
-        assert analysis_cache._base_directory() == tmp_path / "home" / ".cache" / "resumable"
+        assert analysis_cache._base_directory() == str(tmp_path / "home" / ".cache" / "resumable")
 
     def test_resumable_cache_dir_wins(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
         monkeypatch.setenv("RESUMABLE_CACHE_DIR", str(tmp_path / "mine"))
         monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-        assert analysis_cache._base_directory() == tmp_path / "mine"
+        assert analysis_cache._base_directory() == str(tmp_path / "mine")
 
 
 def test_the_corpus_modules_import():
