@@ -96,7 +96,7 @@ def _resolve() -> str | None:
     if setting is None and os.environ.get("RESUMABLE_ANALYSIS_CACHE", "").lower() in _OFF:
         return None
     base = setting if isinstance(setting, str) else _base_directory()
-    version = _version()
+    version = _VERSION
     if base is None or version is None:
         return None
     levels = [base, os.path.join(base, "analysis")]
@@ -170,6 +170,13 @@ def _version() -> str | None:
     except OSError:
         return None  # no source to vouch for the analysis (a zip?): no cache
     return f"{sys.implementation.cache_tag}-{digest.hexdigest()}"
+
+
+# Taken when the analysis modules are imported (together: `bytecode` imports
+# this module), not when the cache is first used: a process whose source
+# was edited or upgraded under it goes on running the code it imported, and
+# must not file its results under the new code's version.
+_VERSION = _version()
 
 
 # -- keys ----------------------------------------------------------------------

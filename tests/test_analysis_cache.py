@@ -245,16 +245,25 @@ class TestWhatMisses:
         assert analysis_cache.code_digest(outer) != analysis_cache.code_digest(changed)
 
     def test_another_interpreter_or_analysis_uses_another_directory(
-        self, cache_dir: Path, monkeypatch: pytest.MonkeyPatch
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ):
-        folder = analysis_cache.directory()
-        assert folder is not None
+        here = analysis_cache._version()
+        assert here == analysis_cache._VERSION
         monkeypatch.setattr(sys, "version", sys.version + " (another build)")
-        analysis_cache.configure(cache_dir)  # resolved again
-        other = analysis_cache.directory()
-        assert other is not None
-        assert other != folder
-        assert os.path.dirname(other) == os.path.dirname(folder)
+        assert analysis_cache._version() != here
+        monkeypatch.undo()
+        monkeypatch.setattr(analysis_cache, "FORMAT", analysis_cache.FORMAT + 1)
+        assert analysis_cache._version() != here
+        monkeypatch.undo()
+        # An edited (or upgraded) analysis module: its size or mtime moves.
+        module = tmp_path / "opcodes.py"
+        module.write_text("x = 1\n")
+        names = (*analysis_cache._ANALYSIS_MODULES, str(module))  # joined as it is
+        monkeypatch.setattr(analysis_cache, "_ANALYSIS_MODULES", names)
+        before = analysis_cache._version()
+        assert before != here
+        module.write_text("x = 12\n")
+        assert analysis_cache._version() != before
 
 
 def damaged(blob: bytes, how: str) -> bytes:
