@@ -39,7 +39,6 @@ import json
 import os
 import stat
 import sys
-import tempfile
 from types import CodeType
 from typing import Any
 
@@ -308,6 +307,8 @@ def write(code: CodeType, kind: str, detail: str, data: Any) -> None:
         return
     path, key = found
     blob = _seal(data, key)
+    import tempfile  # only a miss writes, and importing it costs ~8 ms
+
     try:
         handle, temporary = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".", suffix=".tmp")
         try:
