@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Literal
 
-from resumable.runtime import audit
+from resumable.runtime import analysis_cache, audit
 from resumable.runtime.engine import ON_CODE_CHANGE, OnCodeChange, Settings
 from resumable.stores import Codec, Store, open_store
 
@@ -33,6 +33,8 @@ class _Configuration:
 
 _config = _Configuration()
 _opened: dict[str, Store] = {}
+# configure()'s parameter of the same name shadows the module inside it.
+_set_analysis_cache = analysis_cache.configure
 
 
 def configure(
@@ -43,6 +45,7 @@ def configure(
     codec: Literal["auto", "msgpack"] | None = None,
     lease_ttl: float | None = None,
     audit_carry: bool | None = None,
+    analysis_cache: bool | str | os.PathLike[str] | None = None,
 ) -> None:
     """Set process-wide defaults; arguments left as None keep their value.
 
@@ -57,6 +60,9 @@ def configure(
     checkpoint, that no uncarried local changed and that every delta rebuilds
     its value (`CarryAuditError`); also `RESUMABLE_AUDIT_CARRY=1`. It costs a
     re-encoding of the loop's locals per checkpoint: for tests.
+    `analysis_cache` keeps the bytecode analysis of loops and the functions
+    they call across processes (README, "Configuration"): False turns it
+    off, True uses the user's cache directory, a path uses that directory.
     """
     if store is not None:
         if not isinstance(store, str | Store):
@@ -76,6 +82,12 @@ def configure(
         if not isinstance(audit_carry, bool):
             raise TypeError(f"configure(audit_carry={audit_carry!r}): expected True or False")
         audit.configure(audit_carry)
+    if analysis_cache is not None:
+        if not isinstance(analysis_cache, bool | str | os.PathLike):
+            raise TypeError(
+                f"configure(analysis_cache={analysis_cache!r}): expected True, False or a directory"
+            )
+        _set_analysis_cache(analysis_cache)
     if lease_ttl is not None:
         if lease_ttl <= 0:
             raise ValueError(f"configure(lease_ttl={lease_ttl!r}): must be > 0 seconds")
@@ -88,6 +100,7 @@ def reset() -> None:
     _config = _Configuration()
     _opened.clear()
     audit.configure(None)
+    _set_analysis_cache(None)
 
 
 def resolve_store(store: Store | str | None = None) -> Store:

@@ -28,7 +28,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from types import CodeType
 
-from resumable.runtime import opcodes
+from resumable.runtime import analysis_cache, analysis_wire, opcodes
 from resumable.runtime.absval import FRESH, Effect, Val, local, merge
 from resumable.runtime.opcodes import Frame, Unmodelled
 
@@ -50,7 +50,6 @@ class CodeFacts:
     """What the abstract interpreter learned about one code object."""
 
     code: CodeType
-    instructions: list[dis.Instruction]
     index_of: dict[int, int]
     successors: list[list[int]]
     offsets: list[int]  # instruction offsets, ascending
@@ -67,8 +66,26 @@ class CodeFacts:
     # "%<offset>" (a call's result) -> its callee and arguments
     call_sources: dict[str, Val] = field(default_factory=dict)
     returns: Val = FRESH  # what the code may return (for its callers' analysis)
+    # None when the facts came from the analysis cache: listed again on demand.
+    _instructions: list[dis.Instruction] | None = None
     _live_in: list[frozenset[str]] | None = None
     _outer: list[Effect] | None = None
+
+    @property
+    def instructions(self) -> list[dis.Instruction]:
+        """The code's instructions (without CACHE entries), one per offset."""
+        if self._instructions is None:
+            listed = _list_instructions(self.code)
+            if [ins.offset for ins in listed] != self.offsets:
+                # Cannot happen for an entry keyed on this very bytecode;
+                # refused rather than trusted if it ever does.
+                raise Unmodelled(
+                    "analysis cache",
+                    f"a cached analysis of {self.code.co_qualname} that does not match its "
+                    "instructions (delete the analysis cache directory)",
+                )
+            self._instructions = listed
+        return self._instructions
 
     @property
     def outer_effects(self) -> list[Effect]:
@@ -132,11 +149,19 @@ _cache: dict[CodeType, CodeFacts] = {}
 
 
 def facts(code: CodeType) -> CodeFacts:
-    """Analyse `code` once; later calls return the cached result. Raises
+    """Analyse `code` once; later calls return the cached result, and other
+    processes read it from the analysis cache (`analysis_cache`). Raises
     `Unmodelled` for bytecode the analysis does not model."""
     found = _cache.get(code)
     if found is None:
-        found = _cache[code] = _analyse(code)
+        check_version()  # before the disk cache too: a refusal is never cached
+        found = analysis_wire.decode_facts(code, analysis_cache.read(code, "facts"))
+        if found is None:
+            found = _analyse(code)
+            data = analysis_wire.encode_facts(found)
+            if data is not None:
+                analysis_cache.write(code, "facts", "", data)
+        _cache[code] = found
     return found
 
 
@@ -167,9 +192,13 @@ def _jump_target(ins: dis.Instruction) -> int | None:
     return target
 
 
+def _list_instructions(code: CodeType) -> list[dis.Instruction]:
+    return [ins for ins in dis.get_instructions(code) if ins.opname != "CACHE"]
+
+
 def _analyse(code: CodeType) -> CodeFacts:
     check_version()
-    instructions = [ins for ins in dis.get_instructions(code) if ins.opname != "CACHE"]
+    instructions = _list_instructions(code)
     index_of = {ins.offset: i for i, ins in enumerate(instructions)}
     count = len(instructions)
     successors: list[list[int]] = [[] for _ in instructions]
@@ -198,7 +227,7 @@ def _analyse(code: CodeType) -> CodeFacts:
 
     result = CodeFacts(
         code=code,
-        instructions=instructions,
+        _instructions=instructions,
         index_of=index_of,
         successors=successors,
         offsets=[ins.offset for ins in instructions],

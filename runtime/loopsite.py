@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from types import CodeType
 
 from resumable.errors import LoopShapeError
-from resumable.runtime import bytecode, opcodes
+from resumable.runtime import analysis_cache, analysis_wire, bytecode, opcodes
 from resumable.runtime.absval import GLOBAL_STORE, YIELD, Effect, Tag
 
 _COMPREHENSION = (
@@ -95,7 +95,13 @@ def loop_site(code: CodeType, lasti: int) -> LoopSite:
     key = (code, lasti)
     found = _cache.get(key)
     if found is None:
-        found = _cache[key] = _analyse(code, lasti)
+        facts = bytecode.facts(code)
+        detail = str(lasti)
+        found = analysis_wire.decode_site(facts, analysis_cache.read(code, "loop", detail))
+        if found is None:
+            found = _analyse(code, lasti)
+            analysis_cache.write(code, "loop", detail, analysis_wire.encode_site(found))
+        _cache[key] = found
     return found
 
 

@@ -8,8 +8,11 @@ directory, and options the contract tests set.
 
 from __future__ import annotations
 
+import atexit
 import itertools
 import os
+import shutil
+import tempfile
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -25,6 +28,11 @@ from resumable.stores.redis import RedisStore
 # The carry audit is on in the whole suite, subprocesses included: every
 # checkpoint of every test checks that no uncarried local changed.
 os.environ.setdefault("RESUMABLE_AUDIT_CARRY", "1")
+# The analysis cache of the suite (subprocesses included) lives and dies with
+# it: tests never read entries another run left in the user's cache directory.
+if "RESUMABLE_CACHE_DIR" not in os.environ:
+    os.environ["RESUMABLE_CACHE_DIR"] = tempfile.mkdtemp(prefix="resumable-test-cache-")
+    atexit.register(shutil.rmtree, os.environ["RESUMABLE_CACHE_DIR"], ignore_errors=True)
 
 StoreFactory = Callable[[pytest.FixtureRequest, Path, dict[str, Any]], Store]
 

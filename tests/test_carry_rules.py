@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import inspect
 import uuid
+from collections.abc import Iterator
 
 import pytest
 from jobs import rules
@@ -23,7 +24,7 @@ from resumable import (
     UnsupportedBytecode,
     resume,
 )
-from resumable.runtime import bytecode, carry, loopsite, opcodes
+from resumable.runtime import analysis_cache, bytecode, carry, loopsite, opcodes
 from resumable.testing import SimulatedCrash, crash_after, run_to_completion_with_crashes
 
 
@@ -36,11 +37,16 @@ async def crash_then_resume(function, store, after: int, *args):
 
 
 @pytest.fixture(name="fresh_analysis")
-def _fresh_analysis(monkeypatch: pytest.MonkeyPatch) -> None:
+def _fresh_analysis(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Analyses cached by other tests must not answer for this one (code
-    objects compare equal by value, so a clone would not do)."""
+    objects compare equal by value, so a clone would not do), neither from
+    memory nor from the analysis cache on disk: these tests change the
+    analysis itself at run time, which no cache key can see."""
     monkeypatch.setattr(bytecode, "_cache", {})
     monkeypatch.setattr(loopsite, "_cache", {})
+    analysis_cache.configure(False)
+    yield
+    analysis_cache.configure(None)
 
 
 class TestWhatIsCarried:
