@@ -8,6 +8,7 @@ and pickles by those arguments, because failures are stored with executions.
 
 from __future__ import annotations
 
+import shlex
 from typing import Any
 
 __all__ = [
@@ -23,6 +24,9 @@ __all__ = [
     "NonDeterminismError",
     "RecordTooLarge",
     "ResumableError",
+    "StoreDamaged",
+    "StorePermissionDenied",
+    "StoreReadOnly",
     "StoreUnavailable",
     "UnsupportedBytecode",
 ]
@@ -324,4 +328,59 @@ class StoreUnavailable(ResumableError):
             f"store {self.store} is unavailable while {self.operation}: {self.reason}. "
             "Acknowledged checkpoints are safe. HINT: once the store is back, resume the "
             "execution."
+        )
+
+
+class StoreDamaged(StoreUnavailable):
+    """The store's file is damaged (SQLite: "database disk image is
+    malformed", "file is not a database"). Unlike its base class this is
+    not transient: retrying will not help, the file must be repaired."""
+
+    def __init__(self, store: str, path: str, operation: str, reason: str) -> None:
+        self.store = store
+        self.path = path
+        self.operation = operation
+        self.reason = reason
+        ResumableError.__init__(self, store, path, operation, reason)
+
+    def _message(self) -> str:
+        return (
+            f"the store file {self.path} is damaged ({self.reason}, while {self.operation}); "
+            "resumable does not repair it. HINT: restore it from a backup, or salvage what "
+            f"is readable with `sqlite3 {shlex.quote(self.path)} .recover | sqlite3 "
+            "recovered.db` and point --store or RESUMABLE_STORE at the recovered file."
+        )
+
+
+class StorePermissionDenied(StoreUnavailable):
+    """This process may not read the store (or, for `StoreReadOnly`, write
+    it): a permission of the file or of a directory on its path. Not
+    transient: retrying will not help."""
+
+    def __init__(self, store: str, path: str, operation: str, reason: str) -> None:
+        self.store = store
+        self.path = path
+        self.operation = operation
+        self.reason = reason
+        ResumableError.__init__(self, store, path, operation, reason)
+
+    def _message(self) -> str:
+        return (
+            f"permission denied: cannot open the store file {self.path} while "
+            f"{self.operation}: {self.reason}. HINT: check the permissions of the file and "
+            "of every directory above it (`ls -ld`), or run as the user who owns the store."
+        )
+
+
+class StoreReadOnly(StorePermissionDenied):
+    """The store can be read but not written (a read-only file or directory,
+    or a read-only file system): listing and showing work, running does not."""
+
+    def _message(self) -> str:
+        return (
+            f"the store {self.path} is read-only ({self.reason}); writing to it failed while "
+            f"{self.operation} and nothing was written. HINT: `resumable list` and `show` "
+            "still read it; to run or resume, make the file and its directory writable "
+            "for this user (SQLite creates its -wal and -shm files beside the file), or "
+            "copy the file somewhere writable and use that copy."
         )

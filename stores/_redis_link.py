@@ -4,16 +4,22 @@ connection faults, and errors that never show a password.
 Faults: connection errors, timeouts and a server still loading its data
 (LOADING, after a restart) are retried with exponential backoff and jitter,
 reconnecting, until `unavailable_after` seconds have passed since the first
-failure; then `StoreUnavailable` says what was being done. The store only
-sends idempotent operations (see `RedisStore`), so a retry of a command whose
-reply was lost is safe. Authentication failures are not retried. A server
-that restarted has forgotten our scripts (NOSCRIPT, or "Function not
-found"): they are loaded again and the call sent again. Scripts are loaded as
-one Functions library (FUNCTION LOAD, Redis 7+ and Valkey) and called by a
-short name; a server without Functions (or an ACL that denies FUNCTION) gets
-them one by one (SCRIPT LOAD) and `functions` turns False, so that callers
-build EVALSHA calls instead: callers build their command inside `fn`, at
-each attempt.
+failure; then `StoreUnavailable` says what was being done. The first failure
+is logged as a warning at once. A server that neither answers nor refuses
+(a host that drops packets, a stopped process) fails only after
+`connect_timeout` or `command_timeout`: so the first call on a new
+connection also warns if no answer came within STALL_WARNING seconds, and a
+person running `resumable list` against the wrong host hears of it at once.
+
+The store only sends idempotent operations (see `RedisStore`), so a retry
+of a command whose reply was lost is safe. Authentication failures are not
+retried. A server that restarted has forgotten our scripts (NOSCRIPT, or
+"Function not found"): they are loaded again and the call sent again.
+Scripts are loaded as one Functions library (FUNCTION LOAD, Redis 7+ and
+Valkey) and called by a short name; a server without Functions (or an ACL
+that denies FUNCTION) gets them one by one (SCRIPT LOAD) and `functions`
+turns False, so that callers build EVALSHA calls instead: callers build
+their command inside `fn`, at each attempt.
 
 Event loops: redis.asyncio connections belong to the loop that opened them,
 and users call `asyncio.run` more than once per process, so a `Link` opens
@@ -43,6 +49,8 @@ from resumable.stores.url import REDACTED
 
 T = TypeVar("T")
 log = structlog.get_logger("resumable")
+
+STALL_WARNING = 2.0  # seconds without an answer on a new connection before a warning
 
 # Errors that mean "not now": retried until unavailable_after.
 TRANSIENT: tuple[type[BaseException], ...] = (
@@ -106,6 +114,8 @@ class Link:
         self._password = self._check_options()
         self._backoff = EqualJitterBackoff(cap=1.0, base=0.02)
         self._current: LoopClient | None = None
+        # The warning a new connection's first call gives if it hangs (open()).
+        self._stall: asyncio.TimerHandle | None = None
 
     def _check_options(self) -> str | None:
         """Refuse options redis-py would only trip over at the first connection;
@@ -144,7 +154,25 @@ class Link:
         await anext(lifetime)  # the loop finalizes it now when asyncio.run ends
         client.lifetime = lifetime
         self._current = client
+        if self._stall is None:  # cancelled by the first call that ends (`call`)
+            self._stall = client.loop.call_later(STALL_WARNING, self._stalled, operation)
         return client
+
+    def _stalled(self, operation: str) -> None:
+        self._stall = None
+        log.warning(
+            "redis store not answering, still trying",
+            store=self.url,
+            operation=operation,
+            waited=STALL_WARNING,
+            give_up_after=self.unavailable_after,
+        )
+
+    def _answered(self) -> None:
+        """A call ended (well or not): the server is not silent."""
+        if self._stall is not None:
+            self._stall.cancel()
+            self._stall = None
 
     async def _lifetime(self, client: LoopClient) -> AsyncGenerator[None, None]:
         try:
@@ -174,48 +202,53 @@ class Link:
         failures = 0
         first_failure: float | None = None
         load_scripts = False
-        while True:
-            try:
-                async with asyncio.timeout(self.command_timeout):
+        try:
+            while True:
+                try:
+                    async with asyncio.timeout(self.command_timeout):
+                        if load_scripts:
+                            await self._load_scripts(client.redis)
+                        result = await _missing_is_noscript(fn(client.redis))
+                except redis_errors.NoScriptError as exc:
                     if load_scripts:
-                        await self._load_scripts(client.redis)
-                    result = await _missing_is_noscript(fn(client.redis))
-            except redis_errors.NoScriptError as exc:
-                if load_scripts:
+                        raise self.unavailable(operation, exc) from exc
+                    load_scripts = True
+                    continue
+                except DENIED as exc:
                     raise self.unavailable(operation, exc) from exc
-                load_scripts = True
-                continue
-            except DENIED as exc:
-                raise self.unavailable(operation, exc) from exc
-            except TRANSIENT as exc:
-                now = time.monotonic()
-                if first_failure is None:
-                    first_failure = now
-                    log.warning(
-                        "redis store unreachable, retrying",
+                except TRANSIENT as exc:
+                    now = time.monotonic()
+                    if first_failure is None:
+                        first_failure = now
+                        self._answered()  # this warning says more than the stall's
+                        log.warning(
+                            "redis store unreachable, retrying",
+                            store=self.url,
+                            operation=operation,
+                            error=self._reason(exc),
+                            give_up_after=self.unavailable_after,
+                        )
+                    waited = now - first_failure
+                    if waited >= self.unavailable_after:
+                        raise self.unavailable(operation, exc, waited) from exc
+                    delay = min(self._backoff.compute(failures), self.unavailable_after - waited)
+                    failures += 1
+                    self.count("retries")
+                    await asyncio.sleep(delay)
+                    continue
+                except redis_errors.RedisError as exc:
+                    raise self.unavailable(operation, exc) from exc
+                if first_failure is not None:
+                    log.info(
+                        "redis store reachable again",
                         store=self.url,
                         operation=operation,
-                        error=self._reason(exc),
-                        give_up_after=self.unavailable_after,
+                        after=round(time.monotonic() - first_failure, 3),
                     )
-                waited = now - first_failure
-                if waited >= self.unavailable_after:
-                    raise self.unavailable(operation, exc, waited) from exc
-                delay = min(self._backoff.compute(failures), self.unavailable_after - waited)
-                failures += 1
-                self.count("retries")
-                await asyncio.sleep(delay)
-                continue
-            except redis_errors.RedisError as exc:
-                raise self.unavailable(operation, exc) from exc
-            if first_failure is not None:
-                log.info(
-                    "redis store reachable again",
-                    store=self.url,
-                    operation=operation,
-                    after=round(time.monotonic() - first_failure, 3),
-                )
-            return result
+                return result
+        finally:
+            if self._stall is not None:  # the first call on a new connection
+                self._answered()
 
     async def _load_scripts(self, redis: aioredis.Redis) -> None:
         if self.functions:

@@ -121,6 +121,16 @@ def migrate(conn: sqlite3.Connection) -> None:
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
 
+def check_current(conn: sqlite3.Connection) -> None:
+    """For a connection that may only read: refuse a file from a newer
+    version; an older one would need migrating, which raises SQLITE_READONLY."""
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version > SCHEMA_VERSION:
+        raise _schema_too_new(version)
+    if version < SCHEMA_VERSION:
+        migrate(conn)
+
+
 def _run_script(conn: sqlite3.Connection, script: str) -> None:
     # Statement by statement: executescript() would COMMIT our transaction.
     for statement in script.split(";"):

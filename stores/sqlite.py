@@ -29,9 +29,11 @@ import os
 import sqlite3
 from collections.abc import Callable, Collection, Mapping
 from typing import Any, Literal, TypeVar
+from urllib.parse import quote
 
-from resumable.errors import ExecutionNotFound, StoreUnavailable
+from resumable.errors import ExecutionNotFound, StoreReadOnly, StoreUnavailable
 from resumable.stores import _common
+from resumable.stores import _sqlite_errors as errors
 from resumable.stores import _sqlite_sql as sql
 from resumable.stores.base import (
     DEFAULT_MAX_RECORD_BYTES,
@@ -99,17 +101,21 @@ class SQLiteStore:
         self._checkpoint_running = False
         self._checkpointing: asyncio.Future[None] | None = None
         self._checkpointer: sqlite3.Connection | None = None
+        # Set when the file could only be opened for reading (_open_read_only).
+        self.read_only = False
+        self._read_only_reason = ""
         self._conn: sqlite3.Connection | None = self._open()
 
     def __repr__(self) -> str:
         return f"SQLiteStore({self.url!r})"
 
     def _open(self) -> sqlite3.Connection:
+        operation = "opening the database"
         try:
             os.makedirs(os.path.dirname(self.path), exist_ok=True)
             conn = self._connect()
         except (OSError, sqlite3.Error) as exc:
-            raise StoreUnavailable(self.url, "opening the database", str(exc)) from exc
+            raise errors.error(self.url, self.path, operation, exc) from exc
         try:
             # Opening is rare and may meet another process's lock (switching a
             # new file to WAL needs it): it waits the full busy_timeout.
@@ -125,15 +131,64 @@ class SQLiteStore:
             conn.execute(f"PRAGMA busy_timeout = {INLINE_BUSY_TIMEOUT_MS}")
         except sqlite3.Error as exc:
             conn.close()
-            raise StoreUnavailable(self.url, "opening the database", str(exc)) from exc
+            failure = errors.error(self.url, self.path, operation, exc)
+            if isinstance(failure, StoreReadOnly) and os.path.exists(self.path):
+                return self._open_read_only(failure)
+            raise failure from exc
         return conn
 
-    def _connect(self) -> sqlite3.Connection:
+    def _open_read_only(self, failure: StoreReadOnly) -> sqlite3.Connection:
+        """A file this process may read but not write, opened for reading,
+        so that `list` and `show` work; every write then raises StoreReadOnly.
+
+        SQLite reads a WAL file read-only (mode=ro) only if it can use the
+        -shm file beside it, which a read-only directory may not allow. Then,
+        if no -wal file holds commits the file itself lacks, it is opened
+        `immutable`: read as it is, without locks. That is safe for reading
+        here, since no process could write it without the directory access
+        this one lacks to create a -wal file; were one to do so anyway, this
+        one would see the file as it was, or an error, never damage it.
+        """
+        uri = "file:" + quote(self.path) + "?mode=ro"
+        wal = self.path + "-wal"
+        try:
+            conn = self._check_readable(self._connect(uri))
+        except sqlite3.Error as exc:
+            if os.path.exists(wal) and os.path.getsize(wal) > 0:
+                raise StoreReadOnly(
+                    self.url,
+                    self.path,
+                    "opening the database",
+                    f"{failure.reason}; its write-ahead log {wal} holds commits that cannot "
+                    "be read without write access",
+                ) from exc
+            try:
+                conn = self._check_readable(self._connect(uri + "&immutable=1"))
+            except sqlite3.Error as again:
+                raise errors.error(self.url, self.path, "opening the database", again) from again
+        self.read_only = True
+        self._read_only_reason = failure.reason
+        return conn
+
+    def _check_readable(self, conn: sqlite3.Connection) -> sqlite3.Connection:
+        try:
+            sql.check_current(conn)
+            conn.execute(f"PRAGMA busy_timeout = {INLINE_BUSY_TIMEOUT_MS}")
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _connect(self, uri: str | None = None) -> sqlite3.Connection:
         # check_same_thread=False: connections are handed to worker threads,
         # never while another thread uses them. Autocommit (isolation_level
         # None): every transaction is explicit (see _sqlite_sql).
         return sqlite3.connect(
-            self.path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False
+            uri or self.path,
+            timeout=self.busy_timeout,
+            isolation_level=None,
+            check_same_thread=False,
+            uri=uri is not None,
         )
 
     # -- the Store protocol ---------------------------------------------------
@@ -306,16 +361,15 @@ class SQLiteStore:
         extra[counter] = extra.get(counter, 0) + 1
 
     def _unavailable(self, operation: str, exc: sqlite3.Error) -> StoreUnavailable:
-        reason = str(exc)
+        if self.read_only and errors.primary_code(exc) == sqlite3.SQLITE_READONLY:
+            return StoreReadOnly(self.url, self.path, operation, self._read_only_reason)
         if _is_busy(exc):
-            reason += f" (another process held the database lock for over {self.busy_timeout:g}s)"
-        return StoreUnavailable(self.url, operation, reason)
+            held = f"another process held the database lock for over {self.busy_timeout:g}s"
+            return StoreUnavailable(self.url, operation, f"{exc} ({held})")
+        return errors.error(self.url, self.path, operation, exc)
 
 
-def _is_busy(exc: sqlite3.Error) -> bool:
-    # Extended result codes keep the primary code in their low byte.
-    code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
-    return code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+_is_busy = errors.is_busy
 
 
 def _ignore_result(future: asyncio.Future[None]) -> None:

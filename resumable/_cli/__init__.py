@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import io
 import logging
 import os
 import sys
@@ -25,7 +26,7 @@ from pathlib import Path
 
 import structlog
 
-from resumable._cli import parsing
+from resumable._cli import parsing, safe
 from resumable._cli.exitcodes import CommandError, ExitCode, for_error
 from resumable.errors import ResumableError
 
@@ -55,6 +56,7 @@ def _import_from_cwd() -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command; returns its exit code (see exitcodes.MEANINGS)."""
     args = parsing.build().parse_args(argv)  # exits with 2 on bad usage
+    _never_fail_to_print()
     try:
         return _run(args)
     except CommandError as exc:
@@ -68,6 +70,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         # at /dev/null so the interpreter's final flush does not complain.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return ExitCode.OK
+
+
+def _never_fail_to_print() -> None:
+    """A name the terminal's encoding lacks (LANG=C and an accented id)
+    prints as an escape instead of ending the command with a traceback."""
+    for stream in (sys.stdout, sys.stderr):
+        if isinstance(stream, io.TextIOWrapper):
+            stream.reconfigure(errors="backslashreplace")
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -106,6 +116,8 @@ def _keygen(path: Path | None) -> int:
 
 
 def _fail(message: str, code: ExitCode) -> int:
+    # Messages quote the store's text (ids, function names, error texts):
+    # escaped like everything else, so the error stays one line.
     sys.stdout.flush()
-    print(f"resumable: {message}", file=sys.stderr)
+    print(f"resumable: {safe.text(message)}", file=sys.stderr)
     return int(code)

@@ -1,5 +1,9 @@
 """The commands that read or change executions: list, resume, cancel,
-recover and gc (`show` has a module of its own)."""
+recover and gc (`show` has a module of its own).
+
+What they print from the store goes through `safe.text`: table cells in
+`formatting.table`, the rest here; error messages in `_cli.main`.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ from typing import Any, TextIO
 
 from resumable import _api, _config
 from resumable._cli import formatting as fmt
+from resumable._cli import safe
 from resumable._cli.exitcodes import CommandError, ExitCode, for_error
 from resumable._cli.show import show
 from resumable.errors import ExecutionLocked, ExecutionNotFound, ResumableError
@@ -27,14 +32,16 @@ def open_store(url: str | None) -> Store:
     """The store the command works on, with errors a person can act on.
 
     For a SQLite file that does not exist yet, say so instead of creating an
-    empty database: that is almost always the wrong directory or URL.
+    empty database: that is almost always the wrong directory or URL. A file
+    that may exist but cannot be looked at (a directory this user may not
+    enter) is left to the store, which says "permission denied".
     """
     chosen = url or os.environ.get("RESUMABLE_STORE") or _config.DEFAULT_STORE_URL
     try:
         parsed = parse_store_url(chosen)
     except ValueError as exc:
         raise CommandError(str(exc), ExitCode.USAGE) from None
-    if parsed.scheme == "sqlite" and not os.path.exists(parsed.path):
+    if parsed.scheme == "sqlite" and _missing(parsed.path):
         source = "--store" if url else "RESUMABLE_STORE" if "RESUMABLE_STORE" in os.environ else ""
         raise CommandError(
             f"no store at {os.path.abspath(parsed.path)}: nothing has run with it yet. HINT: "
@@ -50,6 +57,16 @@ def open_store(url: str | None) -> Store:
         return _config.resolve_store(chosen)
     except ValueError as exc:
         raise CommandError(str(exc), ExitCode.USAGE) from None
+
+
+def _missing(path: str) -> bool:
+    try:
+        os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return True
+    except OSError:  # PermissionError and the like: not known to be missing
+        return False
+    return False
 
 
 async def run(args: argparse.Namespace, out: TextIO) -> int:
@@ -72,7 +89,8 @@ async def list_(args: argparse.Namespace, store: Store, out: TextIO) -> int:
     if not views:
         given = (("status", args.status), ("function", args.function))
         filters = ", ".join(f"{name}={value}" for name, value in given if value)
-        out.write(f"no executions in {store.url}" + (f" with {filters}" if filters else "") + "\n")
+        found = f"no executions in {store.url}" + (f" with {filters}" if filters else "")
+        out.write(safe.text(found) + "\n")
         return ExitCode.OK
     now = time.time()
     # Child executions right under their parent, indented by depth.
@@ -144,7 +162,9 @@ async def resume(args: argparse.Namespace, store: Store, out: TextIO) -> int:
             out,
         )
     else:
-        out.write(pprint.pformat(result, sort_dicts=False) + "\n")
+        # A result's repr is the user's (or the store's) text: escaped line by line.
+        shown = pprint.pformat(result, sort_dicts=False).split("\n")
+        out.write("\n".join(safe.text(line) for line in shown) + "\n")
     return ExitCode.OK
 
 
@@ -170,7 +190,7 @@ async def cancel(args: argparse.Namespace, store: Store, out: TextIO) -> int:
     if args.json:
         fmt.dump({"id": args.id, "status": record.status, "requested": requested}, out)
     else:
-        out.write(message + "\n")
+        out.write(safe.text(message) + "\n")
     return ExitCode.OK
 
 
@@ -309,10 +329,11 @@ async def gc(args: argparse.Namespace, store: Store, out: TextIO) -> int:
     if deleted:
         rows = [(r.id, r.name, r.status, fmt.when(r.finished_at or r.updated_at)) for r in deleted]
         fmt.table(rows, ("ID", "FUNCTION", "STATUS", "ENDED"), out)
-    out.write(
+    summary = (
         f"{verb} {len(deleted)} execution{'' if len(deleted) == 1 else 's'} that ended before "
-        f"{fmt.when(cutoff)} ({redact_url(store.url)})\n"
+        f"{fmt.when(cutoff)} ({redact_url(store.url)})"
     )
+    out.write(safe.text(summary) + "\n")
     if args.compact:
         removed = sum(n for _, n in compacted)
         out.write(

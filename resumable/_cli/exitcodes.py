@@ -16,6 +16,8 @@ from resumable.errors import (
     ExecutionLocked,
     ExecutionNotFound,
     NonDeterminismError,
+    StoreDamaged,
+    StorePermissionDenied,
     StoreUnavailable,
 )
 
@@ -30,6 +32,8 @@ class ExitCode(enum.IntEnum):
     CODE_CHANGED = 6
     CORRUPT = 7
     NOT_IMPORTABLE = 8
+    STORE_DAMAGED = 9
+    PERMISSION_DENIED = 10
     INTERRUPTED = 130
 
 
@@ -40,10 +44,14 @@ MEANINGS: dict[ExitCode, str] = {
     ExitCode.USAGE: "bad arguments or a bad store URL",
     ExitCode.NOT_FOUND: "no execution with that id in the store",
     ExitCode.LOCKED: "a live process owns the execution (its lease has not expired)",
-    ExitCode.STORE_UNAVAILABLE: "the store cannot be opened or reached",
+    ExitCode.STORE_UNAVAILABLE: "the store cannot be opened or reached (for now: retry later)",
     ExitCode.CODE_CHANGED: "the code changed since the execution started (see `--on-code-change`)",
     ExitCode.CORRUPT: "a record failed its signature check or cannot be decoded",
     ExitCode.NOT_IMPORTABLE: "the execution's function cannot be imported in this process",
+    ExitCode.STORE_DAMAGED: "the store's file is damaged (restore a backup, or salvage it "
+    "with `sqlite3 FILE .recover`)",
+    ExitCode.PERMISSION_DENIED: "permission denied: the store cannot be read, or it is read-only "
+    "and the command writes",
     ExitCode.INTERRUPTED: "interrupted (Ctrl-C)",
 }
 
@@ -55,6 +63,10 @@ def for_error(error: BaseException) -> ExitCode:
         return ExitCode.NOT_FOUND
     if isinstance(error, ExecutionLocked):  # LeaseLost too
         return ExitCode.LOCKED
+    if isinstance(error, StoreDamaged):
+        return ExitCode.STORE_DAMAGED
+    if isinstance(error, StorePermissionDenied):  # StoreReadOnly too
+        return ExitCode.PERMISSION_DENIED
     if isinstance(error, StoreUnavailable):
         return ExitCode.STORE_UNAVAILABLE
     if isinstance(error, CodeChangedError | NonDeterminismError):

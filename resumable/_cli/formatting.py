@@ -2,19 +2,19 @@
 
 JSON keys are part of the command's interface: add keys, never rename or
 remove them. Times are Unix seconds (floats) in JSON and local wall-clock
-time in tables.
+time in tables. Every cell of a table, and all of JSON, goes through `safe`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import time
 from collections.abc import Sequence
 from typing import Any, TextIO
 
 from resumable._api import ExecutionStatus
+from resumable._cli import safe
 from resumable.runtime.wire import FanoutProgress, LoopProgress
 
 
@@ -100,7 +100,9 @@ def error_line(text: str | None) -> str | None:
 
 def table(rows: Sequence[Sequence[str]], headers: Sequence[str], out: TextIO) -> None:
     """Columns padded to their widest cell, two spaces apart; the last
-    column is not padded, so long values do not push trailing blanks."""
+    column is not padded, so long values do not push trailing blanks. Cells
+    are escaped (`safe.text`): one may hold anything a store holds."""
+    rows = [[safe.text(cell) for cell in row] for row in rows]
     widths = [len(h) for h in headers]
     for row in rows:
         widths = [max(w, len(cell)) for w, cell in zip(widths, row, strict=True)]
@@ -110,8 +112,7 @@ def table(rows: Sequence[Sequence[str]], headers: Sequence[str], out: TextIO) ->
 
 
 def dump(data: object, out: TextIO) -> None:
-    json.dump(data, out, indent=2, ensure_ascii=False)
-    out.write("\n")
+    out.write(safe.json(data) + "\n")
 
 
 def execution_json(view: ExecutionStatus, now: float | None = None) -> dict[str, Any]:

@@ -2,7 +2,9 @@
 
 Used by `show` (drawn once) and `show --follow` (redrawn in place). Lines are
 cut to the terminal width: a wrapped line would break the in-place redraw,
-which moves the cursor up by the number of lines drawn before.
+which moves the cursor up by the number of lines drawn before. Names and
+places come from the store and are escaped (`safe.text`) before they are
+measured, so a line cut to the width stays cut.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from resumable._cli import safe
 from resumable._cli.formatting import span, where
 from resumable.runtime.wire import FanoutProgress, LoopProgress, Progress, position_order
 
@@ -69,7 +72,7 @@ def visible(entries: Sequence[Entry], limit: int = MAX_LINES) -> tuple[list[Entr
 def _label(entry: Entry) -> str:
     kind = "loop" if isinstance(entry, LoopProgress) else entry.kind
     nested = "  " * entry.position.count("/")
-    return f"{nested}{kind:<7} {entry.position:<4} {entry.site}"
+    return f"{nested}{safe.text(kind):<7} {safe.text(entry.position):<4} {safe.text(entry.site)}"
 
 
 def _core(entry: Entry) -> str:
@@ -150,7 +153,7 @@ def lines(
     `width`: the bar shrinks first, then extras are dropped from the end."""
     entries, hidden = visible(ordered(progress))
     labels = [_label(e) for e in entries]
-    places = [where(e.location) if show_location else "" for e in entries]
+    places = [safe.text(where(e.location)) if show_location else "" for e in entries]
     cores = [_core(e) for e in entries]
     extras = [
         _extras(e, rates.observe(e.position, e.done + _failed(e)) if rates else None)
@@ -182,7 +185,7 @@ def lines(
     if not entries and progress.unreadable:
         note = (
             f"  progress unreadable: {progress.unreadable} record(s) could not be decoded "
-            f"({progress.first_error})"
+            f"({safe.text(progress.first_error)})"
         )
         drawn.append(note[: max(width - 1, 20)] if cut else note)
     elif not entries:

@@ -5,14 +5,14 @@ headers of its checkpoint records (`Store.load_headers`), which already hold
 each loop's index and each amap/agather's item counts; item outcomes and
 carried values are never read. Following an execution therefore works from
 any process or machine that can read the store, and costs the running
-execution nothing: no extra writes, no messages.
+execution nothing: no extra writes, no messages. Every piece of text from
+the store is escaped (`safe.text`) before it is printed.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import shutil
 import time
 from collections import Counter
@@ -22,8 +22,9 @@ from typing import Any, TextIO
 from resumable import _config
 from resumable._api import ExecutionStatus, Snapshot, snapshot
 from resumable._cli import formatting as fmt
-from resumable._cli import progress, values
-from resumable._cli.exitcodes import ExitCode
+from resumable._cli import progress, safe, values
+from resumable._cli.exitcodes import CommandError, ExitCode
+from resumable.errors import ResumableError
 from resumable.stores.base import STATUSES, Store
 
 LABEL = 11  # width of the field names in `show`
@@ -38,14 +39,40 @@ async def show(args: argparse.Namespace, store: Store, out: TextIO) -> int:
     if args.follow:
         return await follow(store, args.id, out, args.interval, as_json=args.json)
     snap = await snapshot(args.id, store, relations=True)
+    decoded, failure = _values(snap) if args.values else ([], None)
     if args.json:
-        fmt.dump(show_json(snap, with_values=args.values), out)
+        data = show_json(snap, with_values=False)
+        if args.values:
+            data["values"] = [{"name": name, "repr": text} for name, text in decoded]
+            data["values_error"] = None if failure is None else str(failure)
+        fmt.dump(data, out)
     else:
         for line in show_lines(snap, _width(out), progress.Glyphs.for_encoding(out.encoding)):
             out.write(line + "\n")
         if args.values:
-            _write_values(snap, out)
+            out.write("values\n")
+            for name, text in decoded:
+                out.write(f"  {safe.text(name)}  {safe.text(text)}\n")
+            if failure is not None:
+                out.write(f"  <undecodable: {type(failure).__name__}, see the error below>\n")
+    if failure is not None:  # all else is shown; the exit code says the values are not
+        raise failure
     return ExitCode.OK
+
+
+def _values(snap: Snapshot) -> tuple[list[tuple[str, str]], ResumableError | CommandError | None]:
+    """The decoded arguments, or the one-line error that says why they
+    cannot be (`--values` unpickles, so anything may go wrong)."""
+    try:
+        return values.values(snap.record.args, _config.codec(), snap.record.id), None
+    except ResumableError as exc:
+        return [], exc
+    except Exception as exc:
+        return [], CommandError(
+            f"cannot decode the arguments of execution {snap.record.id!r}: "
+            f"{type(exc).__name__}: {exc}",
+            ExitCode.CORRUPT,
+        )
 
 
 def _arguments(snap: Snapshot) -> tuple[list[tuple[str, str]], str | None]:
@@ -60,7 +87,7 @@ def show_lines(snap: Snapshot, width: int, glyphs: progress.Glyphs) -> list[str]
     now = time.time()
 
     def field(name: str, text: str) -> str:
-        return f"{name:<{LABEL}} {text}"
+        return f"{name:<{LABEL}} {safe.text(text)}"
 
     out = [
         field("execution", view.id),
@@ -106,7 +133,8 @@ def show_lines(snap: Snapshot, width: int, glyphs: progress.Glyphs) -> list[str]
         out.extend(_children_lines(snap.children, field))
     if view.error:
         out.append(field("error", fmt.error_line(view.error) or ""))
-        out.extend("  " + line for line in view.error.rstrip().splitlines())
+        # Split at newlines only: any other line break is escaped, not obeyed.
+        out.extend("  " + safe.text(line) for line in view.error.rstrip().split("\n"))
     return out
 
 
@@ -119,22 +147,18 @@ def _children_lines(
     counts = Counter(kid.status for kid in kids)
     summary = ", ".join(f"{counts[s]} {s}" for s in STATUSES if counts[s])
     lines = [field("children", f"{len(kids)} ({summary})")]
-    shown = kids[:SHOWN_CHILDREN]
-    id_width = max(len(kid.id) for kid in shown)
-    name_width = max(len(kid.name) for kid in shown)
-    for kid in shown:
-        row = f"{kid.id:<{id_width}}  {kid.name:<{name_width}}  {fmt.state(kid)}"
-        lines.append(field("", row))
+    # Escaped before padding (the widths are of what is printed), so not by field().
+    shown = [
+        (safe.text(kid.id), safe.text(kid.name), safe.text(fmt.state(kid)))
+        for kid in kids[:SHOWN_CHILDREN]
+    ]
+    id_width = max(len(kid_id) for kid_id, _, _ in shown)
+    name_width = max(len(name) for _, name, _ in shown)
+    for kid_id, name, state in shown:
+        lines.append(f"{'':<{LABEL}} {kid_id:<{id_width}}  {name:<{name_width}}  {state}")
     if len(kids) > len(shown):
         lines.append(field("", f"... and {len(kids) - len(shown)} more (--json lists them all)"))
     return lines
-
-
-def _write_values(snap: Snapshot, out: TextIO) -> None:
-    out.write("values\n")
-    decoded = values.values(snap.record.args, _config.codec(), snap.record.id)
-    for name, text in decoded:
-        out.write(f"  {name}  {text}\n")
 
 
 def show_json(snap: Snapshot, *, with_values: bool) -> dict[str, Any]:
@@ -152,8 +176,9 @@ def show_json(snap: Snapshot, *, with_values: bool) -> dict[str, Any]:
     if snap.children is not None:  # read for `show`; `--follow` does not (see Snapshot)
         data["children"] = [fmt.execution_json(kid) for kid in snap.children]
     if with_values:
-        decoded = values.values(snap.record.args, _config.codec(), snap.record.id)
+        decoded, failure = _values(snap)
         data["values"] = [{"name": name, "repr": text} for name, text in decoded]
+        data["values_error"] = None if failure is None else str(failure)
     return data
 
 
@@ -175,12 +200,12 @@ def frame(
     tty: bool = True,
 ) -> list[str]:
     view = snap.status
-    head = f"{view.name}  {view.id}  {fmt.state(view)}"
+    head = f"{safe.text(view.name)}  {safe.text(view.id)}  {safe.text(fmt.state(view))}"
     if view.attempts > 1:
         head += f"  attempt {view.attempts}"
     if view.status == "running":
         if not view.orphaned:
-            head += f"  {fmt.owner(view)}"
+            head += f"  {safe.text(fmt.owner(view))}"
         head += f"  ran {fmt.span(fmt.ran_for(view))}"
     lines = [head[: max(width - 1, 20)] if tty else head]
     lines.extend(progress.lines(snap.progress, width, glyphs, rates, show_location=False, cut=tty))
@@ -189,9 +214,12 @@ def frame(
         lines.append(f"completed in {ran}")
     elif view.status in ("failed", "cancelled"):
         why = fmt.error_line(view.error)
-        lines.append(f"{view.status} after {ran}" + (f": {why}" if why else ""))
+        ended = f"{safe.text(view.status)} after {ran}"
+        lines.append(ended + (f": {safe.text(why)}" if why else ""))
     elif view.orphaned:
-        lines.append(f"waiting: its owner is gone; `resumable resume {view.id}` continues it")
+        lines.append(
+            f"waiting: its owner is gone; `resumable resume {safe.text(view.id)}` continues it"
+        )
     return lines
 
 
@@ -230,7 +258,7 @@ async def follow(
             elif (key := _change_key(snap)) != last:
                 last = key
                 if as_json:
-                    out.write(json.dumps(show_json(snap, with_values=False)) + "\n")
+                    out.write(safe.json(show_json(snap, with_values=False), indent=None) + "\n")
                 else:
                     stamp = time.strftime("%H:%M:%S")
                     out.write(f"[{stamp}] " + "\n".join(lines) + "\n")

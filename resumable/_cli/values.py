@@ -20,6 +20,7 @@ import pickle
 import reprlib
 from typing import Any, ClassVar
 
+from resumable.errors import CorruptCheckpoint
 from resumable.stores.codec import Codec
 
 _SIGNED, _MSGPACK, _PICKLE = b"s", b"m", b"p"
@@ -140,9 +141,27 @@ _repr.maxlist = _repr.maxtuple = _repr.maxdict = _repr.maxset = 10
 
 def values(blob: bytes, codec: Codec, execution_id: str) -> list[tuple[str, str]]:
     """[(argument, shortened repr)]: really decodes (and unpickles) the
-    arguments, checking the signature when a secret key is set."""
+    arguments, checking the signature when a secret key is set. Raises
+    CorruptCheckpoint if they cannot be decoded; a value whose repr fails
+    is shown as a note saying so."""
     arguments = codec.loads(blob, execution_id=execution_id, key="arguments")
-    return [(name, _repr.repr(value)) for name, value in _split(arguments)]
+    try:
+        named = _split(arguments)
+    except (TypeError, ValueError):
+        raise CorruptCheckpoint(
+            execution_id,
+            "arguments",
+            f"it holds a {type(arguments).__name__}, not the (args, kwargs) pair of a call",
+            "the record was not written by resumable, or was changed since",
+        ) from None
+    return [(name, _shown(value)) for name, value in named]
+
+
+def _shown(value: Any) -> str:
+    try:
+        return _repr.repr(value)
+    except Exception as exc:  # the user's __repr__ may raise anything
+        return f"<repr failed: {type(exc).__name__}>"
 
 
 def size(blob: bytes) -> str:
