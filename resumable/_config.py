@@ -40,7 +40,7 @@ _set_analysis_cache = analysis_cache.configure
 def configure(
     *,
     store: Store | str | None = None,
-    secret_key: str | bytes | None = None,
+    secret_key: str | bytes | Sequence[str | bytes] | None = None,
     secret_key_fallbacks: Sequence[str | bytes] | None = None,
     codec: Literal["auto", "msgpack"] | None = None,
     lease_ttl: float | None = None,
@@ -52,7 +52,9 @@ def configure(
     `store` is a Store or a URL (`sqlite:///path.db`, `redis://host/0`,
     `memory://`). `secret_key` signs every stored blob (HMAC-SHA256) and
     refuses unsigned or tampered ones before unpickling; also
-    RESUMABLE_SECRET_KEY. `secret_key_fallbacks` are older keys that still
+    RESUMABLE_SECRET_KEY. A list of keys rotates: the first writes, all read
+    (the same as the first as `secret_key` and the rest as
+    `secret_key_fallbacks`). `secret_key_fallbacks` are older keys that still
     read (never write) while a rotation runs; also
     RESUMABLE_SECRET_KEY_FALLBACKS, comma-separated. `codec="msgpack"`
     refuses pickle entirely. `lease_ttl` (seconds) is how long an owner's
@@ -69,7 +71,15 @@ def configure(
             raise TypeError(f"configure(store=...) takes a Store or a URL, got {store!r}")
         _config.store = store
     if secret_key is not None:
-        _config.secret_key = _key_bytes(secret_key)
+        if isinstance(secret_key, str | bytes):
+            _config.secret_key = _key_bytes(secret_key)
+        else:
+            keys = [_key_bytes(k) for k in secret_key]
+            if not keys:
+                raise ValueError("configure(secret_key=[]): give at least one key")
+            _config.secret_key, fallbacks = keys[0], tuple(keys[1:])
+            if secret_key_fallbacks is None:
+                _config.secret_key_fallbacks = fallbacks
     if secret_key_fallbacks is not None:
         if isinstance(secret_key_fallbacks, str | bytes):
             raise TypeError("configure(secret_key_fallbacks=...) takes a list of keys, not one key")

@@ -113,3 +113,17 @@ class TestKeygen:
         assert run.returncode == 3  # the key was accepted; the id is unknown
         codec = Codec(secret_key=key.encode())
         assert codec.loads(codec.dumps([1, 2])) == [1, 2]
+
+
+def test_a_list_of_keys_rotates():
+    try:
+        _config.configure(secret_key=["new-key", OLD])
+        codec = _config.codec()
+        old_blob = Codec(secret_key=OLD).dumps(1, execution_id="e", key="k")
+        assert codec.loads(old_blob, execution_id="e", key="k") == 1
+        written = codec.dumps(2, execution_id="e", key="k")
+        assert Codec(secret_key=b"new-key").loads(written, execution_id="e", key="k") == 2
+        with pytest.raises(ValueError, match="at least one key"):
+            _config.configure(secret_key=[])
+    finally:
+        _config.reset()
