@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from resumable.errors import CorruptCheckpoint
 from resumable.runtime import records, wire
 from resumable.runtime.context import ExecutionContext, current_execution, position
 
@@ -69,7 +70,12 @@ def _journaled(
     where = _where(3)  # _where <- _journaled <- now() <- the user's code
     header = records.read(context, key, wire.JOURNALED, name, where)
     if header is not None:
-        return decode(header[wire.VALUE])
+        try:
+            return decode(header[wire.VALUE])
+        except (TypeError, ValueError, KeyError) as exc:  # damaged: say so, not a bare error
+            raise CorruptCheckpoint(
+                context.execution_id, key, f"its recorded {name}() value cannot be read ({exc})"
+            ) from None
     value = produce()
     context.pending[key] = records.seal(
         context, wire.value_header(wire.JOURNALED, name, where, encode(value)), key

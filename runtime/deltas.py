@@ -24,12 +24,21 @@ Records of carried `name` at loop position `P` (keys from `wire`):
 Every FOLD deltas are folded into one chunk in the same transaction as the
 checkpoint that completes them (and deleted), so a resume reads
 O(n / FOLD) records rather than one per iteration.
+
+Authentication (format 4, with a key). Bases and chunks are signed one by
+one. Delta records are not: each track keeps `chain`, a running SHA-256
+over its delta records since the last chunk (key and bytes), and the
+loop's header MAC covers every track's chain (`bound`). A reader derives
+the same chains from the raw records and checks the header before it
+decodes any delta (`records.read`), so a delta that was changed, moved,
+dropped or planted is refused before a byte of it reaches the unpickler.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import hashlib
 import itertools
 import operator
 import zlib
@@ -95,6 +104,9 @@ class Track:
     # once the store acknowledged it (a failed write leaves the shadow as
     # the records are).
     unsettled: Any = None
+    # Digest of the delta records since the last fold (b"": none), kept
+    # when they are authenticated through the loop header (see the module).
+    chain: bytes = b""
 
     @property
     def folded(self) -> int:
@@ -115,10 +127,13 @@ def write(
     puts: dict[str, bytes],
     deletes: list[str],
     folds: Folds,
+    dump_delta: Dump | None = None,
 ) -> Track:
     """Put this checkpoint's records of `value` into `puts`/`deletes`, and a
     chunk it folds into `folds` (for `compress_folds`); the track for the
-    next checkpoint."""
+    next checkpoint. `dump_delta`: how delta records are written when the
+    loop header authenticates them (unsigned; their chain is kept), else
+    they are written with `dump` like the rest."""
     if track is not None and track.value is value and track.kind == kind:
         change = _DIFF[kind](track, value)
         if change is None:
@@ -133,6 +148,7 @@ def write(
                 puts=puts,
                 deletes=deletes,
                 folds=folds,
+                dump_delta=dump_delta,
             )
     if track is not None:
         _drop(track, key, name, deletes)
@@ -149,33 +165,88 @@ def rebuild(
     name: str,
     described: list[Any],
     load: Load,
+    load_delta: Load | None = None,
 ) -> tuple[Any, Track]:
-    """The value from its base, chunks and deltas, and its track."""
+    """The value from its base, chunks and deltas, and its track.
+    `load_delta`: how delta records are decoded, when the caller has
+    checked them through the loop header's chain (else `load`)."""
     kind, seq, fold = described[0], int(described[1]), int(described[2])
     folded = seq - seq % fold if fold else 0
 
-    def read(record: str) -> Any:
+    def read(record: str, decode: Load = load) -> Any:
         data = records.get(record)
         if data is None:
             raise CorruptCheckpoint(execution_id, record, f"a delta record of {name!r} is missing")
-        return load(data, record)
+        return decode(data, record)
 
     value = _from_whole(kind, read(wire.delta_key(key, name, 0)))
     apply = _APPLY[kind]
     if fold:
         for end in range(fold, folded + 1, fold):
             chunk_key = wire.chunk_key(key, name, end)
-            inner = zlib.decompress(read(chunk_key))
+            try:
+                inner = zlib.decompress(read(chunk_key))
+            except (zlib.error, TypeError) as exc:  # unsigned and damaged
+                raise CorruptCheckpoint(
+                    execution_id, chunk_key, f"the chunk cannot be decompressed ({exc})"
+                ) from None
             for change in _chunk_changes(kind, load(inner, chunk_key)):
                 apply(value, change)
-    unfolded = [read(wire.delta_key(key, name, s)) for s in range(folded + 1, seq + 1)]
+    decode = load_delta or load
+    unfolded = [read(wire.delta_key(key, name, s), decode) for s in range(folded + 1, seq + 1)]
     for change in unfolded:
         apply(value, change)
     track = _fresh(kind, value)
     track.seq, track.fold = seq, fold  # format 1 lists (fold 0) go on unfolded
+    if load_delta is not None:
+        track.chain = _chain_of(records, key, name, folded, seq) or b""
     # The next chunk folds these too (their records go when it is written).
     track.pending = unfolded if fold else []
     return value, track
+
+
+def bound(
+    records: dict[str, bytes], *, execution_id: str, key: str, described: dict[str, list[Any]]
+) -> bytes:
+    """What the loop header's MAC covers of its delta records: each
+    delta-written value's chain, derived from the raw records (nothing is
+    decoded). `described`: the header's {name: [kind, seq, fold]}."""
+    chains: dict[str, bytes] = {}
+    for name, (_, seq, fold) in described.items():
+        seq, fold = int(seq), int(fold)
+        folded = seq - seq % fold if fold else 0
+        chain = _chain_of(records, key, name, folded, seq)
+        if chain is None:
+            raise CorruptCheckpoint(execution_id, key, f"a delta record of {name!r} is missing")
+        chains[name] = chain
+    return chain_bound(chains)
+
+
+def chain_bound(chains: dict[str, bytes]) -> bytes:
+    """The bytes a loop header's MAC covers for these tracks' chains."""
+    return b"".join(
+        f"{len(name)}:{name}{len(chain)}:".encode() + chain for name, chain in chains.items()
+    )
+
+
+def _chain_of(
+    records: dict[str, bytes], key: str, name: str, folded: int, seq: int
+) -> bytes | None:
+    chain = b""
+    for s in range(folded + 1, seq + 1):
+        record = wire.delta_key(key, name, s)
+        data = records.get(record)
+        if data is None:
+            return None
+        chain = _chain_step(chain, record, data)
+    return chain
+
+
+def _chain_step(chain: bytes, record: str, data: bytes) -> bytes:
+    digest = hashlib.sha256(chain)
+    digest.update(f"{len(record)}:{record}".encode())
+    digest.update(data)
+    return digest.digest()
 
 
 async def compress_folds(folds: Folds, puts: dict[str, bytes]) -> None:
@@ -232,9 +303,11 @@ def _delta(
     puts: dict[str, bytes],
     deletes: list[str],
     folds: Folds,
+    dump_delta: Dump | None,
 ) -> Track:
     seq = track.seq + 1
     pending = [*track.pending, change]
+    chain = b""
     if track.fold and seq % track.fold == 0:
         # Fold: one chunk replaces the deltas since the last fold.
         chunk_key = wire.chunk_key(key, name, seq)
@@ -243,8 +316,12 @@ def _delta(
         pending = []
     else:
         delta_key = wire.delta_key(key, name, seq)
-        puts[delta_key] = dump(change, delta_key)
-    following = Track(track.kind, track.value, seq, track.fold, shadow=track.shadow)
+        if dump_delta is None:
+            puts[delta_key] = dump(change, delta_key)
+        else:
+            puts[delta_key] = blob = dump_delta(change, delta_key)
+            chain = _chain_step(track.chain, delta_key, blob)
+    following = Track(track.kind, track.value, seq, track.fold, shadow=track.shadow, chain=chain)
     following.pending = pending
     if track.kind in (LIST, DEQUE):
         following.length = track.length + len(change)

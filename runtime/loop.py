@@ -281,15 +281,24 @@ class CheckpointedLoop(AsyncIterator[T], Generic[T]):
     def _restore(self, context: ExecutionContext) -> frozenset[int]:
         """Bring back the loop's checkpoint, if it has one; the ids of the
         values it decoded into the frame."""
-        header = records.read(context, self._key, wire.LOOP, self._site.site, self._site.location)
+        header, chained = records.read_loop(
+            context, self._key, wire.LOOP, self._site.site, self._site.location
+        )
         if header is None:
             return frozenset()
         loop = wire.LoopHeader.parse(header)
+        # `chained`: the header's MAC was checked against its delta records,
+        # and covers the values inside it: those and the deltas are written
+        # unsigned, and trusted now. Otherwise each needs its own signature.
         in_place = list(loop.same)
         if loop.linked:
-            values, in_place = self._load_linked(context, loop.carried)
+            values, in_place = self._load_linked(context, loop.carried, verified=chained)
         else:
-            values = records.load_value(context, loop.carried, self._key) if loop.carried else {}
+            values = (
+                records.load_value(context, loop.carried, self._key, verified=chained)
+                if loop.carried
+                else {}
+            )
         code = self._frame.f_code
         known = set(code.co_varnames) | set(code.co_cellvars) | set(code.co_freevars)
         described = loop.described()
@@ -309,6 +318,11 @@ class CheckpointedLoop(AsyncIterator[T], Generic[T]):
                 name=name,
                 described=how,
                 load=lambda data, key: records.load_value(context, data, key),
+                load_delta=(
+                    (lambda data, key: records.load_value(context, data, key, verified=True))
+                    if chained
+                    else None
+                ),
             )
         frames.restore(self._frame, values, in_place)
         # A value restored into the object the frame already held is that
@@ -332,7 +346,7 @@ class CheckpointedLoop(AsyncIterator[T], Generic[T]):
         return frozenset(map(id, restored.values()))
 
     def _load_linked(
-        self, context: ExecutionContext, blob: bytes
+        self, context: ExecutionContext, blob: bytes, *, verified: bool
     ) -> tuple[dict[str, Any], list[str]]:
         """Values written by `_encode_linked`: the linked objects are the ones
         the frame holds now (the code before the loop just rebuilt them),
@@ -355,7 +369,7 @@ class CheckpointedLoop(AsyncIterator[T], Generic[T]):
             return found
 
         payload = context.codec.loads(
-            blob, execution_id=context.execution_id, key=self._key, links=link
+            blob, execution_id=context.execution_id, key=self._key, links=link, verified=verified
         )
         values: dict[str, Any] = dict(payload[wire.LINKED_VALUES])
         for name, state in payload[wire.LINKED_STATES].items():
@@ -397,6 +411,9 @@ class CheckpointedLoop(AsyncIterator[T], Generic[T]):
         tracks = dict(self._tracks) if plan.deltas else self._tracks
         delta_values: dict[str, Any] = {}
         folds: deltas.Folds = {}
+        # With a key, format 4 authenticates the iteration's records with one
+        # MAC, on the header (see wire.CHAINED_FORMAT).
+        chained = context.format >= wire.CHAINED_FORMAT and context.codec.signed
         for name, appends_only in plan.deltas.items():
             value = values.get(name, _MISSING)
             delta_kind = deltas.kind_of(value, appends_only)
@@ -414,6 +431,11 @@ class CheckpointedLoop(AsyncIterator[T], Generic[T]):
                 puts=puts,
                 deletes=deletes,
                 folds=folds,
+                dump_delta=(
+                    functools.partial(_dump_part, context, where, name, sign=False)
+                    if chained
+                    else None
+                ),
             )
         if folds:
             await deltas.compress_folds(folds, puts)
@@ -428,9 +450,9 @@ class CheckpointedLoop(AsyncIterator[T], Generic[T]):
             appends={},
             deltas={name: track.wire() for name, track in tracks.items()} if tracks else _NO_TRACKS,
             carried=(
-                self._encode_linked(context, values, same, where)
+                self._encode_linked(context, values, same, where, sign=not chained)
                 if linked
-                else self._encode(context, values, where)
+                else self._encode(context, values, where, sign=not chained)
                 if values or context.format < wire.LAYOUT_FORMAT
                 else b""  # nothing carried whole: the field is left out
             ),
@@ -448,7 +470,16 @@ class CheckpointedLoop(AsyncIterator[T], Generic[T]):
             layout_key = wire.location_key(self._key)
             puts[layout_key] = records.seal(context, layout, layout_key)
             self._layout = layout
-        puts[self._key] = records.seal(context, header.wire(context.format), self._key)
+        if chained:
+            bound = deltas.chain_bound({name: track.chain for name, track in tracks.items()})
+            puts[self._key] = context.codec.dumps_chained(
+                header.wire(context.format),
+                bound,
+                execution_id=context.execution_id,
+                key=self._key,
+            )
+        else:
+            puts[self._key] = records.seal(context, header.wire(context.format), self._key)
         watched = events.wanted()
         began = time.perf_counter() if watched else 0.0
         await context.write(puts, deletes)
@@ -474,7 +505,13 @@ class CheckpointedLoop(AsyncIterator[T], Generic[T]):
         return found
 
     def _encode_linked(
-        self, context: ExecutionContext, values: dict[str, Any], same: list[str], where: str
+        self,
+        context: ExecutionContext,
+        values: dict[str, Any],
+        same: list[str],
+        where: str,
+        *,
+        sign: bool,
     ) -> bytes:
         """Carried values that share objects, in one pickle. Those still the
         objects the loop began with are written as their contents, with
@@ -497,14 +534,21 @@ class CheckpointedLoop(AsyncIterator[T], Generic[T]):
                 links,
                 execution_id=context.execution_id,
                 key=self._key,
+                sign=sign,
             )
         except UnserializableValue:
             # Name the culprit the usual way.
-            return records.dump_values(context, values, where, self._key, keep_sharing=True)
+            return records.dump_values(
+                context, values, where, self._key, keep_sharing=True, sign=sign
+            )
 
-    def _encode(self, context: ExecutionContext, values: dict[str, Any], where: str) -> bytes:
+    def _encode(
+        self, context: ExecutionContext, values: dict[str, Any], where: str, *, sign: bool
+    ) -> bytes:
+        """The values carried whole. Unsigned (`sign=False`) inside a
+        chained header, whose MAC covers them."""
         blob = records.dump_values(
-            context, values, where, self._key, keep_sharing=self._plan.shared
+            context, values, where, self._key, keep_sharing=self._plan.shared, sign=sign
         )
         if blob[0] != _MSGPACK_TAG and records.is_pickle(blob):
             # A value may pickle but not unpickle (a tqdm bar does): never
@@ -516,9 +560,11 @@ class CheckpointedLoop(AsyncIterator[T], Generic[T]):
         return blob
 
 
-def _dump_part(context: ExecutionContext, where: str, name: str, value: Any, key: str) -> bytes:
-    """A delta record of carried `name` (deltas.Dump)."""
-    return records.dump_value(context, value, where, name, key)
+def _dump_part(
+    context: ExecutionContext, where: str, name: str, value: Any, key: str, *, sign: bool = True
+) -> bytes:
+    """A record of carried `name` written as deltas (deltas.Dump)."""
+    return records.dump_value(context, value, where, name, key, sign=sign)
 
 
 def _check_names(

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from resumable.errors import CheckpointError, CorruptCheckpoint, NonDeterminismError
-from resumable.runtime import ids, wire
+from resumable.runtime import deltas, ids, wire
 from resumable.runtime.context import ExecutionContext
 from resumable.stores.codec import Codec, UnserializableValue
 
@@ -26,12 +26,17 @@ def dump_values(
     key: str,
     *,
     keep_sharing: bool = False,
+    sign: bool = True,
 ) -> bytes:
     """Encode carried values for record `key`; on failure, name the culprit
     variable and type."""
     try:
         return context.codec.dumps(
-            values, execution_id=context.execution_id, key=key, keep_sharing=keep_sharing
+            values,
+            execution_id=context.execution_id,
+            key=key,
+            keep_sharing=keep_sharing,
+            sign=sign,
         )
     except UnserializableValue as exc:
         for name, value in values.items():
@@ -52,7 +57,8 @@ def verify(
     """Refuse a blob that does not decode (a value that pickles but does not
     unpickle), naming the variable, before it is written."""
     try:
-        context.codec.loads(blob, execution_id=context.execution_id, key=key)
+        # Our own bytes, just made: signed or not, they are what we wrote.
+        context.codec.loads(blob, execution_id=context.execution_id, key=key, verified=True)
     except CorruptCheckpoint as exc:
         plain = Codec()
         for name, value in values.items():
@@ -72,9 +78,11 @@ def verify(
         raise CheckpointError(where, ", ".join(values), "dict", exc.reason) from None
 
 
-def dump_value(context: ExecutionContext, value: Any, where: str, what: str, key: str) -> bytes:
+def dump_value(  # noqa: PLR0917
+    context: ExecutionContext, value: Any, where: str, what: str, key: str, *, sign: bool = True
+) -> bytes:
     try:
-        return context.codec.dumps(value, execution_id=context.execution_id, key=key)
+        return context.codec.dumps(value, execution_id=context.execution_id, key=key, sign=sign)
     except UnserializableValue as exc:
         raise CheckpointError(where, what, type_name(value), exc.reason) from None
 
@@ -148,11 +156,12 @@ _SELF_HINT = (
 )
 
 
-def load_value(context: ExecutionContext, data: bytes, key: str) -> Any:
-    return context.codec.loads(data, execution_id=context.execution_id, key=key)
+def load_value(context: ExecutionContext, data: bytes, key: str, *, verified: bool = False) -> Any:
+    """`verified`: see `Codec.loads`; only for bytes a checked chained header covers."""
+    return context.codec.loads(data, execution_id=context.execution_id, key=key, verified=verified)
 
 
-def seal(context: ExecutionContext, header: dict[str, Any], key: str) -> bytes:
+def seal(context: ExecutionContext, header: dict[str, Any] | list[Any], key: str) -> bytes:
     """Encode the header of record `key`: plain data we built ourselves (user
     values inside it are already codec blobs), so the exactness check is
     skipped."""
@@ -164,12 +173,28 @@ def read(
 ) -> dict[str, Any] | None:
     """The record at `key`, checked to be the same kind of helper at the same
     site that the code reaches now (guarantee §3.5)."""
+    return read_loop(context, key, kind, site, where)[0]
+
+
+def read_loop(
+    context: ExecutionContext, key: str, kind: str, site: str, where: str
+) -> tuple[dict[str, Any] | None, bool]:
+    """As `read`, and whether the header was a chained one whose MAC was
+    checked against the loop's delta records (`Codec.open_chained`): only
+    then are its carried values and deltas, which a chained writer leaves
+    unsigned, decoded as verified. A per-record signed header (format 3,
+    or `migrate --sign`) leaves each of them to its own signature."""
     data = context.records.get(key)
     if data is None:
-        return None
-    header = wire.check_header(context.execution_id, key, load_value(context, data, key))
-    if header[wire.KIND] == wire.LOOP:
-        header = _with_layout(context, key, header)
+        return None, False
+    chained = Codec.is_chained(data)
+    if chained:
+        header = _open_chained(context, key, data)
+    else:
+        # A header is plain data: never unpickled, signed or not.
+        header = wire.check_header(context.execution_id, key, load_header(context, data, key))
+        if header[wire.KIND] == wire.LOOP:
+            header = _with_layout(context, key, header)
     if header[wire.KIND] != kind or header.get(wire.SITE) != site:
         found = header.get(wire.WHERE) or _location(context, key)
         raise NonDeterminismError(
@@ -178,7 +203,12 @@ def read(
             f"{header[wire.KIND]} {header.get(wire.SITE)} ({found})",
             f"{kind} {site} ({where})",
         )
-    return header
+    return header, chained
+
+
+def load_header(context: ExecutionContext, data: bytes, key: str) -> Any:
+    """A header or layout record: plain data, a pickle refused (`Codec.loads_plain`)."""
+    return context.codec.loads_plain(data, execution_id=context.execution_id, key=key)
 
 
 # -- child executions ------------------------------------------------------------
@@ -221,11 +251,26 @@ def child_record(context: ExecutionContext, key: str, site: str, where: str, chi
     return seal(context, wire.child_header(site, where, child), key)
 
 
+def _open_chained(context: ExecutionContext, key: str, data: bytes) -> dict[str, Any]:
+    """A format 4 loop header, checked against the raw delta records its MAC
+    covers before anything of them is decoded. Which deltas those are is read
+    from the header itself first, as plain data (msgpack runs no code); a
+    header changed to name others then fails the check."""
+    execution_id = context.execution_id
+    peek = wire.check_header(
+        execution_id, key, context.codec.loads_plain(data, execution_id=execution_id, key=key)
+    )
+    described = wire.LoopHeader.parse(_with_layout(context, key, peek)).described()
+    bound = deltas.bound(context.records, execution_id=execution_id, key=key, described=described)
+    header = context.codec.open_chained(data, bound, execution_id=execution_id, key=key)
+    return _with_layout(context, key, wire.check_header(execution_id, key, header))
+
+
 def _with_layout(context: ExecutionContext, key: str, header: dict[str, Any]) -> dict[str, Any]:
     """A loop header with its layout record's fields (`wire.with_layout`)."""
     layout_key = wire.location_key(key)
     data = context.records.get(layout_key)
-    layout = None if data is None else load_value(context, data, layout_key)
+    layout = None if data is None else load_header(context, data, layout_key)
     return wire.with_layout(context.execution_id, key, header, layout)
 
 

@@ -15,7 +15,8 @@ of the loop at #0). Records live at:
     <position>=<index>      the outcome of fan-out item <index>
     memo:<step>:<digest>    a memoized step outcome
 
-Headers are plain dicts with one-letter wire names (the constants below),
+Headers are plain dicts with one-letter wire names (the constants below;
+a format 4 loop header is an array, see `LoopHeader.wire`),
 encoded by the codec; user values inside them are nested codec blobs, so a
 header is readable (progress, `show`) without unpickling anything of the
 user's. Item and memo records start with a one-byte outcome tag instead
@@ -34,7 +35,10 @@ loop's unchanging fields out of its per-iteration header into its layout
 record (see LAYOUT_FORMAT); readers merge the two, so they read formats 1
 to 3 alike. An execution keeps the format it was created with: a process
 that resumes an older one goes on writing that format (`LoopHeader.wire`),
-so a store never mixes formats within an execution.
+so a store never mixes formats within an execution. Format 4 writes a
+loop's per-iteration header as an array without KIND, and, with a key,
+authenticates each iteration with one MAC on that header that covers its
+delta records too (see CHAINED_FORMAT); readers of format 4 read 1 to 3.
 """
 
 from __future__ import annotations
@@ -47,7 +51,7 @@ from typing import Any, Final, Literal
 from resumable.errors import CorruptCheckpoint, FormatVersionError
 from resumable.stores.codec import Codec
 
-FORMAT_VERSION: Final = 3
+FORMAT_VERSION: Final = 4
 # What a record without a format field was written in.
 FIRST_FORMAT: Final = 1
 # From this format on, a fan-out header's ITEMS_DONE/ITEMS_FAILED, when
@@ -60,6 +64,16 @@ COUNTED_FORMAT: Final = 2
 # only when it changes. Before it, the header held every field and the "@"
 # record only the location: about 60 bytes more per iteration.
 LAYOUT_FORMAT: Final = 3
+# From this format on, with a secret key, a loop's per-iteration header is a
+# chained record (`Codec.dumps_chained`): one 16-byte MAC over the header,
+# the values carried whole inside it and the digests of the loop's delta
+# records since their last chunk (`deltas.bound`), which are then written
+# without a signature of their own; bases, chunks and every other record
+# are signed one by one as before. Its header also leaves out KIND (a
+# header without one is a loop's: `_normal`). About 60 bytes less per
+# iteration than signing each record, which keeps a signed store within
+# 1.5x of the payload.
+CHAINED_FORMAT: Final = 4
 
 # -- header wire names ---------------------------------------------------------
 
@@ -247,11 +261,15 @@ class LoopHeader:
         found.update(self.deltas)
         return found
 
-    def wire(self, format: int = FORMAT_VERSION) -> dict[str, Any]:
+    def wire(self, format: int = FORMAT_VERSION) -> dict[str, Any] | list[Any]:
         """The per-iteration header (see `layout` for the rest). Format 2
-        and older: every field, in the header."""
+        and older: every field, in the header. Format 4: an array,
+        [INDEX, SEQS, DIGEST, {the other fields}], trailing empties left
+        out (`_normal` reads it back as the map)."""
         if format < LAYOUT_FORMAT:
             return self._inline()
+        if format >= CHAINED_FORMAT:
+            return self._positional()
         out: dict[str, Any] = {KIND: LOOP, INDEX: self.index}
         if self.done:
             out[DONE] = True
@@ -261,6 +279,18 @@ class LoopHeader:
             out[SEQS] = [described[1] for described in self.deltas.values()]
         if self.digest is not None:
             out[DIGEST] = self.digest
+        return out
+
+    def _positional(self) -> list[Any]:
+        rest: dict[str, Any] = {}
+        if self.done:
+            rest[DONE] = True
+        if self.carried:
+            rest[CARRIED] = self.carried
+        seqs = [described[1] for described in self.deltas.values()] if self.deltas else None
+        out: list[Any] = [self.index, seqs, self.digest, rest or None]
+        while out[-1] is None:
+            out.pop()
         return out
 
     def layout(self, location: str, format: int = FORMAT_VERSION) -> dict[str, Any]:
@@ -482,9 +512,7 @@ def compact(
     kept: dict[str, bytes] = {}
     for key, data in found.headers.items():
         try:
-            header = check_header(
-                execution_id, key, codec.loads_plain(data, execution_id=execution_id, key=key)
-            )
+            header = check_header(execution_id, key, _decode_header(execution_id, key, data, codec))
         except Exception:
             kept[key] = data
             continue
@@ -526,7 +554,7 @@ def finished_scope_keys(execution_id: str, records: dict[str, bytes], codec: Cod
     loops: dict[str, int] = {}  # loop position -> iterations finished
     for key, data in found.headers.items():
         try:
-            header = codec.loads_plain(data, execution_id=execution_id, key=key)
+            header = _decode_header(execution_id, key, data, codec)
         except Exception:  # noqa: S112 (unreadable: what it owns is kept)
             continue
         if isinstance(header, dict) and header.get(KIND) == LOOP and INDEX in header:
@@ -556,9 +584,33 @@ def check_version(execution_id: str, found: int) -> None:
 
 
 def check_header(execution_id: str, key: str, header: object) -> dict[str, Any]:
+    header = _normal(header)
     if not isinstance(header, dict) or KIND not in header:
         raise CorruptCheckpoint(execution_id, key, "not a checkpoint record")
     return header
+
+
+def _normal(header: object) -> object:
+    """A decoded header as a map with its KIND: format 4 writes a loop's
+    (the one header written every iteration) as an array without one
+    (`LoopHeader._positional`)."""
+    if not isinstance(header, list) or not header or type(header[0]) is not int:
+        return header
+    found: dict[str, Any] = {KIND: LOOP, INDEX: header[0]}
+    for name, value in zip((SEQS, DIGEST), header[1:3], strict=False):
+        if value is not None:
+            found[name] = value
+    if len(header) > 3:
+        rest = header[3]
+        if len(header) > 4 or not isinstance(rest, dict) or KIND in rest or INDEX in rest:
+            return header  # not a loop header: check_header says so
+        found.update(rest)
+    return found
+
+
+def _decode_header(execution_id: str, key: str, data: bytes, codec: Codec) -> object:
+    """A header as plain data, never unpickled (see `Codec.loads_plain`)."""
+    return _normal(codec.loads_plain(data, execution_id=execution_id, key=key))
 
 
 # -- progress ------------------------------------------------------------------
@@ -656,7 +708,7 @@ def read_progress(
     needs_items = False
     for key, data in found.headers.items():
         try:
-            header = codec.loads_plain(data, execution_id=execution_id, key=key)
+            header = _decode_header(execution_id, key, data, codec)
         except Exception as exc:  # a key we lack, a tampered record: say so, go on
             unreadable += 1
             first_error = first_error or str(exc)

@@ -11,6 +11,13 @@ before it touches the payload:
 * ``s`` + HMAC-SHA256 (32 bytes) + one of the above: a signed blob. The
   signature is checked before the payload is decoded, so a tampered or foreign
   record is refused before any of it is unpickled.
+* ``c`` + HMAC-SHA256 truncated to 16 bytes + ``m`` blob: a *chained* header
+  (format 4 loop headers). Its MAC also covers bytes the caller derives from
+  other records (`bound`: digests of the loop's delta records, which carry
+  no signature of their own), so one 17-byte tag per iteration
+  authenticates the header and every delta record behind it. Only
+  `open_chained` verifies it, given the same `bound`; readers that promise
+  to run no code (progress) may decode its msgpack unverified.
 
 `dumps` runs at every checkpoint, so its plain-data path is kept to one reused
 msgpack Packer call and a regex search (~0.8 µs for a small dict here).
@@ -48,10 +55,19 @@ _SIGNED = ord("s")
 _MSGPACK_TAG = b"m"
 _PICKLE_TAG = b"p"
 _SIGNED_TAG = b"s"
+_CHAINED = ord("c")
+_CHAINED_TAG = b"c"
 _MAC_SIZE = hashlib.sha256().digest_size
+# 128 bits: a forgery must guess the tag, and every guess costs the attacker
+# a resume that refuses it (RFC 4868 truncates HMAC-SHA256 the same way).
+# It is written with every loop iteration, where 16 bytes fewer keep the
+# store within 1.5x of the payload (DESIGN §11).
+_CHAINED_MAC_SIZE = 16
 # Absorbed into the HMAC state once, so signatures made for this format can
-# never be confused with some other use of the same secret key.
+# never be confused with some other use of the same secret key (nor a
+# chained tag with a truncated whole-blob signature).
 _MAC_DOMAIN = b"resumable.codec.v1\x00"
+_CHAINED_DOMAIN = b"resumable.codec.chained.v1\x00"
 
 _PLAIN_TYPES = "None, bool, int, float, str, bytes, list, tuple, dict, set, frozenset"
 
@@ -199,10 +215,12 @@ class Codec:
     read back.
     """
 
-    __slots__ = ("_fallbacks", "_mac", "_mode", "_packers")
+    __slots__ = ("_chained", "_fallbacks", "_mac", "_mode", "_packers")
 
     _mac: hmac.HMAC | None
     _fallbacks: tuple[hmac.HMAC, ...]
+    # The same keys, absorbed under the chained-header domain.
+    _chained: tuple[hmac.HMAC, ...]
     _mode: CodecMode
     _packers: _Packers
 
@@ -235,6 +253,8 @@ class Codec:
         # Each copied per blob: the key is absorbed once.
         self._mac = None if secret_key is None else _keyed(secret_key)
         self._fallbacks = tuple(_keyed(key) for key in fallback_keys)
+        keys = () if secret_key is None else (secret_key, *fallback_keys)
+        self._chained = tuple(_keyed(key, _CHAINED_DOMAIN) for key in keys)
 
     @property
     def mode(self) -> CodecMode:
@@ -254,8 +274,13 @@ class Codec:
         execution_id: str = "?",
         key: str = "?",
         keep_sharing: bool = False,
+        sign: bool = True,
     ) -> bytes:
         """Encode `value`; raises `UnserializableValue` if it cannot be stored.
+
+        `sign=False`: leave the blob unsigned even with a key, because what
+        authenticates it is another record (a chained header, see
+        `dumps_chained`); its reader passes `verified=True` to `loads`.
 
         When signing, the signature also covers `execution_id` and `key`, the
         place the blob is written to: `loads` given another place refuses it,
@@ -271,7 +296,7 @@ class Codec:
                     "copies, and the codec is in msgpack-only mode, which refuses pickle"
                 )
             blob = _PICKLE_TAG + _pickle(value)
-            if self._mac is None:
+            if self._mac is None or not sign:
                 return blob
             return _SIGNED_TAG + self._sign(blob, execution_id, key) + blob
         try:
@@ -284,7 +309,7 @@ class Codec:
             blob = _MSGPACK_TAG + packed[1:]
         except Exception as exc:  # _NotPlain, a string with lone surrogates, deep nesting...
             blob = self._dumps_slow(value, exc)
-        if self._mac is None:
+        if self._mac is None or not sign:
             return blob
         return _SIGNED_TAG + self._sign(blob, execution_id, key) + blob
 
@@ -299,6 +324,66 @@ class Codec:
             return blob
         return _SIGNED_TAG + self._sign(blob, execution_id, key) + blob
 
+    def dumps_chained(
+        self, value: Any, bound: bytes, *, execution_id: str = "?", key: str = "?"
+    ) -> bytes:
+        """Encode plain data (as `dumps_plain`) under a truncated MAC that
+        also covers `bound`, bytes the reader derives again from other
+        records (see `open_chained`). Without a key: the plain blob."""
+        packed: bytes = self._packers.packer.pack([value])  # see dumps
+        blob = _MSGPACK_TAG + packed[1:]
+        if self._mac is None:
+            return blob
+        mac = _mac_of(self._chained[0], blob, execution_id, key, bound)[:_CHAINED_MAC_SIZE]
+        return _CHAINED_TAG + mac + blob
+
+    def open_chained(
+        self, data: bytes, bound: bytes, *, execution_id: str = "?", key: str = "?"
+    ) -> Any:
+        """Decode a record `dumps_chained` wrote, after checking its MAC over
+        the record and `bound`. With a key, anything else is refused (a
+        chained record cannot be swapped for an unsigned or per-blob one:
+        its reader trusts the records `bound` covers because of it)."""
+
+        def corrupt(reason: str) -> CorruptCheckpoint:
+            return CorruptCheckpoint(execution_id, key, reason)
+
+        if data[:1] != _CHAINED_TAG:
+            if self._mac is not None:
+                raise corrupt(
+                    "a loop header that is not authenticated with its delta records, "
+                    "which a key requires from format 4 on (it was replaced, or written "
+                    "without RESUMABLE_SECRET_KEY)"
+                )
+            return self.loads_plain(data, execution_id=execution_id, key=key)
+        if self._mac is None:
+            raise corrupt(
+                "this record is signed; set RESUMABLE_SECRET_KEY to the key it was written with"
+            )
+        start = 1 + _CHAINED_MAC_SIZE
+        if len(data) <= start:
+            raise corrupt("the signed record is truncated")
+        tag, blob = data[1:start], memoryview(data)[start:]
+        if not any(
+            hmac.compare_digest(tag, _mac_of(keyed, blob, execution_id, key, bound)[: start - 1])
+            for keyed in self._chained
+        ):
+            raise corrupt(
+                "its signature does not match (it or one of the loop's delta records it "
+                "covers was changed, deleted or moved from another record, or it was signed "
+                "with another key)"
+            )
+        if blob[:1] != _MSGPACK_TAG:
+            raise corrupt("it holds a pickle where only plain data belongs; it was not decoded")
+        try:
+            return _unpackb(blob[1:])
+        except Exception as exc:  # msgpack raises many types for bad bytes
+            raise corrupt(f"its msgpack data cannot be decoded ({_describe(exc)})") from exc
+
+    @staticmethod
+    def is_chained(data: bytes) -> bool:
+        return data[:1] == _CHAINED_TAG
+
     def _dumps_slow(self, value: Any, msgpack_error: Exception) -> bytes:
         if self._mode == "msgpack":
             if isinstance(msgpack_error, _NotPlain):
@@ -312,7 +397,13 @@ class Codec:
         return _PICKLE_TAG + _pickle(value)
 
     def dumps_linked(
-        self, value: Any, links: Mapping[int, str], *, execution_id: str = "?", key: str = "?"
+        self,
+        value: Any,
+        links: Mapping[int, str],
+        *,
+        execution_id: str = "?",
+        key: str = "?",
+        sign: bool = True,
     ) -> bytes:
         """Pickle `value`, writing each object whose id is in `links` as a
         reference to that name instead of its contents. `loads(...,
@@ -330,7 +421,7 @@ class Codec:
         except Exception as exc:
             raise UnserializableValue(_describe(exc)) from exc
         blob = _LINKED_TAG + buffer.getvalue()
-        if self._mac is None:
+        if self._mac is None or not sign:
             return blob
         return _SIGNED_TAG + self._sign(blob, execution_id, key) + blob
 
@@ -351,25 +442,39 @@ class Codec:
         execution_id: str = "?",
         key: str = "?",
         links: Callable[[str], Any] | None = None,
+        verified: bool = False,
     ) -> Any:
         """Decode a blob made by `dumps` (or `dumps_linked`, given `links`);
-        raises `CorruptCheckpoint` for anything else."""
-        if self._mac is None and data[:1] == _MSGPACK_TAG:
+        raises `CorruptCheckpoint` for anything else.
+
+        `verified=True`: the caller has already authenticated these bytes
+        through the record that covers them (a chained header), so an
+        unsigned blob is accepted even with a key. Never pass it for bytes
+        that no MAC covered."""
+        if (self._mac is None or verified) and data[:1] == _MSGPACK_TAG:
             # The common case, taken 100,000 times when a long loop's list is
             # rebuilt on resume: no signature, plain data.
             try:
                 return _unpackb(memoryview(data)[1:])
             except Exception:  # noqa: S110 - the full path below says what is wrong
                 pass
-        return self._loads(data, execution_id, key, links)
+        return self._loads(data, execution_id, key, links, verified=verified)
 
     def loads_plain(self, data: bytes, *, execution_id: str = "?", key: str = "?") -> Any:
         """Decode a blob that must hold plain data (msgpack), as the record
         headers `dumps_plain` writes: a pickle there is refused, never
         unpickled. For readers that promise to run no code from the store
-        (progress in `status()`, `show`, `list`)."""
+        (progress in `status()`, `show`, `list`).
+
+        A chained header is decoded without checking its MAC, which needs
+        the delta records those readers do not load: its msgpack runs no
+        code, and a resume checks it (`open_chained`) before trusting it."""
         if self._mac is None and data[:1] == _MSGPACK_TAG:
             return self.loads(data, execution_id=execution_id, key=key)
+        if data[:1] == _CHAINED_TAG and len(data) > 1 + _CHAINED_MAC_SIZE:
+            return self._loads(
+                data[1 + _CHAINED_MAC_SIZE :], execution_id, key, verified=True, plain=True
+            )
         return self._loads(data, execution_id, key, plain=True)
 
     def _loads(
@@ -380,6 +485,7 @@ class Codec:
         links: Callable[[str], Any] | None = None,
         *,
         plain: bool = False,
+        verified: bool = False,
     ) -> Any:
 
         def corrupt(reason: str) -> CorruptCheckpoint:
@@ -407,7 +513,7 @@ class Codec:
                     "or signed with another key)"
                 )
             tag = view[0]
-        elif self._mac is not None:
+        elif self._mac is not None and not verified:
             raise corrupt(
                 "the record is not signed, and unsigned records are refused while a secret "
                 "key is set (it was written without RESUMABLE_SECRET_KEY, or tampered with)"
@@ -448,8 +554,8 @@ class Codec:
         return _sign(self._mac, blob, execution_id, key)
 
 
-def _keyed(secret_key: bytes) -> hmac.HMAC:
-    return hmac.new(secret_key, _MAC_DOMAIN, hashlib.sha256)
+def _keyed(secret_key: bytes, domain: bytes = _MAC_DOMAIN) -> hmac.HMAC:
+    return hmac.new(secret_key, domain, hashlib.sha256)
 
 
 def _sign(keyed: hmac.HMAC, blob: bytes | memoryview, execution_id: str, key: str) -> bytes:
@@ -457,6 +563,17 @@ def _sign(keyed: hmac.HMAC, blob: bytes | memoryview, execution_id: str, key: st
     # The place is length-prefixed so that ("ab", "c") and ("a", "bc") differ.
     place = f"{len(execution_id)}:{execution_id}{len(key)}:{key}".encode()
     mac.update(place)
+    mac.update(blob)
+    return mac.digest()
+
+
+def _mac_of(
+    keyed: hmac.HMAC, blob: bytes | memoryview, execution_id: str, key: str, bound: bytes
+) -> bytes:
+    # `bound` is length-prefixed too, so it cannot be shifted into the blob.
+    mac = keyed.copy()
+    mac.update(f"{len(execution_id)}:{execution_id}{len(key)}:{key}{len(bound)}:".encode())
+    mac.update(bound)
     mac.update(blob)
     return mac.digest()
 

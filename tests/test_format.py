@@ -85,9 +85,15 @@ _LOOP = wire.LoopHeader(
 )
 
 GOLDEN = {
-    # Format 3: what changes every iteration, and the layout record.
+    # Format 4: what changes every iteration, as an array ([index, seqs,
+    # digest, {the rest}]; the one header without a KIND), and the layout.
     "loop": (
         _LOOP.wire(),
+        "6d94079103cd303981a163c4096d81a5746f74616c15",
+    ),
+    # What an execution created in format 3 goes on writing.
+    "loop, format 3": (
+        _LOOP.wire(3),
         "6d85a16ba46c6f6f70a16907a163c4096d81a5746f74616c15a1719103a168cd3039",
     ),
     "layout": (
@@ -132,28 +138,38 @@ class TestGoldenBlobs:
         header, pinned = GOLDEN[kind]
         assert Codec().dumps_plain(header).hex() == pinned
 
-    @pytest.mark.parametrize("format", [2, 3])
+    def test_a_chained_loop_header_is_written_byte_for_byte(self):
+        # Format 4 with a key: "c", a 16-byte MAC over the place, the bound
+        # chains and the header, then the header as an unkeyed codec writes it.
+        codec = Codec(secret_key=b"k" * 32)
+        bound = b"3:out32:" + bytes(range(32))
+        blob = codec.dumps_chained(_LOOP.wire(), bound, execution_id="x", key="#0")
+        assert blob.hex() == "6343a42995aa00b56811b2590b390ed0376d" + GOLDEN["loop"][1][2:]
+        assert codec.open_chained(blob, bound, execution_id="x", key="#0") == _LOOP.wire()
+
+    @pytest.mark.parametrize("format", [2, 3, 4])
     def test_the_loop_header_reads_back_with_its_layout(self, format):
         codec = Codec()
-        header = codec.loads(codec.dumps_plain(_LOOP.wire(format)))
+        header = wire.check_header("x", "#0", codec.loads(codec.dumps_plain(_LOOP.wire(format))))
         layout = codec.loads(codec.dumps_plain(_LOOP.layout("j.py:2", format)))
         parsed = wire.LoopHeader.parse(wire.with_layout("x", "#0", header, layout))
         assert parsed == dataclasses.replace(_LOOP, location="j.py:2")
 
     def test_a_header_without_its_layout_is_refused(self):
+        header = wire.check_header("x", "#0", _LOOP.wire())
         with pytest.raises(CorruptCheckpoint, match=r"layout record \(#0@\) is missing"):
-            wire.with_layout("x", "#0", _LOOP.wire(), None)
+            wire.with_layout("x", "#0", header, None)
         layout = _LOOP.layout("j.py:2")
         layout[wire.DELTA_KINDS] = {}
         with pytest.raises(CorruptCheckpoint, match="do not match its layout"):
-            wire.with_layout("x", "#0", _LOOP.wire(), layout)
+            wire.with_layout("x", "#0", header, layout)
 
 
 class TestVersion:
     async def test_new_executions_record_the_current_format(self, sqlite):
         await compaction.counting.options(store=sqlite, execution_id="v")(3)
         record = await sqlite.get("v")
-        assert record is not None and record.format == wire.FORMAT_VERSION == 3
+        assert record is not None and record.format == wire.FORMAT_VERSION == 4
 
     async def test_a_newer_format_is_refused_naming_both(self, tmp_path):
         path = tmp_path / "state.db"
@@ -168,7 +184,7 @@ class TestVersion:
             with pytest.raises(FormatVersionError) as caught:
                 await resume(execution_id, store=store)
             assert (caught.value.found, caught.value.supported) == (7, wire.FORMAT_VERSION)
-            assert "format 7" in str(caught.value) and "format 3" in str(caught.value)
+            assert "format 7" in str(caught.value) and "format 4" in str(caught.value)
             seen = await status(execution_id, store=store)  # still listed, progress withheld
             assert seen.status == "completed"
         finally:
