@@ -18,6 +18,7 @@ from resumable import _api, _config
 from resumable._cli import formatting as fmt
 from resumable._cli import safe
 from resumable._cli.exitcodes import CommandError, ExitCode, for_error
+from resumable._cli.migrate import migrate
 from resumable._cli.show import show
 from resumable.errors import ExecutionLocked, ExecutionNotFound, ResumableError
 from resumable.runtime import engine, identity, wire
@@ -362,4 +363,5 @@ COMMANDS = {
     "cancel": cancel,
     "recover": recover,
     "gc": gc,
+    "migrate": migrate,
 }
