@@ -233,7 +233,7 @@ class TestOlderReleaseStores:
             format1.RAN.clear()
             result = await resume("format-1-run", store=store, on_code_change=FIXTURE_MODE)
             assert result == format1.expected(20)
-            assert format1.RAN == list(range(6, 20))
+            assert list(range(6, 20)) == format1.RAN
         finally:
             await store.close()
 
@@ -245,7 +245,7 @@ class TestOlderReleaseStores:
             format2.RAN.clear()
             result = await resume("format-2-run", store=store, on_code_change=FIXTURE_MODE)
             assert result == format2.expected(format2.N)
-            assert format2.RAN == list(range(2316, format2.N))
+            assert list(range(2316, format2.N)) == format2.RAN
             record = await store.get("format-2-run")
             assert record is not None and record.format == 2
         finally:
