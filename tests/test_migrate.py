@@ -370,6 +370,25 @@ class TestWhatItSignsAndWhatNot:
         assert (await sqlite.load("b"))["#0+xs.0"][:1] == b"s"
 
 
+class TestViewsSayItIsUnsigned:
+    async def test_list_show_and_status(self, sqlite, url, monkeypatch):
+        await _plant(sqlite, "old", {"#0+xs.0": Codec().dumps([1])})
+        plain = cli("list", store=url, env=unkeyed())
+        assert "unsigned" not in plain.stdout  # without a key nothing is refused
+        listed = cli("list", store=url, env=keyed())
+        assert "unsigned" in listed.stdout
+        assert "resumable migrate --sign --all" in listed.stdout
+        [view] = json.loads(cli("list", "--json", store=url, env=keyed()).stdout)["executions"]
+        assert view["unsigned"] is True
+        shown = cli("show", "old", store=url, env=keyed())
+        assert "resumable migrate --sign old" in shown.stdout
+        monkeypatch.setenv("RESUMABLE_SECRET_KEY", KEY)
+        assert (await status("old", store=sqlite)).unsigned
+        await sign_unsigned(sqlite, ["old"])
+        assert not (await status("old", store=sqlite)).unsigned
+        assert "unsigned" not in cli("list", store=url, env=keyed()).stdout
+
+
 def test_the_command_is_documented():
     found = cli("migrate", "--help")
     assert found.returncode == 0

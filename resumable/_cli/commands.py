@@ -108,6 +108,12 @@ async def list_(args: argparse.Namespace, store: Store, out: TextIO) -> int:
         for depth, view in fmt.families(views)
     ]
     fmt.table(rows, ("ID", "FUNCTION", "STATUS", "CREATED", "RAN", "ATTEMPTS", "ERROR"), out)
+    unsigned = sum(view.unsigned for view in views)
+    if unsigned:
+        out.write(
+            f"{unsigned} of them unsigned: written without a key (by an older release), so "
+            "their records are refused while a key is set; " + fmt.unsigned_hint("--all") + "\n"
+        )
     return ExitCode.OK
 
 

@@ -13,7 +13,8 @@ from resumable.stores.base import STATUSES
 
 DESCRIPTION = """\
 Inspect and drive resumable executions: list them, watch their progress,
-resume, cancel, recover orphaned ones, and delete old ones.
+resume, cancel, recover orphaned ones, delete old ones, and sign stores
+written without a key (migrate --sign).
 
 The store is --store URL, else $RESUMABLE_STORE, else .resumable/state.db in
 the current directory (the library's default). Functions are imported by
