@@ -262,7 +262,9 @@ class Planted:
         return (open, (self.marker, "w"))
 
 
-async def _plant(store: SQLiteStore, execution_id: str, records: dict[str, bytes]) -> None:
+async def _plant(
+    store: SQLiteStore, execution_id: str, records: dict[str, bytes], parent_id: str | None = None
+) -> None:
     now = time.time()
     record = ExecutionRecord(
         id=execution_id,
@@ -272,6 +274,7 @@ async def _plant(store: SQLiteStore, execution_id: str, records: dict[str, bytes
         fingerprint="fp",
         location="x.py:1",
         format=wire.FORMAT_VERSION,
+        parent_id=parent_id,
         created_at=now,
         updated_at=now,
     )
@@ -335,6 +338,18 @@ class TestWhatItSignsAndWhatNot:
         [done] = (await sign_unsigned(sqlite, ["rotated"])).executions
         assert (done.signed, done.problems) == (1, ())  # the arguments only
         assert (await sqlite.load("rotated"))["#0+xs.0"] == blob
+
+    async def test_an_id_brings_its_child_executions(self, sqlite, monkeypatch):
+        await _plant(sqlite, "parent", {})
+        await _plant(sqlite, "parent/0", {}, parent_id="parent")
+        await _plant(sqlite, "parent/0/1", {}, parent_id="parent/0")
+        await _plant(sqlite, "other", {})
+        monkeypatch.setenv("RESUMABLE_SECRET_KEY", KEY)
+        report = await sign_unsigned(sqlite, ["parent"])
+        assert [e.execution_id for e in report.executions] == ["parent", "parent/0", "parent/0/1"]
+        assert report.complete
+        other = await sqlite.get("other")
+        assert other is not None and other.args[:1] == b"m"
 
     async def test_no_key_is_a_clear_error(self, sqlite, url):
         await _plant(sqlite, "nokey", {})
