@@ -27,6 +27,7 @@ error). `wire.py` documents the record kinds and header fields.
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import time
 import zlib
@@ -35,7 +36,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from resumable import _config
-from resumable.errors import CorruptCheckpoint, ExecutionLocked, ExecutionNotFound
+from resumable.errors import CorruptCheckpoint, ExecutionLocked, ExecutionNotFound, LeaseLost
 from resumable.runtime import deltas, engine, identity, wire
 from resumable.stores import codec as codec_module
 from resumable.stores.base import ExecutionRecord, ExecutionUpdate, Store
@@ -196,8 +197,13 @@ async def _migrate(
                 ),
             )
         return plan.result(record.id)
+    except LeaseLost:
+        # Our lease expired and another process took the execution: the
+        # fenced update wrote nothing.
+        return _skipped(record)
     finally:
-        await store.release(lease)
+        with contextlib.suppress(ExecutionLocked, ExecutionNotFound):  # LeaseLost: not ours
+            await store.release(lease)
         engine.held.discard(record.id)
 
 
