@@ -20,6 +20,7 @@ from resumable._decorator import BoundResumable, Execution, ResumableFunction, r
 from resumable._fanout import AMap, agather, amap
 from resumable._helpers import aiter_checkpointed
 from resumable._journal import Current, current, now, random, sleep, uuid4
+from resumable._migrate import MigrationReport, sign_unsigned
 from resumable._step import Step, step
 from resumable.errors import (
     CarryAuditError,
@@ -67,6 +68,7 @@ __all__ = [
     "LoopProgress",
     "LoopShapeError",
     "MemoryStore",
+    "MigrationReport",
     "NonDeterminismError",
     "RecordTooLarge",
     "ResumableError",
@@ -93,6 +95,7 @@ __all__ = [
     "recover",
     "resumable",
     "resume",
+    "sign_unsigned",
     "sleep",
     "status",
     "step",

@@ -40,6 +40,11 @@ class ExecutionStatus:
     fanouts: tuple[FanoutProgress, ...] = ()
     cancel_requested: bool = False
     parent_id: str | None = None  # set for a child execution: the one it was called in
+    # Written without signing (by an older release, or a process without the
+    # key) while this process signs: its records are refused until
+    # `resumable migrate --sign ID` signs them (run it only on a store that
+    # only you have written).
+    unsigned: bool = False
 
     @property
     def owner_description(self) -> str:
@@ -186,6 +191,7 @@ async def snapshot(execution_id: str, store: Store, *, relations: bool = False) 
     if record is None:
         raise ExecutionNotFound(execution_id, store.url)
     live = record.status == "running" and not _view(record).orphaned
+    signs = _signs()
     try:
         wire.check_version(execution_id, record.format)
     except FormatVersionError as exc:  # the record still shows; its progress cannot
@@ -199,7 +205,7 @@ async def snapshot(execution_id: str, store: Store, *, relations: bool = False) 
         if progress.needs_items:  # fan-out headers without exact counts: an older run's
             checkpoints = await store.load(execution_id)
             progress = read_progress(execution_id, checkpoints, codec, live=live, format=version)
-    view = _view(record, progress)
+    view = _view(record, progress, signs=signs)
     if not relations:
         return Snapshot(record, view, progress)
     parent = None if record.parent_id is None else await store.get(record.parent_id)
@@ -208,8 +214,8 @@ async def snapshot(execution_id: str, store: Store, *, relations: bool = False) 
         record,
         view,
         progress,
-        parent=None if parent is None else _view(parent),
-        children=tuple(_view(child) for child in reversed(children)),
+        parent=None if parent is None else _view(parent, signs=signs),
+        children=tuple(_view(child, signs=signs) for child in reversed(children)),
     )
 
 
@@ -229,10 +235,21 @@ async def list_executions(
     if function is not None and not records:
         by_name = await chosen.list(status=status, parent_id=parent_id, limit=max(limit, 1000))
         records = [r for r in by_name if r.name == function][:limit]
-    return [_view(record) for record in records]
+    signs = _signs()
+    return [_view(record, signs=signs) for record in records]
 
 
-def _view(record: ExecutionRecord, progress: Progress | None = None) -> ExecutionStatus:
+def _signs() -> bool:
+    """Whether this process signs, and so refuses unsigned records."""
+    try:
+        return _config.codec().signed
+    except ValueError:  # fallback keys without a key: every read says so itself
+        return False
+
+
+def _view(
+    record: ExecutionRecord, progress: Progress | None = None, *, signs: bool = False
+) -> ExecutionStatus:
     return ExecutionStatus(
         id=record.id,
         name=record.name,
@@ -251,4 +268,7 @@ def _view(record: ExecutionRecord, progress: Progress | None = None) -> Executio
         fanouts=progress.fanouts if progress else (),
         cancel_requested=record.cancel_requested,
         parent_id=record.parent_id,
+        # The arguments are written first, signed whenever anything is: an
+        # unsigned one says the whole execution was written without a key.
+        unsigned=signs and record.args[:1] != b"s",
     )

@@ -15,6 +15,7 @@ from resumable.stores.base import ExecutionRecord, ExecutionUpdate, Lease
 UPDATE_FIELDS: tuple[str, ...] = (
     "status",
     "fingerprint",
+    "args",
     "started_at",
     "finished_at",
     "result",
@@ -116,7 +117,7 @@ def check_puts(execution_id: str, puts: Mapping[str, bytes], limit: int) -> int:
 
 
 def check_update(execution_id: str, update: ExecutionUpdate, limit: int) -> None:
-    for name in ("result", "error"):
+    for name in ("args", "result", "error"):
         blob: bytes | None = getattr(update, name)
         if blob is not None and len(blob) > limit:
             raise RecordTooLarge(execution_id, name, len(blob), limit)

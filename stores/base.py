@@ -79,6 +79,8 @@ class ExecutionUpdate:
 
     status: Status | None = None
     fingerprint: str | None = None
+    # Set only by `resumable migrate --sign`, which signs the stored arguments.
+    args: bytes | None = None
     started_at: float | None = None
     finished_at: float | None = None
     result: bytes | None = None

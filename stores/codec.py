@@ -516,7 +516,10 @@ class Codec:
         elif self._mac is not None and not verified:
             raise corrupt(
                 "the record is not signed, and unsigned records are refused while a secret "
-                "key is set (it was written without RESUMABLE_SECRET_KEY, or tampered with)"
+                "key is set: it was probably written by an older release, which did not sign "
+                "records (or by a process without the key), unless someone tampered with it. "
+                "If only your own processes have written this store, sign its records once "
+                f"with `resumable migrate --sign {execution_id}`"
             )
         payload = view[1:]
         if tag == _MSGPACK:

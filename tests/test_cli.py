@@ -28,7 +28,7 @@ README = Path(__file__).parent.parent / "README.md"
 EXECUTION_KEYS = {
     "id", "name", "function", "location", "status", "orphaned", "cancel_requested",
     "attempts", "owner", "created_at", "started_at", "finished_at", "updated_at",
-    "ran_seconds", "error", "parent_id",
+    "ran_seconds", "error", "parent_id", "unsigned",
 }  # fmt: skip
 
 

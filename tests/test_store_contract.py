@@ -423,6 +423,17 @@ class TestUpdate:
         await store.update(lease, ExecutionUpdate(replace_checkpoints={}))
         assert await store.load("e1") == {}
 
+    async def test_args_are_replaced_with_the_checkpoints(self, store, make_record):
+        """`migrate --sign`: the arguments and every record, in one update."""
+        lease = await created(store, make_record("e1"))
+        await store.write(lease, {"a": b"1"})
+        update = ExecutionUpdate(args=b"signed args", replace_checkpoints={"a": b"signed 1"})
+        updated = await store.update(lease, update)
+        assert updated.args == b"signed args"
+        found = await store.get("e1")
+        assert found is not None and (found.args, found.status) == (b"signed args", "running")
+        assert await store.load("e1") == {"a": b"signed 1"}
+
     async def test_replace_checkpoints_is_fenced(self, store, make_record):
         old, new = await taken_over(store, make_record("e1"))
         await store.write(new, {"a": b"1"})

@@ -1,8 +1,8 @@
 """The `resumable` command: list, show (--follow), resume, cancel, recover,
-gc and demo, over any store.
+gc, migrate (--sign), keygen and demo, over any store.
 
 Built on argparse from the standard library, not click or typer: the command
-has seven subcommands with a few options each, which argparse handles well,
+has nine subcommands with a few options each, which argparse handles well,
 and the core library's dependencies stay at cloudpickle, msgpack, structlog
 and stamina (DESIGN §12: anything else must earn its place). argparse also
 gives the conventional exit status 2 for usage errors for free.
@@ -10,7 +10,7 @@ gives the conventional exit status 2 for usage errors for free.
 Modules: `parsing` (the grammar), `exitcodes` (the exit codes, defined
 once), `formatting` (tables, times, JSON views), `values` (describing
 arguments without running code), `progress` (bars), `show` (show and
---follow) and `commands` (the rest).
+--follow), `migrate` (migrate --sign) and `commands` (the rest).
 """
 
 from __future__ import annotations

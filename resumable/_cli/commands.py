@@ -18,6 +18,7 @@ from resumable import _api, _config
 from resumable._cli import formatting as fmt
 from resumable._cli import safe
 from resumable._cli.exitcodes import CommandError, ExitCode, for_error
+from resumable._cli.migrate import migrate
 from resumable._cli.show import show
 from resumable.errors import ExecutionLocked, ExecutionNotFound, ResumableError
 from resumable.runtime import engine, identity, wire
@@ -107,6 +108,12 @@ async def list_(args: argparse.Namespace, store: Store, out: TextIO) -> int:
         for depth, view in fmt.families(views)
     ]
     fmt.table(rows, ("ID", "FUNCTION", "STATUS", "CREATED", "RAN", "ATTEMPTS", "ERROR"), out)
+    unsigned = sum(view.unsigned for view in views)
+    if unsigned:
+        out.write(
+            f"{unsigned} of them unsigned: written without a key (by an older release), so "
+            "their records are refused while a key is set; " + fmt.unsigned_hint("--all") + "\n"
+        )
     return ExitCode.OK
 
 
@@ -362,4 +369,5 @@ COMMANDS = {
     "cancel": cancel,
     "recover": recover,
     "gc": gc,
+    "migrate": migrate,
 }

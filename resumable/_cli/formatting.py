@@ -74,7 +74,13 @@ def ran_for(view: ExecutionStatus, now: float | None = None) -> float | None:
 
 
 def state(view: ExecutionStatus) -> str:
-    """The status, with what a person needs to know about a running one."""
+    """The status, with what a person needs to know about a running one,
+    and whether it was written without a key (refused while one is set)."""
+    shown = _state(view)
+    return f"{shown}, unsigned" if view.unsigned else shown
+
+
+def _state(view: ExecutionStatus) -> str:
     if view.status != "running":
         return view.status
     if view.orphaned:
@@ -82,6 +88,14 @@ def state(view: ExecutionStatus) -> str:
     if view.cancel_requested:
         return "running (cancel requested)"
     return "running"
+
+
+def unsigned_hint(target: str) -> str:
+    """What to do about executions written without a key (`list`, `show`)."""
+    return (
+        f"`resumable migrate --sign {target}` signs them (run it only on a store that only "
+        "you have written)"
+    )
 
 
 def owner(view: ExecutionStatus) -> str:
@@ -134,6 +148,7 @@ def execution_json(view: ExecutionStatus, now: float | None = None) -> dict[str,
         "ran_seconds": ran_for(view, now),
         "error": error_line(view.error),
         "parent_id": view.parent_id,
+        "unsigned": view.unsigned,
     }
 
 

@@ -13,7 +13,8 @@ from resumable.stores.base import STATUSES
 
 DESCRIPTION = """\
 Inspect and drive resumable executions: list them, watch their progress,
-resume, cancel, recover orphaned ones, and delete old ones.
+resume, cancel, recover orphaned ones, delete old ones, and sign stores
+written without a key (migrate --sign).
 
 The store is --store URL, else $RESUMABLE_STORE, else .resumable/state.db in
 the current directory (the library's default). Functions are imported by
@@ -160,6 +161,30 @@ def build() -> argparse.ArgumentParser:
         action="store_true",
         help="keep failed and cancelled ones resumable: delete only their records that no "
         "resume reads (those of finished iterations and items), not the executions",
+    )
+
+    migrate = sub.add_parser(
+        "migrate",
+        parents=common,
+        help="sign the records of executions written without a key (--sign)",
+        description="Sign, with the configured secret key (RESUMABLE_SECRET_KEY), every "
+        "unsigned record of the given executions (and their child executions), or of all "
+        "of them: stores written by a release that did not sign records are refused once "
+        "a key is set. Run it only on a store that only you have written: it signs "
+        "whatever it finds there, pickles included (it never runs them), which is your "
+        "statement that they are yours. Each execution is rewritten in one transaction "
+        "under its lease; one that a live process holds is skipped. Records signed "
+        "already are left alone, so running it twice changes nothing.",
+    )
+    migrate.add_argument(
+        "--sign",
+        action="store_true",
+        help="sign unsigned records (the only migration there is; required)",
+    )
+    migrate.add_argument("ids", metavar="ID", nargs="*", type=execution_id)
+    migrate.add_argument("--all", action="store_true", help="every execution in the store")
+    migrate.add_argument(
+        "--dry-run", action="store_true", help="say what would be signed, write nothing"
     )
 
     keygen = sub.add_parser(

@@ -106,6 +106,14 @@ def show_lines(snap: Snapshot, width: int, glyphs: progress.Glyphs) -> list[str]
     out += [
         field("code", fmt.where(view.location)),
         field("status", fmt.state(view)),
+    ]
+    if view.unsigned:
+        written = (
+            "unsigned: written without a key (by an older release, which did not sign "
+            "records), so its records are refused while a key is set; "
+        )
+        out.append(field("signing", written + fmt.unsigned_hint(view.id)))
+    out += [
         field("attempts", str(view.attempts)),
         field("owner", fmt.owner(view)),
     ]
