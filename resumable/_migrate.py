@@ -28,7 +28,6 @@ error). `wire.py` documents the record kinds and header fields.
 from __future__ import annotations
 
 import contextlib
-import hmac
 import time
 import zlib
 from collections.abc import Iterable, Mapping
@@ -38,7 +37,6 @@ from typing import Any, Literal
 from resumable import _config
 from resumable.errors import CorruptCheckpoint, ExecutionLocked, ExecutionNotFound, LeaseLost
 from resumable.runtime import deltas, engine, identity, wire
-from resumable.stores import codec as codec_module
 from resumable.stores.base import ExecutionRecord, ExecutionUpdate, Store
 from resumable.stores.codec import Codec
 
@@ -251,7 +249,7 @@ class _Refused(Exception):
 
 
 def _plan(codec: Codec, record: ExecutionRecord, checkpoints: Mapping[str, bytes]) -> _Plan:
-    signer = _Signer(codec, record.id)
+    signer = _Signer(codec, record.id, record.format, checkpoints)
     plan = _Plan()
     if record.format > wire.FORMAT_VERSION:
         # Its records may hold blobs where this release knows none: sign nothing.
@@ -285,16 +283,28 @@ class _Signer:
     bytes, None when the record is signed already (with a key this process
     reads), or raises _Refused."""
 
-    def __init__(self, codec: Codec, execution_id: str) -> None:
+    def __init__(
+        self, codec: Codec, execution_id: str, format: int, checkpoints: Mapping[str, bytes]
+    ) -> None:
         self._codec = codec
         self._id = execution_id
+        # Format 4 authenticates a loop iteration with one chained MAC on its
+        # header, over the raw delta records (wire.CHAINED_FORMAT).
+        self._chained = format >= wire.CHAINED_FORMAT
+        self._checkpoints = checkpoints
         # Reads plain data (msgpack) of unsigned records, and refuses pickles.
         self._unsigned = Codec()
 
     def record(self, key: str, data: bytes) -> bytes | None:
-        kind = wire.parse_key(key).kind
+        parsed = wire.parse_key(key)
+        kind = parsed.kind
+        if kind == "header" and self._chained and self._is_loop_header(key, data):
+            return self.loop_header(key, data)
         if kind in ("header", "location"):
             return self.header(key, data, location=kind == "location")
+        if kind == "delta" and self._chained and parsed.seq:
+            # Covered by its loop header's chain, as a signing writer leaves it.
+            return None
         if kind == "delta":
             return self.value(data, key)
         if kind == "chunk":
@@ -348,6 +358,40 @@ class _Signer:
             return None
         return _sign(self._codec, data, self._id, key)
 
+    def _is_loop_header(self, key: str, data: bytes) -> bool:
+        if Codec.is_chained(data):
+            return True
+        decoded = self._plain(key, data)
+        return isinstance(decoded, list)  # format 4 writes a loop's header as an array
+
+    def loop_header(self, key: str, data: bytes) -> bytes | None:
+        """A format 4 loop header, written chained: its MAC covers the
+        values carried inside it (left unsigned) and the raw delta records
+        since the last chunk (left as they are), as `loop.py` writes it."""
+        decoded = self._plain(key, data)  # a chained one: its msgpack, unchecked yet
+        try:
+            header = wire.check_header(self._id, key, decoded)
+            layout_key = wire.location_key(key)
+            layout_data = self._checkpoints.get(layout_key)
+            layout = None if layout_data is None else self._plain(layout_key, layout_data)
+            merged = wire.with_layout(self._id, key, header, layout)
+            described = wire.LoopHeader.parse(merged).described()
+            bound = deltas.bound(
+                dict(self._checkpoints), execution_id=self._id, key=key, described=described
+            )
+        except (CorruptCheckpoint, KeyError, TypeError, ValueError) as exc:
+            raise _Refused(f"its loop header cannot be read ({exc}); left as it is") from None
+        if Codec.is_chained(data):
+            try:
+                self._codec.open_chained(data, bound, execution_id=self._id, key=key)
+            except CorruptCheckpoint:
+                raise _Refused(
+                    "it is signed with another key (or it or its deltas were changed); "
+                    "left as it is"
+                ) from None
+            return None
+        return self._codec.dumps_chained(decoded, bound, execution_id=self._id, key=key)
+
     def chunk(self, key: str, data: bytes) -> bytes | None:
         """A folded chunk: a blob of zlib-compressed bytes that are a blob
         themselves; a signing writer signs both, with the chunk's key."""
@@ -381,28 +425,9 @@ class _Signer:
         return _NESTED[kind]
 
 
-# -- signatures ------------------------------------------------------------------
-# The codec signs values as it encodes them; migrating must sign bytes it
-# never decodes. These two reach into the codec for its keys and its
-# signature function, so that what is written is exactly what
-# `Codec.dumps` would have written and what `Codec.loads` checks.
-# TODO(codec): a public Codec.sign_blob / signature_holds would replace them.
-
-
 def _sign(codec: Codec, blob: bytes, execution_id: str, place: str) -> bytes:
-    return _SIGNED + codec._sign(blob, execution_id, place) + blob
+    return codec.sign_blob(blob, execution_id=execution_id, key=place)
 
 
 def _signature_holds(codec: Codec, blob: bytes, execution_id: str, place: str) -> bool:
-    """Whether a signed blob's signature is one of the configured keys'
-    (the writing key or a fallback), checked without decoding it."""
-    size = codec_module._MAC_SIZE
-    if len(blob) <= 1 + size:
-        return False
-    signature, body = blob[1 : 1 + size], memoryview(blob)[1 + size :]
-    keys = (codec._mac, *codec._fallbacks)
-    return any(
-        hmac.compare_digest(signature, codec_module._sign(mac, body, execution_id, place))
-        for mac in keys
-        if mac is not None
-    )
+    return codec.signature_holds(blob, execution_id=execution_id, key=place)

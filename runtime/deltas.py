@@ -198,8 +198,9 @@ def rebuild(
         apply(value, change)
     track = _fresh(kind, value)
     track.seq, track.fold = seq, fold  # format 1 lists (fold 0) go on unfolded
-    if load_delta is not None:
-        track.chain = _chain_of(records, key, name, folded, seq) or b""
+    # A chained writer goes on from here; its chain must cover these deltas
+    # however they were authenticated (a chained header, or each one signed).
+    track.chain = _chain_of(records, key, name, folded, seq) or b""
     # The next chunk folds these too (their records go when it is written).
     track.pending = unfolded if fold else []
     return value, track

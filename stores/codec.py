@@ -380,6 +380,25 @@ class Codec:
         except Exception as exc:  # msgpack raises many types for bad bytes
             raise corrupt(f"its msgpack data cannot be decoded ({_describe(exc)})") from exc
 
+    def sign_blob(self, blob: bytes, *, execution_id: str, key: str) -> bytes:
+        """`blob` (an unsigned blob `dumps` made) signed for its place, as
+        `dumps` would have written it: for `migrate --sign`, which signs
+        bytes it must never decode."""
+        if self._mac is None:
+            raise ValueError("Codec.sign_blob needs a secret key")
+        return _SIGNED_TAG + self._sign(blob, execution_id, key) + blob
+
+    def signature_holds(self, blob: bytes, *, execution_id: str, key: str) -> bool:
+        """Whether a signed blob's signature is that of one of this codec's
+        keys for this place, checked without decoding anything."""
+        if blob[:1] != _SIGNED_TAG or len(blob) <= 1 + _MAC_SIZE:
+            return False
+        signature, body = blob[1 : 1 + _MAC_SIZE], memoryview(blob)[1 + _MAC_SIZE :]
+        return any(
+            hmac.compare_digest(signature, _sign(mac, body, execution_id, key))
+            for mac in ((self._mac, *self._fallbacks) if self._mac is not None else ())
+        )
+
     @staticmethod
     def is_chained(data: bytes) -> bool:
         return data[:1] == _CHAINED_TAG

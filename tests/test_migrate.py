@@ -151,17 +151,26 @@ class TestKilledUnsignedRun:
         assert f"resumable migrate --sign {execution_id}" in shown.stdout
         record = stored(store_url, execution_id)[0]  # as the refused resume left it
 
+        # Format 4: a delta after a base is covered by its loop header's
+        # chained MAC and stays as it is; everything else, and the arguments,
+        # gets signed.
+        chained = {key for key in before if _chain_covered(key)}
+        assert chained and record.format >= wire.CHAINED_FORMAT
+        to_sign = len(before) - len(chained) + 1
         dry = cli("migrate", "--sign", "--dry-run", execution_id, store=store_url, env=keyed())
         assert dry.returncode == ExitCode.OK, dry.stderr
-        assert f"{execution_id}: would sign {len(before) + 1} records" in dry.stdout
+        assert f"{execution_id}: would sign {to_sign} records" in dry.stdout
         assert stored(store_url, execution_id) == (record, before)  # nothing written
 
         migrated = cli("migrate", "--sign", execution_id, store=store_url, env=keyed())
         assert migrated.returncode == ExitCode.OK, migrated.stderr
-        assert f"{execution_id}: signed {len(before) + 1} records" in migrated.stdout
+        assert f"{execution_id}: signed {to_sign} records" in migrated.stdout
         record_after, after = stored(store_url, execution_id)
         assert set(after) == set(before)
-        assert all(data[:1] == b"s" or data[1:2] == b"s" for data in after.values())
+        assert all(after[key] == before[key] for key in chained)
+        signed = {key: data for key, data in after.items() if key not in chained}
+        assert all(data[:1] in (b"s", b"c") or data[1:2] == b"s" for data in signed.values())
+        assert any(data[:1] == b"c" for data in signed.values())  # the loop header
         assert record_after.format == record.format
         assert record_after.args == b"s" + signature(execution_id, "arguments", record.args) + (
             record.args
@@ -262,6 +271,11 @@ class Planted:
         return (open, (self.marker, "w"))
 
 
+def _chain_covered(key: str) -> bool:
+    parsed = wire.parse_key(key)
+    return parsed.kind == "delta" and bool(parsed.seq)
+
+
 async def _plant(
     store: SQLiteStore, execution_id: str, records: dict[str, bytes], parent_id: str | None = None
 ) -> None:
@@ -317,17 +331,17 @@ class TestWhatItSignsAndWhatNot:
     async def test_another_keys_records_are_reported_untouched(self, sqlite, monkeypatch):
         other = Codec(secret_key=b"someone else")
         foreign = other.dumps([1, 2], execution_id="mixed", key="#0+xs.0")
-        plain = Codec().dumps([3], execution_id="mixed", key="#0+xs.1")
-        await _plant(sqlite, "mixed", {"#0+xs.0": foreign, "#0+xs.1": plain})
+        plain = Codec().dumps([3], execution_id="mixed", key="#0+ys.0")
+        await _plant(sqlite, "mixed", {"#0+xs.0": foreign, "#0+ys.0": plain})
         monkeypatch.setenv("RESUMABLE_SECRET_KEY", KEY)
         [done] = (await sign_unsigned(sqlite, ["mixed"])).executions
-        assert (done.outcome, done.signed) == ("signed", 2)  # the arguments and #0+xs.1
+        assert (done.outcome, done.signed) == ("signed", 2)  # the arguments and #0+ys.0
         [problem] = done.problems
         assert problem.key == "#0+xs.0" and "another key" in problem.reason
         records = await sqlite.load("mixed")
         assert records["#0+xs.0"] == foreign
         mine = Codec(secret_key=KEY.encode())
-        assert mine.loads(records["#0+xs.1"], execution_id="mixed", key="#0+xs.1") == [3]
+        assert mine.loads(records["#0+ys.0"], execution_id="mixed", key="#0+ys.0") == [3]
 
     async def test_a_record_written_with_a_fallback_key_counts_as_signed(self, sqlite, monkeypatch):
         old = Codec(secret_key=b"old key")
