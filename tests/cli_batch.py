@@ -1,6 +1,8 @@
 """Many `resumable` commands in one process: `python -m cli_batch` reads a
-JSON list of argument lists on stdin and prints, as JSON, each command's exit
-code, stdout and stderr.
+JSON list of commands on stdin ({"argv": [...], "marker": path or null}) and
+prints, as JSON, each command's exit code, stdout and stderr, and whether
+its marker file existed after it ran (then it is removed, so the next
+command's check is its own).
 
 Each command runs as the console script would (`resumable._cli.main`), with
 stdout and stderr captured, the library's log lines included; an exception
@@ -14,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import os
 import sys
 import traceback
 from typing import Any
@@ -31,7 +34,7 @@ class _CurrentStderr:
         sys.stderr.flush()
 
 
-def run(argv: list[str]) -> dict[str, Any]:
+def run(argv: list[str], marker: str | None) -> dict[str, Any]:
     from resumable import _config
     from resumable._cli import main
 
@@ -45,7 +48,16 @@ def run(argv: list[str]) -> dict[str, Any]:
         except BaseException:  # what the interpreter would print and exit 1 with
             traceback.print_exc()
             code = 1
-    return {"argv": argv, "code": code, "stdout": out.getvalue(), "stderr": err.getvalue()}
+    ran = marker is not None and os.path.exists(marker)
+    if ran:
+        os.unlink(marker)
+    return {
+        "argv": argv,
+        "code": code,
+        "stdout": out.getvalue(),
+        "stderr": err.getvalue(),
+        "marker": ran,
+    }
 
 
 def main() -> None:
@@ -53,7 +65,7 @@ def main() -> None:
     # stderr of the command running at the time.
     structlog.configure(logger_factory=structlog.PrintLoggerFactory(_CurrentStderr()))
     commands = json.load(sys.stdin)
-    results = [run(argv) for argv in commands]
+    results = [run(command["argv"], command.get("marker")) for command in commands]
     sys.__stdout__.write(json.dumps(results))
 
 

@@ -334,6 +334,10 @@ class Planted:
 # -- readers -------------------------------------------------------------------
 
 
+class RanStoreCode(AssertionError):
+    """A reader unpickled the planted pickle: its marker file appeared."""
+
+
 @dataclass(frozen=True)
 class Outcome:
     """What a library call did: returned `value`, or raised `error`."""
@@ -364,18 +368,26 @@ async def _outcome(call: Any) -> Outcome:
         return Outcome(error=exc)
 
 
-def library_readers(url: str, execution_id: str) -> dict[str, Outcome]:
+def library_readers(url: str, execution_id: str, marker: Path | None = None) -> dict[str, Outcome]:
     """status(), list_executions() and then resume() of `execution_id`, in
-    this process, on a store opened for the purpose."""
+    this process, on a store opened for the purpose. If `marker` appears
+    during a call, that call's outcome is replaced by a RanStoreCode error
+    (and the marker removed, so the next call's check is its own)."""
 
     async def go() -> dict[str, Outcome]:
         store = open_store(url)
+        calls = {
+            "status": lambda: resumable.status(execution_id, store=store),
+            "list_executions": lambda: resumable.list_executions(store=store),
+            "resume": lambda: resumable.resume(execution_id, store=store),
+        }
+        found: dict[str, Outcome] = {}
         try:
-            found = {
-                "status": await _outcome(resumable.status(execution_id, store=store)),
-                "list_executions": await _outcome(resumable.list_executions(store=store)),
-                "resume": await _outcome(resumable.resume(execution_id, store=store)),
-            }
+            for reader, call in calls.items():
+                found[reader] = await _outcome(call())
+                if marker is not None and marker.exists():
+                    marker.unlink()
+                    found[reader] = Outcome(error=RanStoreCode(f"{reader}: {found[reader]!r}"))
         finally:
             await store.close()
         return found
@@ -398,11 +410,19 @@ def cli_readers(url: str, execution_id: str) -> list[list[str]]:
     ]
 
 
-def cli_batch(commands: list[list[str]]) -> list[dict[str, Any]]:
-    """Run the commands in one `python -m cli_batch` process (see there)."""
+def cli_batch(
+    commands: list[list[str]], markers: list[Path | None] | None = None
+) -> list[dict[str, Any]]:
+    """Run the commands in one `python -m cli_batch` process (see there);
+    each result's "marker" says whether its marker file appeared."""
+    markers = markers or [None] * len(commands)
+    batch = [
+        {"argv": argv, "marker": None if marker is None else str(marker)}
+        for argv, marker in zip(commands, markers, strict=True)
+    ]
     ran = subprocess.run(
         [sys.executable, "-m", "cli_batch"],
-        input=json.dumps(commands),
+        input=json.dumps(batch),
         env=process_env(),
         cwd=TESTS,
         capture_output=True,
@@ -433,6 +453,8 @@ def judge_library(
     ResumableError naming the execution; the pristine store's outcome; and
     for the readers that return no user values (status, list_executions),
     any return."""
+    if isinstance(got.error, RanStoreCode):
+        return f"{reader}: THE PLANTED PICKLE RAN ({got.error})"
     if got.error is not None:
         if got.same_as(pristine):
             return None
@@ -456,6 +478,8 @@ def judge_cli(
     command = " ".join(a for a in result["argv"] if not a.startswith(("sqlite:", "redis:")))
     command = command.replace("--store ", "")
     stderr = result["stderr"]
+    if result.get("marker"):
+        return f"`{command}`: THE PLANTED PICKLE RAN (exit {result['code']}, {stderr[-300:]!r})"
     if "Traceback" in stderr or "Traceback" in result.get("process_stderr", ""):
         return f"`{command}`: a traceback: {stderr[-1500:]}"
     lines = error_lines(stderr)
