@@ -27,6 +27,7 @@ from pathlib import Path
 
 import msgpack
 import pytest
+from clirun import cli
 from tampering_support import (
     PLACES,
     TARGETS,
@@ -39,6 +40,7 @@ from tampering_support import (
     judge_cli,
     judge_library,
     library_readers,
+    process_env,
 )
 
 from resumable import _config
@@ -148,3 +150,28 @@ def test_planted_pickle_never_runs(base, tmp_path: Path, kind: str, name: str):
     if ran:
         problems.append(f"the planted pickle RAN, after every reader was checked: {ran}")
     assert not problems, f"{kind} {name} ({place.describe()}):\n" + "\n".join(problems)
+
+
+def test_real_cli_processes_agree_with_the_batch(base, tmp_path: Path):
+    """The batch runner (`cli_batch`) stands in for one `resumable` process
+    per command; here each command is a real process of its own, on a
+    planted loop header and a planted list chunk."""
+    built = base("sqlite")
+    expected = base.pristine("sqlite", tmp_path)
+    execution_id = built.ids["killed"]
+    for name in ("loop-header", "list-chunk"):
+        copy = built.copy(tmp_path / name)
+        place = copy.resolve(name)
+        marker = tmp_path / f"ran-{name}"
+        copy.write(place, FORGED["p"](_pickled(marker)))
+        for argv, pristine_result in zip(
+            cli_readers(copy.url, execution_id), expected["cli"]["killed"], strict=False
+        ):
+            ran = cli(*argv, env=process_env())
+            result = {"argv": argv, "code": ran.returncode, "stdout": ran.stdout}
+            result["stderr"] = ran.stderr
+            assert not marker.exists(), (name, argv)
+            problem = judge_cli(result, pristine_result, (execution_id,))
+            assert problem is None, (name, problem)
+            if "resume" in argv:
+                assert ran.returncode != 0, (name, ran.stdout)
