@@ -44,13 +44,15 @@ from resumable.stores import open_store
 # signing is on by default; to test "no configuration at all" instead, make
 # this {} (one line).
 CONFIGURATION: dict[str, str] = {"RESUMABLE_SECRET_KEY": "tamper-test-key"}
+# Taken out of every process's environment before CONFIGURATION goes in.
+_KEY_VARIABLES = ("RESUMABLE_SECRET_KEY", "RESUMABLE_SECRET_KEY_FALLBACKS")
 
 
 def process_env() -> dict[str, str]:
     """The environment of a subprocess: the tests on the path, the configuration."""
     env = cli_env()
-    env.pop("RESUMABLE_SECRET_KEY", None)
-    env.pop("RESUMABLE_SECRET_KEY_FALLBACKS", None)
+    for name in _KEY_VARIABLES:
+        env.pop(name, None)
     env.update(CONFIGURATION)
     return env
 
@@ -58,8 +60,10 @@ def process_env() -> dict[str, str]:
 @contextlib.contextmanager
 def configured() -> Iterator[None]:
     """This process in CONFIGURATION (for the library calls of a test)."""
-    saved = {name: os.environ.get(name) for name in (*CONFIGURATION, "RESUMABLE_SECRET_KEY")}
-    os.environ.pop("RESUMABLE_SECRET_KEY", None)
+    names = (*CONFIGURATION, *_KEY_VARIABLES)
+    saved = {name: os.environ.get(name) for name in names}
+    for name in _KEY_VARIABLES:
+        os.environ.pop(name, None)
     os.environ.update(CONFIGURATION)
     _config.reset()
     try:
