@@ -192,7 +192,7 @@ async def snapshot(execution_id: str, store: Store, *, relations: bool = False) 
         progress = Progress(unreadable=1, first_error=str(exc))
     else:
         # Headers only: what a viewer polls must not read every item's outcome.
-        codec = _config.codec()
+        codec = _config.codec_for(store)
         version = record.format
         headers = await store.load_headers(execution_id)
         progress = read_progress(execution_id, headers, codec, live=live, format=version)

@@ -34,6 +34,13 @@ if "RESUMABLE_CACHE_DIR" not in os.environ:
     os.environ["RESUMABLE_CACHE_DIR"] = tempfile.mkdtemp(prefix="resumable-test-cache-")
     atexit.register(shutil.rmtree, os.environ["RESUMABLE_CACHE_DIR"], ignore_errors=True)
 
+# The per-user key that signs SQLite stores when no key is configured is made
+# in a directory of the suite's own (subprocesses inherit it), never in the
+# real home directory.
+if "RESUMABLE_KEY_DIR" not in os.environ:
+    os.environ["RESUMABLE_KEY_DIR"] = tempfile.mkdtemp(prefix="resumable-test-keys-")
+    atexit.register(shutil.rmtree, os.environ["RESUMABLE_KEY_DIR"], ignore_errors=True)
+
 StoreFactory = Callable[[pytest.FixtureRequest, Path, dict[str, Any]], Store]
 
 STORES: dict[str, StoreFactory] = {
@@ -46,6 +53,20 @@ STORES: dict[str, StoreFactory] = {
 }
 
 _ids = itertools.count()
+
+# Redis stores refuse to run without a key (README, "Security"), so every test
+# that uses Redis runs with one, as every deployment must. SQLite and memory
+# tests run with none: they exercise the defaults (the per-user key, unsigned).
+REDIS_TEST_KEY = "test-key-for-redis-0123456789abcdef"
+
+
+@pytest.fixture(autouse=True)
+def _key_for_redis(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    callspec = getattr(request.node, "callspec", None)
+    params = callspec.params.values() if callspec is not None else ()
+    uses_redis = "redis_url" in request.fixturenames or "redis" in params
+    if uses_redis and not os.environ.get("RESUMABLE_SECRET_KEY"):
+        monkeypatch.setenv("RESUMABLE_SECRET_KEY", REDIS_TEST_KEY)
 
 
 def make_record(execution_id: str | None = None, **changes: Any) -> ExecutionRecord:

@@ -210,7 +210,7 @@ def item_counts(records: dict[str, bytes]) -> dict[str, tuple[int, int]]:
 async def header_counts(store, execution_id: str) -> dict[str, tuple[int, int]]:
     """(done, failed) per fan-out, as its header says (headers only)."""
     found = read_progress(
-        execution_id, await store.load_headers(execution_id), _config.codec(), live=False
+        execution_id, await store.load_headers(execution_id), _config.codec_for(store), live=False
     )
     assert not found.needs_items
     return {f.position: (f.done, f.failed) for f in found.fanouts}
