@@ -37,9 +37,11 @@ if "RESUMABLE_CACHE_DIR" not in os.environ:
 # The per-user key that signs SQLite stores when no key is configured is made
 # in a directory of the suite's own (subprocesses inherit it), never in the
 # real home directory.
+# XDG_CONFIG_HOME too, for a subprocess whose environment drops RESUMABLE_*.
 if "RESUMABLE_KEY_DIR" not in os.environ:
     os.environ["RESUMABLE_KEY_DIR"] = tempfile.mkdtemp(prefix="resumable-test-keys-")
     atexit.register(shutil.rmtree, os.environ["RESUMABLE_KEY_DIR"], ignore_errors=True)
+    os.environ["XDG_CONFIG_HOME"] = os.path.join(os.environ["RESUMABLE_KEY_DIR"], "xdg-config")
 
 StoreFactory = Callable[[pytest.FixtureRequest, Path, dict[str, Any]], Store]
 
