@@ -19,7 +19,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from redis_server import _redis_url, fresh_prefix, with_prefix  # noqa: F401 (_redis_url: a fixture)
+from redis_server import (  # noqa: F401 (_redis_url: a fixture)
+    TEST_KEY,
+    _redis_url,
+    fresh_prefix,
+    with_prefix,
+)
 
 from resumable.stores import MemoryStore, SQLiteStore, Store
 from resumable.stores.base import ExecutionRecord
@@ -57,9 +62,9 @@ STORES: dict[str, StoreFactory] = {
 _ids = itertools.count()
 
 # Redis stores refuse to run without a key (README, "Security"), so every test
-# that uses Redis runs with one, as every deployment must. SQLite and memory
-# tests run with none: they exercise the defaults (the per-user key, unsigned).
-REDIS_TEST_KEY = "test-key-for-redis-0123456789abcdef"
+# that uses Redis runs with one, as every deployment must (tests that start a
+# server of their own set it too). SQLite and memory tests run with none: they
+# exercise the defaults (the per-user key, unsigned).
 
 
 @pytest.fixture(autouse=True)
@@ -68,7 +73,7 @@ def _key_for_redis(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPat
     params = callspec.params.values() if callspec is not None else ()
     uses_redis = "redis_url" in request.fixturenames or "redis" in params
     if uses_redis and not os.environ.get("RESUMABLE_SECRET_KEY"):
-        monkeypatch.setenv("RESUMABLE_SECRET_KEY", REDIS_TEST_KEY)
+        monkeypatch.setenv("RESUMABLE_SECRET_KEY", TEST_KEY)
 
 
 def make_record(execution_id: str | None = None, **changes: Any) -> ExecutionRecord:
