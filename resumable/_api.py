@@ -8,7 +8,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from resumable import _config
-from resumable.errors import ExecutionLocked, ExecutionNotFound, FormatVersionError
+from resumable.errors import (
+    ExecutionLocked,
+    ExecutionNotFound,
+    FormatVersionError,
+    ResumableError,
+)
 from resumable.runtime import engine, identity, ids, wire
 from resumable.runtime.wire import (
     FanoutProgress,
@@ -191,14 +196,14 @@ async def snapshot(execution_id: str, store: Store, *, relations: bool = False) 
     if record is None:
         raise ExecutionNotFound(execution_id, store.url)
     live = record.status == "running" and not _view(record).orphaned
-    signs = _signs()
+    signs = _signs(store)
     try:
         wire.check_version(execution_id, record.format)
     except FormatVersionError as exc:  # the record still shows; its progress cannot
         progress = Progress(unreadable=1, first_error=str(exc))
     else:
         # Headers only: what a viewer polls must not read every item's outcome.
-        codec = _config.codec()
+        codec = _config.codec_for(store)
         version = record.format
         headers = await store.load_headers(execution_id)
         progress = read_progress(execution_id, headers, codec, live=live, format=version)
@@ -235,15 +240,15 @@ async def list_executions(
     if function is not None and not records:
         by_name = await chosen.list(status=status, parent_id=parent_id, limit=max(limit, 1000))
         records = [r for r in by_name if r.name == function][:limit]
-    signs = _signs()
+    signs = _signs(chosen)
     return [_view(record, signs=signs) for record in records]
 
 
-def _signs() -> bool:
-    """Whether this process signs, and so refuses unsigned records."""
+def _signs(store: Store) -> bool:
+    """Whether this process signs `store`'s records, and so refuses unsigned ones."""
     try:
-        return _config.codec().signed
-    except ValueError:  # fallback keys without a key: every read says so itself
+        return _config.codec_for(store).signed
+    except (ValueError, ResumableError):  # no usable key: every read says so itself
         return False
 
 

@@ -12,11 +12,19 @@ import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
+import structlog
+
+from resumable import _keys
+from resumable.errors import SecretKeyRequired
 from resumable.runtime import analysis_cache, audit
 from resumable.runtime.engine import ON_CODE_CHANGE, OnCodeChange, Settings
 from resumable.stores import Codec, Store, open_store
+from resumable.stores.base import key_scope
+
+log = structlog.get_logger("resumable")
 
 DEFAULT_STORE_URL = "sqlite:///.resumable/state.db"
 DEFAULT_LEASE_TTL = 15.0
@@ -28,11 +36,15 @@ class _Configuration:
     secret_key: bytes | None = None
     secret_key_fallbacks: tuple[bytes, ...] | None = None
     codec: Literal["auto", "msgpack"] = "auto"
+    allow_unsigned: bool | None = None
     lease_ttl: float = float(os.environ.get("RESUMABLE_LEASE_TTL") or DEFAULT_LEASE_TTL)
 
 
 _config = _Configuration()
 _opened: dict[str, Store] = {}
+# Stores (by URL) already warned about in this process: the warning that
+# records are unsigned is said once per store, not at every execution.
+_warned_unsigned: set[str] = set()
 # configure()'s parameter of the same name shadows the module inside it.
 _set_analysis_cache = analysis_cache.configure
 
@@ -46,6 +58,7 @@ def configure(
     lease_ttl: float | None = None,
     audit_carry: bool | None = None,
     analysis_cache: bool | str | os.PathLike[str] | None = None,
+    allow_unsigned: bool | None = None,
 ) -> None:
     """Set process-wide defaults; arguments left as None keep their value.
 
@@ -56,7 +69,11 @@ def configure(
     (the same as the first as `secret_key` and the rest as
     `secret_key_fallbacks`). `secret_key_fallbacks` are older keys that still
     read (never write) while a rotation runs; also
-    RESUMABLE_SECRET_KEY_FALLBACKS, comma-separated. `codec="msgpack"`
+    RESUMABLE_SECRET_KEY_FALLBACKS, comma-separated. Without a key, SQLite
+    stores sign with the per-user key file and Redis stores refuse to run
+    (`SecretKeyRequired`); `allow_unsigned=True` (also
+    RESUMABLE_ALLOW_UNSIGNED=1) writes and reads unsigned records instead,
+    with a warning, until a key is configured. `codec="msgpack"`
     refuses pickle entirely. `lease_ttl` (seconds) is how long an owner's
     lease lasts without renewal. `audit_carry=True` checks, at every
     checkpoint, that no uncarried local changed and that every delta rebuilds
@@ -84,6 +101,10 @@ def configure(
         if isinstance(secret_key_fallbacks, str | bytes):
             raise TypeError("configure(secret_key_fallbacks=...) takes a list of keys, not one key")
         _config.secret_key_fallbacks = tuple(_key_bytes(k) for k in secret_key_fallbacks)
+    if allow_unsigned is not None:
+        if not isinstance(allow_unsigned, bool):
+            raise TypeError(f"configure(allow_unsigned={allow_unsigned!r}): expected True or False")
+        _config.allow_unsigned = allow_unsigned
     if codec is not None:
         if codec not in ("auto", "msgpack"):
             raise ValueError(f"configure(codec={codec!r}): expected 'auto' or 'msgpack'")
@@ -109,6 +130,7 @@ def reset() -> None:
     global _config  # noqa: PLW0603
     _config = _Configuration()
     _opened.clear()
+    _warned_unsigned.clear()
     audit.configure(None)
     _set_analysis_cache(None)
 
@@ -129,22 +151,87 @@ def _key_bytes(key: str | bytes) -> bytes:
     return key.encode() if isinstance(key, str) else key
 
 
-def codec() -> Codec:
-    """The codec of the configured keys: configure() first, then the
-    environment. A fallback key without a key to write with is refused."""
-    key = _config.secret_key
-    if key is None and os.environ.get("RESUMABLE_SECRET_KEY"):
-        key = os.environ["RESUMABLE_SECRET_KEY"].encode()
+def configured_key() -> bytes | None:
+    """The key the user chose: configure(secret_key=...), else
+    RESUMABLE_SECRET_KEY, else the file RESUMABLE_SECRET_KEY_FILE names.
+    None when none of them is set."""
+    if _config.secret_key is not None:
+        return _config.secret_key
+    if os.environ.get("RESUMABLE_SECRET_KEY"):
+        return os.environ["RESUMABLE_SECRET_KEY"].encode()
+    path = os.environ.get("RESUMABLE_SECRET_KEY_FILE")
+    if path:
+        return _keys.read_key_file(Path(path))
+    return None
+
+
+def allow_unsigned() -> bool:
+    """configure(allow_unsigned=...), else RESUMABLE_ALLOW_UNSIGNED. A value
+    that is neither yes nor no is refused rather than read as either."""
+    if _config.allow_unsigned is not None:
+        return _config.allow_unsigned
+    text = os.environ.get("RESUMABLE_ALLOW_UNSIGNED", "").strip().lower()
+    if text in ("", "0", "false", "no", "off"):
+        return False
+    if text in ("1", "true", "yes", "on"):
+        return True
+    raise ValueError(f"RESUMABLE_ALLOW_UNSIGNED={text!r}: expected 1 or 0")
+
+
+def secret_key_for(store: Store) -> bytes | None:
+    """The key that signs `store`'s records, None for unsigned ones: the
+    configured key, else the store kind's default (`default_key_for`)."""
+    key = configured_key()
+    return key if key is not None else default_key_for(store)
+
+
+def default_key_for(store: Store) -> bytes | None:
+    """The key of a store when none is configured, by who else can write it
+    (`key_scope`): nobody (memory) stays unsigned; an opt-in to unsigned
+    records is honoured, with a warning; this user's files (SQLite) get the
+    per-user key; a shared server (Redis, unknown stores) is refused, since
+    unsigned records there let any of its clients run code in this process."""
+    scope = key_scope(store)
+    if scope == "process":
+        return None
+    if allow_unsigned():
+        _warn_unsigned(store)
+        return None
+    if scope == "user":
+        return _keys.user_key()
+    raise SecretKeyRequired(store.url)
+
+
+def _warn_unsigned(store: Store) -> None:
+    if store.url in _warned_unsigned:
+        return
+    _warned_unsigned.add(store.url)
+    log.warning(
+        "records are not signed",
+        store=store.url,
+        risk="anyone who can write to this store can run code in the processes that read it",
+        hint="configure a key (`resumable keygen`, RESUMABLE_SECRET_KEY) instead of "
+        "RESUMABLE_ALLOW_UNSIGNED / configure(allow_unsigned=True)",
+    )
+
+
+def codec_for(store: Store) -> Codec:
+    """The codec that reads and writes `store`'s records: its key (see
+    `secret_key_for`) and the configured fallback keys. A fallback key
+    without a configured key to write with is refused."""
     fallbacks = _config.secret_key_fallbacks
     if fallbacks is None:
         listed = os.environ.get("RESUMABLE_SECRET_KEY_FALLBACKS", "")
         fallbacks = tuple(k.strip().encode() for k in listed.split(",") if k.strip())
+    key = configured_key()
     if fallbacks and key is None:
         raise ValueError(
             "secret key fallbacks are set (RESUMABLE_SECRET_KEY_FALLBACKS or "
             "configure(secret_key_fallbacks=...)) but no key to write with: set "
             "RESUMABLE_SECRET_KEY to the new key (make one with `resumable keygen`)"
         )
+    if key is None:
+        key = default_key_for(store)
     return Codec(mode=_config.codec, secret_key=key, fallback_keys=fallbacks)
 
 
@@ -153,9 +240,10 @@ def settings(store: Store | str | None = None, on_code_change: OnCodeChange = "e
         raise ValueError(
             f"on_code_change={on_code_change!r}: expected one of {', '.join(ON_CODE_CHANGE)}"
         )
+    chosen = resolve_store(store)
     return Settings(
-        store=resolve_store(store),
-        codec=codec(),
+        store=chosen,
+        codec=codec_for(chosen),
         lease_ttl=_config.lease_ttl,
         on_code_change=on_code_change,
     )

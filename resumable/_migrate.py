@@ -118,13 +118,16 @@ async def sign_unsigned(
     execution is rewritten in one transaction under its lease; one a live
     process holds is skipped. Raises ValueError when no key is configured.
     """
-    codec = _config.codec()
+    chosen = _config.resolve_store(store)
+    # The key the store's runs sign with: the configured one, else the
+    # store's default (the per-user key of a SQLite file).
+    codec = _config.codec_for(chosen)
     if not codec.signed:
         raise ValueError(
             "signing needs a secret key: set RESUMABLE_SECRET_KEY (or configure(secret_key=...)) "
-            "to the key the store's processes will use; `resumable keygen` makes one"
+            "to the key the store's processes will use, or leave out "
+            "RESUMABLE_ALLOW_UNSIGNED; `resumable keygen` makes one"
         )
-    chosen = _config.resolve_store(store)
     found = await _executions(chosen, execution_ids)
     done = [
         await _migrate(chosen, codec, record, dry_run)

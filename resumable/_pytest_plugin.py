@@ -8,6 +8,7 @@ having the package installed adds nothing to every pytest start-up.
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -19,11 +20,16 @@ if TYPE_CHECKING:
 
 
 @pytest.fixture
-def resumable_store(tmp_path: Path) -> Iterator[SQLiteStore]:
+def resumable_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[SQLiteStore]:
     """A fresh SQLite store in `tmp_path`, the process default for the test
-    (executions started without `store=` use it), closed after."""
+    (executions started without `store=` use it), closed after. Unless
+    RESUMABLE_KEY_DIR is set, its per-user signing key is made in
+    `tmp_path` too: a test suite never writes to the home directory."""
     from resumable import _config
     from resumable.stores.sqlite import SQLiteStore
+
+    if not os.environ.get("RESUMABLE_KEY_DIR"):
+        monkeypatch.setenv("RESUMABLE_KEY_DIR", str(tmp_path / "resumable-keys"))
 
     store = SQLiteStore(tmp_path / "resumable.db")
     try:

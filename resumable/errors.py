@@ -19,11 +19,13 @@ __all__ = [
     "ExecutionCancelled",
     "ExecutionLocked",
     "ExecutionNotFound",
+    "KeyFileError",
     "LeaseLost",
     "LoopShapeError",
     "NonDeterminismError",
     "RecordTooLarge",
     "ResumableError",
+    "SecretKeyRequired",
     "StoreDamaged",
     "StorePermissionDenied",
     "StoreReadOnly",
@@ -384,3 +386,37 @@ class StoreReadOnly(StorePermissionDenied):
             "for this user (SQLite creates its -wal and -shm files beside the file), or "
             "copy the file somewhere writable and use that copy."
         )
+
+
+class SecretKeyRequired(ResumableError):
+    """A store others can write (Redis, or a store of unknown kind) would get
+    unsigned records: no secret key is configured and unsigned records were
+    not explicitly allowed. Raised before anything is written or read."""
+
+    def __init__(self, store: str) -> None:
+        self.store = store
+        super().__init__(store)
+
+    def _message(self) -> str:
+        return (
+            f"no secret key: records in {self.store} would be unsigned, and anyone who can "
+            "write to that server could run code in this process. HINT: make a key with "
+            "`resumable keygen` and give the same key to every process that uses the store "
+            "(RESUMABLE_SECRET_KEY, or RESUMABLE_SECRET_KEY_FILE naming a file that holds it); "
+            "or accept the risk with RESUMABLE_ALLOW_UNSIGNED=1 / configure(allow_unsigned=True)."
+        )
+
+
+class KeyFileError(ResumableError):
+    """A secret key file (the per-user default, or RESUMABLE_SECRET_KEY_FILE)
+    cannot be used: unreadable, empty, or open to other users. Nothing falls
+    back to unsigned records."""
+
+    def __init__(self, path: str, reason: str, hint: str) -> None:
+        self.path = path
+        self.reason = reason
+        self.hint = hint
+        super().__init__(path, reason, hint)
+
+    def _message(self) -> str:
+        return f"refusing the secret key file {self.path}: {self.reason}. HINT: {self.hint}."

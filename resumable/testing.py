@@ -6,8 +6,9 @@
   execution, crash it at each point in turn, resume it until it ends, and
   count how often each step, iteration and item started.
 * The `resumable_store` pytest fixture: a fresh SQLite store in `tmp_path`,
-  the process default for the test, closed after. Installing `resumable`
-  registers it (a `pytest11` entry point); nothing to import.
+  the process default for the test, closed after (its per-user signing key
+  is made in `tmp_path` too, unless RESUMABLE_KEY_DIR is set). Installing
+  `resumable` registers it (a `pytest11` entry point); nothing to import.
 """
 
 from __future__ import annotations

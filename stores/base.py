@@ -20,6 +20,20 @@ FINAL_STATUSES: frozenset[Status] = frozenset({"completed"})
 
 DEFAULT_MAX_RECORD_BYTES = 16 * 1024 * 1024
 
+# Who else could write a store's records, which decides the key that signs
+# them when none is configured (README, "Security"): "process" (only this
+# process: unsigned), "user" (files of this user: the per-user key file) or
+# "shared" (other hosts or users: a key must be configured).
+KeyScope = Literal["process", "user", "shared"]
+KEY_SCOPES: tuple[KeyScope, ...] = ("process", "user", "shared")
+
+
+def key_scope(store: object) -> KeyScope:
+    """The store's `key_scope`; a store without one (a user's own class)
+    counts as shared, the kind that needs a configured key."""
+    scope = getattr(store, "key_scope", "shared")
+    return scope if scope in KEY_SCOPES else "shared"
+
 
 @dataclass(frozen=True, slots=True)
 class ExecutionRecord:
@@ -143,6 +157,13 @@ class Store(Protocol):
       one flag (False for unknown ids): owners poll it twice a second, so it
       must not fetch the whole record.
     * A store never unpickles anything: values are opaque bytes.
+
+    Optional class attribute `key_scope` (`KeyScope`; read with `key_scope()`,
+    not part of the isinstance check): who else can write the store, which
+    picks the signing key when none is configured. "process" (MemoryStore)
+    stays unsigned, "user" (SQLiteStore) uses the per-user key file, and
+    "shared" (RedisStore, and any store without the attribute) refuses to run
+    without a configured key.
     """
 
     url: str  # safe to print: passwords are redacted

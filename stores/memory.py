@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Collection, Mapping
+from typing import ClassVar
 
 from resumable.errors import ExecutionNotFound
 from resumable.stores import _common
@@ -18,6 +19,7 @@ from resumable.stores.base import (
     DEFAULT_MAX_RECORD_BYTES,
     ExecutionRecord,
     ExecutionUpdate,
+    KeyScope,
     Lease,
     Status,
     StoreStats,
@@ -29,6 +31,7 @@ __all__ = ["MemoryStore"]
 class MemoryStore:
     """In-process store: `url` is ``memory://``."""
 
+    key_scope: ClassVar[KeyScope] = "process"
     url: str
     stats: StoreStats
 

@@ -40,7 +40,7 @@ import time
 import uuid
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
@@ -54,6 +54,7 @@ from resumable.stores.base import (
     DEFAULT_MAX_RECORD_BYTES,
     ExecutionRecord,
     ExecutionUpdate,
+    KeyScope,
     Lease,
     Status,
     StoreStats,
@@ -108,6 +109,7 @@ class RedisStore:
     Redis 5 or later (scripts that call TIME before writing).
     """
 
+    key_scope: ClassVar[KeyScope] = "shared"
     url: str
     stats: StoreStats
 

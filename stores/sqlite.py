@@ -28,7 +28,7 @@ import contextlib
 import os
 import sqlite3
 from collections.abc import Callable, Collection, Mapping
-from typing import Any, Literal, TypeVar
+from typing import Any, ClassVar, Literal, TypeVar
 from urllib.parse import quote
 
 from resumable.errors import ExecutionNotFound, StoreReadOnly, StoreUnavailable
@@ -39,6 +39,7 @@ from resumable.stores.base import (
     DEFAULT_MAX_RECORD_BYTES,
     ExecutionRecord,
     ExecutionUpdate,
+    KeyScope,
     Lease,
     Status,
     StoreStats,
@@ -70,6 +71,7 @@ class SQLiteStore:
     each process opens its own.
     """
 
+    key_scope: ClassVar[KeyScope] = "user"
     url: str
     stats: StoreStats
 

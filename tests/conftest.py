@@ -19,7 +19,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from redis_server import _redis_url, fresh_prefix, with_prefix  # noqa: F401 (_redis_url: a fixture)
+from redis_server import (  # noqa: F401 (_redis_url: a fixture)
+    TEST_KEY,
+    _redis_url,
+    fresh_prefix,
+    with_prefix,
+)
 
 from resumable.stores import MemoryStore, SQLiteStore, Store
 from resumable.stores.base import ExecutionRecord
@@ -34,6 +39,15 @@ if "RESUMABLE_CACHE_DIR" not in os.environ:
     os.environ["RESUMABLE_CACHE_DIR"] = tempfile.mkdtemp(prefix="resumable-test-cache-")
     atexit.register(shutil.rmtree, os.environ["RESUMABLE_CACHE_DIR"], ignore_errors=True)
 
+# The per-user key that signs SQLite stores when no key is configured is made
+# in a directory of the suite's own (subprocesses inherit it), never in the
+# real home directory.
+# XDG_CONFIG_HOME too, for a subprocess whose environment drops RESUMABLE_*.
+if "RESUMABLE_KEY_DIR" not in os.environ:
+    os.environ["RESUMABLE_KEY_DIR"] = tempfile.mkdtemp(prefix="resumable-test-keys-")
+    atexit.register(shutil.rmtree, os.environ["RESUMABLE_KEY_DIR"], ignore_errors=True)
+    os.environ["XDG_CONFIG_HOME"] = os.path.join(os.environ["RESUMABLE_KEY_DIR"], "xdg-config")
+
 StoreFactory = Callable[[pytest.FixtureRequest, Path, dict[str, Any]], Store]
 
 STORES: dict[str, StoreFactory] = {
@@ -46,6 +60,20 @@ STORES: dict[str, StoreFactory] = {
 }
 
 _ids = itertools.count()
+
+# Redis stores refuse to run without a key (README, "Security"), so every test
+# that uses Redis runs with one, as every deployment must (tests that start a
+# server of their own set it too). SQLite and memory tests run with none: they
+# exercise the defaults (the per-user key, unsigned).
+
+
+@pytest.fixture(autouse=True)
+def _key_for_redis(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    callspec = getattr(request.node, "callspec", None)
+    params = callspec.params.values() if callspec is not None else ()
+    uses_redis = "redis_url" in request.fixturenames or "redis" in params
+    if uses_redis and not os.environ.get("RESUMABLE_SECRET_KEY"):
+        monkeypatch.setenv("RESUMABLE_SECRET_KEY", TEST_KEY)
 
 
 def make_record(execution_id: str | None = None, **changes: Any) -> ExecutionRecord:

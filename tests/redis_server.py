@@ -27,6 +27,10 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import pytest
 
 _SESSION = uuid.uuid4().hex[:8]
+# Redis stores refuse to run without a key (README, "Security"): the key the
+# suite's Redis tests run with (set by tests/conftest.py, inherited by their
+# subprocesses).
+TEST_KEY = "test-key-for-redis-0123456789abcdef"
 _prefixes = iter(range(1_000_000))
 
 

@@ -38,33 +38,46 @@ from resumable.stores import open_store
 
 # -- the configuration ---------------------------------------------------------
 
-# THE switch. Every process of these tests (the pytest worker, the job that
-# builds the stores, the CLI) runs with exactly these variables. Today that
-# is a secret key, which is what the default configuration amounts to once
-# signing is on by default; to test "no configuration at all" instead, make
-# this {} (one line).
-CONFIGURATION: dict[str, str] = {"RESUMABLE_SECRET_KEY": "tamper-test-key"}
-# Taken out of every process's environment before CONFIGURATION goes in.
-_KEY_VARIABLES = ("RESUMABLE_SECRET_KEY", "RESUMABLE_SECRET_KEY_FALLBACKS")
+# The configuration every process of these tests runs with (the pytest
+# worker's library calls, the job that builds the stores, the CLI): the
+# default, the least a user configures. On SQLite that is nothing at all:
+# records are signed with the per-user key (here under the suite's
+# RESUMABLE_KEY_DIR, which every process inherits). On Redis the default
+# refuses to run without a key, so the least configuration is a key.
+REDIS_CONFIGURATION: dict[str, str] = {"RESUMABLE_SECRET_KEY": "tamper-test-key"}
+# Taken out of every process's environment before the configuration goes in.
+_KEY_VARIABLES = (
+    "RESUMABLE_SECRET_KEY",
+    "RESUMABLE_SECRET_KEY_FALLBACKS",
+    "RESUMABLE_SECRET_KEY_FILE",
+    "RESUMABLE_ALLOW_UNSIGNED",
+)
 
 
-def process_env() -> dict[str, str]:
+def configuration(url: str) -> dict[str, str]:
+    """The environment variables a process using the store at `url` gets."""
+    shared = url.startswith(("redis://", "rediss://", "unix://"))
+    return dict(REDIS_CONFIGURATION) if shared else {}
+
+
+def process_env(url: str) -> dict[str, str]:
     """The environment of a subprocess: the tests on the path, the configuration."""
     env = cli_env()
     for name in _KEY_VARIABLES:
         env.pop(name, None)
-    env.update(CONFIGURATION)
+    env.update(configuration(url))
     return env
 
 
 @contextlib.contextmanager
-def configured() -> Iterator[None]:
-    """This process in CONFIGURATION (for the library calls of a test)."""
-    names = (*CONFIGURATION, *_KEY_VARIABLES)
+def configured(url: str) -> Iterator[None]:
+    """This process in the configuration for `url` (for a test's library calls)."""
+    wanted = configuration(url)
+    names = (*wanted, *_KEY_VARIABLES)
     saved = {name: os.environ.get(name) for name in names}
     for name in _KEY_VARIABLES:
         os.environ.pop(name, None)
-    os.environ.update(CONFIGURATION)
+    os.environ.update(wanted)
     _config.reset()
     try:
         yield
@@ -75,6 +88,15 @@ def configured() -> Iterator[None]:
             else:
                 os.environ[name] = value
         _config.reset()
+
+
+def plain_header(data: bytes) -> Any:
+    """A stored header decoded as plain data, whatever signs it: for tests
+    that need its fields to know where to plant or flip, never to trust."""
+    from resumable.stores.codec import Codec
+
+    body = data[33:] if data[:1] == b"s" else data[17:] if data[:1] == b"c" else data
+    return Codec().loads_plain(body)
 
 
 # -- places --------------------------------------------------------------------
@@ -259,7 +281,7 @@ def _build(url: str) -> dict[str, str]:
     """Run jobs.tampered.build in a process of its own, which SIGKILLs itself."""
     # The carry audit (on in the whole suite) checks each of the loop's
     # 1000+ checkpoints, some 20 s here; the build is not what is tested.
-    env = {**process_env(), "RESUMABLE_AUDIT_CARRY": "0"}
+    env = {**process_env(url), "RESUMABLE_AUDIT_CARRY": "0"}
     ran = subprocess.run(
         [
             sys.executable,
@@ -396,7 +418,7 @@ def library_readers(url: str, execution_id: str, marker: Path | None = None) -> 
             await store.close()
         return found
 
-    with configured():
+    with configured(url):
         return asyncio.run(go())
 
 
@@ -420,6 +442,7 @@ def cli_batch(
     """Run the commands in one `python -m cli_batch` process (see there);
     each result's "marker" says whether its marker file appeared."""
     markers = markers or [None] * len(commands)
+    (url,) = {argv[argv.index("--store") + 1] for argv in commands}  # one store per batch
     batch = [
         {"argv": argv, "marker": None if marker is None else str(marker)}
         for argv, marker in zip(commands, markers, strict=True)
@@ -427,7 +450,7 @@ def cli_batch(
     ran = subprocess.run(
         [sys.executable, "-m", "cli_batch"],
         input=json.dumps(batch),
-        env=process_env(),
+        env=process_env(url),
         cwd=TESTS,
         capture_output=True,
         text=True,

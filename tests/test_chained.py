@@ -25,6 +25,7 @@ from resumable import (
     status,
 )
 from resumable.runtime import deltas, wire
+from resumable.stores.codec import Codec
 from resumable.testing import SimulatedCrash, crash_after
 
 
@@ -43,6 +44,9 @@ async def grow(n: int) -> tuple[int, list[str], dict[int, str], int]:
 
 def expected(n: int) -> tuple[int, list[str], dict[int, str], int]:
     return n, [f"r{i}" for i in range(n)][-3:], {i: f"v{i}" for i in range(n - 2, n)}, sum(range(n))
+
+
+KEYED = Codec(secret_key=b"chained-test-key")
 
 
 @pytest.fixture(name="signed")
@@ -190,7 +194,7 @@ class TestOneMacPerIteration:
         chained = rows(path, execution_id)["#0"]
         inner = chained[17:]  # "c", the 16-byte MAC, then the plain header
         assert inner[:1] == b"m"
-        signed = _config.codec().dumps_plain([4, [4, 4]], execution_id=execution_id, key="#0")
+        signed = KEYED.dumps_plain([4, [4, 4]], execution_id=execution_id, key="#0")
         first_deltas = {wire.delta_key("#0", name, 1) for name in ("results", "index")}
         for replacement, refused in ((inner, {"#0"}), (signed, first_deltas)):
             put(path, execution_id, "#0", replacement)
@@ -204,7 +208,7 @@ class TestOneMacPerIteration:
         path = tmp_path / "state.db"
         execution_id = await crashed(path, 10, after=5)
         chained = rows(path, execution_id)["#0"]
-        header = _config.codec().loads_plain(chained)
+        header = KEYED.loads_plain(chained)
         header[1] = [seq - 1 for seq in header[1]]
         forged = chained[:17] + b"m" + _packed(header)
         put(path, execution_id, "#0", forged)
@@ -215,7 +219,7 @@ class TestOneMacPerIteration:
         path = tmp_path / "state.db"
         execution_id = await crashed(path, 10, after=5)
         chained = rows(path, execution_id)["#0"]
-        header = _config.codec().loads_plain(chained)
+        header = KEYED.loads_plain(chained)
         carried = header[3][wire.CARRIED]
         header[3][wire.CARRIED] = carried[:-1] + bytes([carried[-1] ^ 1])
         put(path, execution_id, "#0", chained[:17] + b"m" + _packed(header))

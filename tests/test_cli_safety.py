@@ -10,12 +10,12 @@ import re
 import sqlite3
 import unicodedata
 
-import msgpack
 import pytest
 from clirun import cli, start_cli
 from jobs import watched
 from test_cli import one_line_error
 
+from resumable import _config
 from resumable._cli import progress, safe
 from resumable._cli.exitcodes import ExitCode
 from resumable.runtime.wire import LoopProgress, Progress
@@ -50,33 +50,57 @@ def assert_clean(result) -> None:
         assert not any(line.startswith("forged-row") for line in stream.splitlines())
 
 
+SIGNATURE = 32  # an HMAC-SHA256, after a signed blob's tag
+
+
 @pytest.fixture(name="planted")
 async def _planted(sqlite) -> dict[str, str]:
     """One execution per HOSTILE id, run through the library, then rewritten
     with sqlite3 as an attacker would: id, name, function, location, owner,
-    error text and result all hostile. Two of them failed, one running."""
+    error text and result all hostile. Two of them failed, one running.
+
+    The attacker here is after the terminal, not the signatures (those are
+    test_tampering's): the arguments and result are signed with the store's
+    own key for their new ids, so the commands get as far as printing them."""
     for key in HOSTILE:
         await watched.watched.options(execution_id=f"plain-{key}", store=sqlite)(2, 0.0)
     await sqlite.close()  # (reopened by the fixture's own close: a no-op)
+    codec = _config.codec_for(sqlite)
     with contextlib.closing(sqlite3.connect(sqlite.path)) as db, db:
         for key, hostile in HOSTILE.items():
+            (args,) = db.execute(
+                "SELECT args FROM executions WHERE id = ?", (f"plain-{key}",)
+            ).fetchone()
+            args = codec.loads(args, execution_id=f"plain-{key}", key="arguments")
             db.execute(
                 "UPDATE executions SET id = ?, name = ?, function = ?, location = ?, "
-                "owner = ?, result = ? WHERE id = ?",
+                "owner = ?, args = ?, result = ? WHERE id = ?",
                 (
                     hostile,
                     f"name-{hostile}",
                     f"jobs.nowhere:fn-{hostile}",
                     f"/src/{hostile}.py:7",
                     f"host-{hostile}:1:1",
-                    b"m" + msgpack.packb(f"result-{hostile}"),
+                    codec.dumps(args, execution_id=hostile, key="arguments"),
+                    codec.dumps(f"result-{hostile}", execution_id=hostile, key="result"),
                     f"plain-{key}",
                 ),
             )
-            db.execute(
-                "UPDATE checkpoints SET execution_id = ? WHERE execution_id = ?",
-                (hostile, f"plain-{key}"),
-            )
+            moved = db.execute(
+                "SELECT key, value FROM checkpoints WHERE execution_id = ?", (f"plain-{key}",)
+            ).fetchall()
+            for record, signed in moved:  # signed again for the id they move to
+                body = signed[1 + SIGNATURE :]
+                db.execute(
+                    "UPDATE checkpoints SET execution_id = ?, value = ? "
+                    "WHERE execution_id = ? AND key = ?",
+                    (
+                        hostile,
+                        b"s" + codec._sign(body, hostile, record) + body,
+                        f"plain-{key}",
+                        record,
+                    ),
+                )
         traceback = (
             "Traceback (most recent call last):\n  x\x1b[2J\nValueError: boom\x1b]0;t\x07\rforged"
         )

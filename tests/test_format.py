@@ -25,6 +25,7 @@ from resumable import (
     MemoryStore,
     RecordTooLarge,
     SQLiteStore,
+    _config,
     resume,
     status,
 )
@@ -198,14 +199,20 @@ FIXTURE_MODE: Final = "error" if sys.version_info[:2] == (3, 11) else "continue"
 
 @contextlib.asynccontextmanager
 async def _fixture_copy(tmp_path: Path, name: str) -> AsyncIterator[SQLiteStore]:
-    """A store on a copy of tests/data/`name` (tests change what they open)."""
+    """A store on a copy of tests/data/`name` (tests change what they open).
+
+    Older releases wrote these files unsigned: reading them takes the
+    documented opt-in, allow_unsigned, until `resumable migrate --sign`
+    signs them."""
     path = tmp_path / "state.db"
     shutil.copyfile(DATA / name, path)
     store = SQLiteStore(path)
+    _config.configure(allow_unsigned=True)
     try:
         yield store
     finally:
         await store.close()
+        _config.reset()
 
 
 class TestFirstReleaseStore:

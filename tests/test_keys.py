@@ -11,7 +11,7 @@ from jobs import watched
 
 from resumable import _config, resume
 from resumable.errors import CorruptCheckpoint
-from resumable.stores import Codec
+from resumable.stores import Codec, MemoryStore
 from resumable.testing import SimulatedCrash, crash_after
 
 OLD, NEW = b"old-key-0123456789", b"new-key-9876543210"
@@ -52,7 +52,7 @@ class TestConfiguredKeys:
     def test_the_environment_lists_fallbacks(self, monkeypatch):
         monkeypatch.setenv("RESUMABLE_SECRET_KEY", NEW.decode())
         monkeypatch.setenv("RESUMABLE_SECRET_KEY_FALLBACKS", f" {OLD.decode()} , other-old ,")
-        codec = _config.codec()
+        codec = _config.codec_for(MemoryStore())
         for key in (OLD, b"other-old", NEW):
             blob = Codec(secret_key=key).dumps(7, execution_id="e", key="k")
             assert codec.loads(blob, execution_id="e", key="k") == 7
@@ -61,7 +61,7 @@ class TestConfiguredKeys:
         monkeypatch.delenv("RESUMABLE_SECRET_KEY", raising=False)
         monkeypatch.setenv("RESUMABLE_SECRET_KEY_FALLBACKS", OLD.decode())
         with pytest.raises(ValueError, match=r"no key to write with.*resumable keygen"):
-            _config.codec()
+            _config.codec_for(MemoryStore())
 
     def test_configure_takes_a_list_of_fallbacks(self):
         with pytest.raises(TypeError, match="a list of keys"):
@@ -118,7 +118,7 @@ class TestKeygen:
 def test_a_list_of_keys_rotates():
     try:
         _config.configure(secret_key=["new-key", OLD])
-        codec = _config.codec()
+        codec = _config.codec_for(MemoryStore())
         old_blob = Codec(secret_key=OLD).dumps(1, execution_id="e", key="k")
         assert codec.loads(old_blob, execution_id="e", key="k") == 1
         written = codec.dumps(2, execution_id="e", key="k")

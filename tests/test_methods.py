@@ -85,7 +85,7 @@ class TestBound:
         run = await Crawler("g/", step=3).fetch.options(store=store).start(2)
         await run.result()
         record = await store.get(run.id)
-        stored_self = _arguments(record.args)[0][0]
+        stored_self = _arguments(store, record)[0][0]
         assert isinstance(stored_self, Crawler)
         assert (stored_self.base, stored_self.step) == ("g/", 3)
 
@@ -115,8 +115,9 @@ class TestBound:
         assert (await status(run.id, store=store)).function == "jobs.methods:Crawler.Inner.deep"
 
 
-def _arguments(blob: bytes) -> tuple[tuple[object, ...], dict[str, object]]:
-    args, kwargs = _config.codec().loads(blob, key="arguments")
+def _arguments(store, record) -> tuple[tuple[object, ...], dict[str, object]]:
+    codec = _config.codec_for(store)  # the store's key: signed by default on SQLite and Redis
+    args, kwargs = codec.loads(record.args, execution_id=record.id, key="arguments")
     return tuple(args), dict(kwargs)
 
 

@@ -20,7 +20,7 @@ import pytest
 import structlog
 from crashing import count, kill_after_lines, loop_done, resume_fresh, start
 from jobs import leases, pipeline
-from redis_server import RedisServer, with_prefix
+from redis_server import TEST_KEY, RedisServer, with_prefix
 from test_leases import snapshot, wait_until_lease_expired
 
 from resumable import StoreUnavailable, recover
@@ -28,6 +28,12 @@ from resumable.stores import open_store
 from resumable.stores.redis import RedisStore
 
 DELAY = 0.01
+
+
+@pytest.fixture(autouse=True)
+def _redis_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Redis stores need a key (README, "Security"); subprocesses inherit it."""
+    monkeypatch.setenv("RESUMABLE_SECRET_KEY", TEST_KEY)
 
 
 @pytest.fixture(name="server")

@@ -286,7 +286,7 @@ async def _compact(
     reads (those of finished iterations and items, which releases before
     format 3 left behind), under its lease; it stays resumable. The number
     of records removed, or None when someone resumed it meanwhile."""
-    codec = _config.codec()
+    codec = _config.codec_for(store)
     if dry_run:
         return len(wire.finished_scope_keys(record.id, await store.load(record.id), codec))
     lease = await _take_ended(store, record, cutoff)

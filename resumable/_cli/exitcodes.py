@@ -15,7 +15,9 @@ from resumable.errors import (
     CorruptCheckpoint,
     ExecutionLocked,
     ExecutionNotFound,
+    KeyFileError,
     NonDeterminismError,
+    SecretKeyRequired,
     StoreDamaged,
     StorePermissionDenied,
     StoreUnavailable,
@@ -34,6 +36,7 @@ class ExitCode(enum.IntEnum):
     NOT_IMPORTABLE = 8
     STORE_DAMAGED = 9
     PERMISSION_DENIED = 10
+    NO_SECRET_KEY = 11
     INTERRUPTED = 130
 
 
@@ -52,6 +55,8 @@ MEANINGS: dict[ExitCode, str] = {
     "with `sqlite3 FILE .recover`)",
     ExitCode.PERMISSION_DENIED: "permission denied: the store cannot be read, or it is read-only "
     "and the command writes",
+    ExitCode.NO_SECRET_KEY: "no usable secret key: the store is shared (Redis) and no key is "
+    "configured, or a key file was refused (see Security)",
     ExitCode.INTERRUPTED: "interrupted (Ctrl-C)",
 }
 
@@ -73,14 +78,25 @@ def for_error(error: BaseException) -> ExitCode:
         return ExitCode.CODE_CHANGED
     if isinstance(error, CorruptCheckpoint):
         return ExitCode.CORRUPT
+    if isinstance(error, SecretKeyRequired | KeyFileError):
+        return ExitCode.NO_SECRET_KEY
     # ExecutionCancelled, CheckpointError, and the user's own exceptions.
     return ExitCode.EXECUTION_FAILED
 
 
 def epilog() -> str:
-    """The table for `resumable --help`."""
+    """The table for `resumable --help`, and where the default key is (its
+    path only: nothing is created, or even read, to print help)."""
+    from resumable._keys import default_key_path
+
     lines = ["exit codes:"]
     lines.extend(f"  {int(code):>3}  {text.replace('`', '')}" for code, text in MEANINGS.items())
+    lines.append("")
+    lines.append(
+        f"secret key: records of local (SQLite) stores are signed with {default_key_path()}\n"
+        "(made on first use) unless RESUMABLE_SECRET_KEY or RESUMABLE_SECRET_KEY_FILE is set;\n"
+        "Redis stores need one of those (see `resumable keygen --help`)."
+    )
     return "\n".join(lines)
 
 

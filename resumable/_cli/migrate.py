@@ -23,7 +23,7 @@ from resumable.stores.url import redact_url
 async def migrate(args: argparse.Namespace, store: Store, out: TextIO) -> int:
     _check_usage(args)
     try:
-        signed = _config.codec().signed
+        signed = _config.codec_for(store).signed
     except ValueError as exc:  # a fallback key without a key to write with
         raise CommandError(str(exc), ExitCode.USAGE) from None
     if not signed:

@@ -191,8 +191,11 @@ def build() -> argparse.ArgumentParser:
         "keygen",
         help="print a new secret key for signing records (RESUMABLE_SECRET_KEY)",
         description="Print a new random secret key. Give it to every process that uses the "
-        "store, as RESUMABLE_SECRET_KEY; to rotate, make the old key a fallback "
-        "(RESUMABLE_SECRET_KEY_FALLBACKS) until every execution signed with it has ended.",
+        "store, as RESUMABLE_SECRET_KEY, or write it with --file and point "
+        "RESUMABLE_SECRET_KEY_FILE at the file; to rotate, make the old key a fallback "
+        "(RESUMABLE_SECRET_KEY_FALLBACKS) until every execution signed with it has ended. "
+        "Without either, SQLite stores use a per-user key file made on first use (see "
+        "`resumable --help`) and Redis stores refuse to run.",
     )
     keygen.add_argument(
         "--file",

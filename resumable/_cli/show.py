@@ -39,9 +39,9 @@ async def show(args: argparse.Namespace, store: Store, out: TextIO) -> int:
     if args.follow:
         return await follow(store, args.id, out, args.interval, as_json=args.json)
     snap = await snapshot(args.id, store, relations=True)
-    decoded, failure = _values(snap) if args.values else ([], None)
+    decoded, failure = _values(snap, store) if args.values else ([], None)
     if args.json:
-        data = show_json(snap, with_values=False)
+        data = show_json(snap)
         if args.values:
             data["values"] = [{"name": name, "repr": text} for name, text in decoded]
             data["values_error"] = None if failure is None else str(failure)
@@ -60,11 +60,15 @@ async def show(args: argparse.Namespace, store: Store, out: TextIO) -> int:
     return ExitCode.OK
 
 
-def _values(snap: Snapshot) -> tuple[list[tuple[str, str]], ResumableError | CommandError | None]:
+def _values(
+    snap: Snapshot, store: Store
+) -> tuple[list[tuple[str, str]], ResumableError | CommandError | None]:
     """The decoded arguments, or the one-line error that says why they
-    cannot be (`--values` unpickles, so anything may go wrong)."""
+    cannot be (`--values` unpickles, so anything may go wrong). The store's
+    key reads them, resolved as a run resolves it (SecretKeyRequired, and a
+    refused key file, are errors like any other here)."""
     try:
-        return values.values(snap.record.args, _config.codec(), snap.record.id), None
+        return values.values(snap.record.args, _config.codec_for(store), snap.record.id), None
     except ResumableError as exc:
         return [], exc
     except Exception as exc:
@@ -169,7 +173,7 @@ def _children_lines(
     return lines
 
 
-def show_json(snap: Snapshot, *, with_values: bool) -> dict[str, Any]:
+def show_json(snap: Snapshot) -> dict[str, Any]:
     described, problem = _arguments(snap)
     data = fmt.execution_json(snap.status)
     data.update(
@@ -183,10 +187,6 @@ def show_json(snap: Snapshot, *, with_values: bool) -> dict[str, Any]:
     )
     if snap.children is not None:  # read for `show`; `--follow` does not (see Snapshot)
         data["children"] = [fmt.execution_json(kid) for kid in snap.children]
-    if with_values:
-        decoded, failure = _values(snap)
-        data["values"] = [{"name": name, "repr": text} for name, text in decoded]
-        data["values_error"] = None if failure is None else str(failure)
     return data
 
 
@@ -266,7 +266,7 @@ async def follow(
             elif (key := _change_key(snap)) != last:
                 last = key
                 if as_json:
-                    out.write(safe.json(show_json(snap, with_values=False), indent=None) + "\n")
+                    out.write(safe.json(show_json(snap), indent=None) + "\n")
                 else:
                     stamp = time.strftime("%H:%M:%S")
                     out.write(f"[{stamp}] " + "\n".join(lines) + "\n")

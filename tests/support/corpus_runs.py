@@ -73,8 +73,17 @@ class Run:
         return f"{self.command}: {died}{error}\n--- stderr (tail) ---\n{self.tail()}"
 
 
+# The suite's keys pass through: the per-user key's directory (never the
+# real home directory) and the key that Redis tests run with.
+_KEPT = ("RESUMABLE_KEY_DIR", "RESUMABLE_SECRET_KEY")
+
+
 def environment(hash_seed: int, **faults: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("RESUMABLE_", "PYTHONHASH"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k in _KEPT or not k.startswith(("RESUMABLE_", "PYTHONHASH"))
+    }
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")]))
     env["PYTHONHASHSEED"] = str(hash_seed)
     env["RESUMABLE_AUDIT_CARRY"] = "1"
