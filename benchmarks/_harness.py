@@ -23,7 +23,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -179,6 +179,48 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+T = TypeVar("T")
+
+# A shared store (Redis) refuses to run without a key, by default: the
+# benchmarks configure one there, as a user must. Local stores keep their
+# defaults (memory unsigned, SQLite signed with the per-user key).
+BENCH_KEY = "benchmark-key-0123456789abcdef0123456789abcd"
+
+
+@contextmanager
+def environment(**env: str) -> Iterator[None]:
+    """These environment variables set while the block runs (the runtime
+    reads its key when an execution starts)."""
+    before = {name: os.environ.get(name) for name in env}
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def with_env(measure: Callable[[], T], **env: str) -> Callable[[], T]:
+    """`measure`, run with these environment variables set."""
+
+    def run() -> T:
+        with environment(**env):
+            return measure()
+
+    return run
+
+
+def keyed_if_shared(label: str, measure: Callable[[], T]) -> Callable[[], T]:
+    """`measure` with a key when `label` is a shared store that needs one
+    (and none is configured already)."""
+    if label != "redis" or os.environ.get("RESUMABLE_SECRET_KEY"):
+        return measure
+    return with_env(measure, RESUMABLE_SECRET_KEY=BENCH_KEY)
 
 
 @contextmanager

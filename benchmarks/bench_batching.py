@@ -14,7 +14,15 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks._harness import Report, Sample, arguments, interleaved, redis_server, repeat
+from benchmarks._harness import (
+    Report,
+    Sample,
+    arguments,
+    interleaved,
+    keyed_if_shared,
+    redis_server,
+    repeat,
+)
 from resumable import aiter_checkpointed, amap, open_store, resumable
 
 
@@ -70,8 +78,9 @@ def main() -> None:
                 )
             }
             for label, store in opened.items():
-                cases[f"{ms} ms  {label:6s} amap(concurrency=100)"] = lambda s=store, lat=latency: (
-                    timed(lambda: batched.options(store=s)(n, lat))
+                cases[f"{ms} ms  {label:6s} amap(concurrency=100)"] = keyed_if_shared(
+                    label,
+                    lambda s=store, lat=latency: timed(lambda: batched.options(store=s)(n, lat)),
                 )
             fast = {
                 name: report.add(Sample(name, values))
@@ -86,8 +95,11 @@ def main() -> None:
                         f"{ms} ms  {label:6s} sequential aiter_checkpointed",
                         repeat(
                             seq_runs,
-                            lambda s=store, lat=latency: timed(
-                                lambda: sequential.options(store=s)(n, lat)
+                            keyed_if_shared(
+                                label,
+                                lambda s=store, lat=latency: timed(
+                                    lambda: sequential.options(store=s)(n, lat)
+                                ),
                             ),
                         ),
                     )

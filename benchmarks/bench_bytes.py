@@ -16,7 +16,7 @@ import asyncio
 import tempfile
 from pathlib import Path
 
-from benchmarks._harness import Report, Sample, arguments, redis_server
+from benchmarks._harness import Report, Sample, arguments, keyed_if_shared, redis_server
 from resumable import aiter_checkpointed, open_store, resumable
 
 RESULT = 200
@@ -94,7 +94,7 @@ def main() -> None:
             for shape, job in (("list", build), ("dict", build_dict), ("set", build_set)):
                 before = store.stats.bytes_written
                 server_before = asyncio.run(server_input_bytes(url)) if label == "redis" else 0
-                asyncio.run(job.options(store=store)(n))
+                keyed_if_shared(label, lambda j=job, s=store: asyncio.run(j.options(store=s)(n)))()
                 written = store.stats.bytes_written - before
                 what = f"{label}, {shape}"
                 report.add(Sample(f"{what}: bytes the store wrote", [written], "B"))

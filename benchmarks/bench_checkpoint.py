@@ -13,7 +13,6 @@ measured in the same run.
 from __future__ import annotations
 
 import asyncio
-import os
 import sqlite3
 import tempfile
 import time
@@ -24,8 +23,10 @@ from benchmarks._harness import (
     Sample,
     arguments,
     interleaved,
+    keyed_if_shared,
     overhead_per_unit,
     redis_server,
+    with_env,
 )
 from resumable import aiter_checkpointed, amap, open_store, resumable
 
@@ -75,24 +76,6 @@ async def passes_no_list(n: int) -> int:
 # Signing is measured as users run it: the key comes from the environment,
 # which the runtime reads when an execution starts.
 _KEY = "bench-key-0123456789abcdef0123456789abcdef"
-
-
-def with_env(measure, **env: str):
-    """`measure`, run with these environment variables set."""
-
-    def run() -> float:
-        before = {name: os.environ.get(name) for name in env}
-        os.environ.update(env)
-        try:
-            return measure()
-        finally:
-            for name, value in before.items():
-                if value is None:
-                    os.environ.pop(name, None)
-                else:
-                    os.environ[name] = value
-
-    return run
 
 
 def whole_loop(function, store, n: int) -> float:
@@ -284,11 +267,11 @@ def main() -> None:
                     "redis: raw SET in a pipeline, per command": lambda: asyncio.run(
                         raw_redis(redis_url, n, True)
                     ),
-                    "redis: checkpointed loop, per iteration": lambda: per_iteration(
-                        counter_loop, store, n
+                    "redis: checkpointed loop, per iteration": keyed_if_shared(
+                        "redis", lambda: per_iteration(counter_loop, store, n)
                     ),
-                    "redis: amap item checkpoint, group commit (64 concurrent)": lambda: per_item(
-                        store, n
+                    "redis: amap item checkpoint, group commit (64 concurrent)": keyed_if_shared(
+                        "redis", lambda: per_item(store, n)
                     ),
                 },
             )

@@ -442,7 +442,10 @@ def cli_batch(
     """Run the commands in one `python -m cli_batch` process (see there);
     each result's "marker" says whether its marker file appeared."""
     markers = markers or [None] * len(commands)
-    (url,) = {argv[argv.index("--store") + 1] for argv in commands}  # one store per batch
+    # One store kind per batch (the copies of one built store): one configuration.
+    urls = {argv[argv.index("--store") + 1] for argv in commands}
+    assert len({str(sorted(configuration(u).items())) for u in urls}) == 1, urls
+    url = next(iter(urls))
     batch = [
         {"argv": argv, "marker": None if marker is None else str(marker)}
         for argv, marker in zip(commands, markers, strict=True)

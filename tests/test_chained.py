@@ -239,6 +239,7 @@ class TestOneMacPerIteration:
         path = tmp_path / "state.db"
         execution_id = await crashed(path, 10, after=5)
         _config.reset()
+        configure(allow_unsigned=True)
         with pytest.raises(CorruptCheckpoint, match="set RESUMABLE_SECRET_KEY"):
             await resumed(path, execution_id)
 
@@ -313,12 +314,16 @@ class TestOlderFormats:
         finally:
             _config.reset()
 
-    async def test_without_a_key_format_4_writes_plain_records(self, tmp_path: Path):
-        path = tmp_path / "state.db"
-        execution_id = await crashed(path, 10, after=5)
-        found = rows(path, execution_id)
-        assert {value[:1] for value in found.values()} == {b"m"}
-        assert await resumed(path, execution_id) == expected(10)
+    async def test_unsigned_format_4_writes_plain_records(self, tmp_path: Path):
+        configure(allow_unsigned=True)
+        try:
+            path = tmp_path / "state.db"
+            execution_id = await crashed(path, 10, after=5)
+            found = rows(path, execution_id)
+            assert {value[:1] for value in found.values()} == {b"m"}
+            assert await resumed(path, execution_id) == expected(10)
+        finally:
+            _config.reset()
 
 
 def _flip(value: bytes, where: int) -> bytes:

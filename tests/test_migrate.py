@@ -26,7 +26,7 @@ from crashing import RESUME_SNIPPET, TESTS, count, loop_done, read_store, start
 from jobs import format1, format2, unsigned
 from test_format import DATA, FIXTURE_MODE
 
-from resumable import CorruptCheckpoint, SQLiteStore, resume, sign_unsigned, status
+from resumable import CorruptCheckpoint, SQLiteStore, _config, resume, sign_unsigned, status
 from resumable._cli.exitcodes import ExitCode
 from resumable.runtime import deltas, wire
 from resumable.stores import Store
@@ -45,7 +45,10 @@ def keyed(**extra: str) -> dict[str, str]:
 
 
 def unkeyed() -> dict[str, str]:
-    env = cli_env()
+    """A process as an older release ran: no key, and records unsigned (the
+    documented opt-out; without it a SQLite store is signed with the per-user
+    key)."""
+    env = cli_env(RESUMABLE_ALLOW_UNSIGNED="1")
     env.pop("RESUMABLE_SECRET_KEY", None)
     env.pop("RESUMABLE_SECRET_KEY_FALLBACKS", None)
     return env
@@ -93,12 +96,28 @@ def _no_key(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def start_unsigned(store_url: str, execution_id: str, log: Path, delay: float):
+    """The job as an older, unsigned release ran it (see `unkeyed`)."""
     env_key = os.environ.pop("RESUMABLE_SECRET_KEY", None)
+    os.environ["RESUMABLE_ALLOW_UNSIGNED"] = "1"
     try:
         return start(store_url, execution_id, "unsigned.building", N, log, delay)
     finally:
+        del os.environ["RESUMABLE_ALLOW_UNSIGNED"]
         if env_key is not None:
             os.environ["RESUMABLE_SECRET_KEY"] = env_key
+
+
+def unsigned_loop_done(store_url: str, execution_id: str) -> int:
+    """`loop_done`, read as the unsigned release that wrote it would."""
+    saved = {name: os.environ.pop(name, None) for name in ("RESUMABLE_SECRET_KEY",)}
+    os.environ["RESUMABLE_ALLOW_UNSIGNED"] = "1"
+    _config.reset()
+    try:
+        return loop_done(store_url, execution_id)
+    finally:
+        del os.environ["RESUMABLE_ALLOW_UNSIGNED"]
+        os.environ.update({name: value for name, value in saved.items() if value is not None})
+        _config.reset()
 
 
 def kill_when_logged(process: subprocess.Popen[str], log: Path, lines: int) -> bool:
@@ -135,7 +154,7 @@ class TestKilledUnsignedRun:
         log = tmp_path / "effects.log"
         child = start_unsigned(store_url, execution_id, log, DELAY)
         assert kill_when_logged(child, log, KILL_AT), "the job ended before the kill"
-        done = loop_done(store_url, execution_id)
+        done = unsigned_loop_done(store_url, execution_id)
         assert done > deltas.FOLD, done  # chunks were folded
         before = stored(store_url, execution_id)[1]
         kinds = {wire.parse_key(key).kind for key in before}
@@ -365,8 +384,9 @@ class TestWhatItSignsAndWhatNot:
         other = await sqlite.get("other")
         assert other is not None and other.args[:1] == b"m"
 
-    async def test_no_key_is_a_clear_error(self, sqlite, url):
+    async def test_no_key_is_a_clear_error(self, sqlite, url, monkeypatch):
         await _plant(sqlite, "nokey", {})
+        monkeypatch.setenv("RESUMABLE_ALLOW_UNSIGNED", "1")
         with pytest.raises(ValueError, match="signing needs a secret key"):
             await sign_unsigned(sqlite)
         found = cli("migrate", "--sign", "--all", store=url, env=unkeyed())
@@ -374,6 +394,18 @@ class TestWhatItSignsAndWhatNot:
         assert "signing needs a secret key" in found.stderr
         record = await sqlite.get("nokey")
         assert record is not None and record.args == b"m\x92\x90\x80"
+
+    async def test_sqlite_without_configuration_signs_with_the_user_key(self, sqlite, url):
+        """The upgrade of a local store is one command: its runs sign with
+        the per-user key, and so does migrate."""
+        await _plant(sqlite, "local", {"#0+xs.0": Codec().dumps([1])})
+        done = cli("migrate", "--sign", "local", store=url, env=cli_env())
+        assert done.returncode == ExitCode.OK, done.stderr
+        assert "local: signed 2 records" in done.stdout
+        record = await sqlite.get("local")
+        assert record is not None
+        user = _config.codec_for(sqlite)
+        assert user.loads(record.args, execution_id="local", key="arguments") == [[], {}]
 
     async def test_usage(self, sqlite, url):
         await _plant(sqlite, "u", {})

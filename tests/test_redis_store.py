@@ -244,6 +244,9 @@ class TestLayout:
         lease = await store.create(make_record("e1"), "owner-a", 0.01)
         await asyncio.sleep(0.05)
         tag = f"{{{store.prefix}:e1}}"
+        # The store calls Functions; this test sends the script itself, so it
+        # loads it (it used to rely on another test having done so).
+        assert peek.script_load(lua.SCRIPTS["acquire"].source) == lua.SCRIPTS["acquire"].sha
         first = peek.evalsha(lua.SCRIPTS["acquire"].sha, 1, tag, "owner-b", "30", "", "n1")
         again = peek.evalsha(lua.SCRIPTS["acquire"].sha, 1, tag, "owner-b", "30", "", "n1")
         other = peek.evalsha(lua.SCRIPTS["acquire"].sha, 1, tag, "owner-b", "30", "", "n2")
