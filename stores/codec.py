@@ -11,7 +11,7 @@ before it touches the payload:
 * ``s`` + HMAC-SHA256 (32 bytes) + one of the above: a signed blob. The
   signature is checked before the payload is decoded, so a tampered or foreign
   record is refused before any of it is unpickled.
-* ``c`` + HMAC-SHA256 truncated to 16 bytes + ``m`` blob: a *chained* header
+* ``c`` + a 16-byte keyed BLAKE2b MAC + ``m`` blob: a *chained* header
   (format 4 loop headers). Its MAC also covers bytes the caller derives from
   other records (`bound`: digests of the loop's delta records, which carry
   no signature of their own), so one 17-byte tag per iteration
@@ -59,10 +59,14 @@ _CHAINED = ord("c")
 _CHAINED_TAG = b"c"
 _MAC_SIZE = hashlib.sha256().digest_size
 # 128 bits: a forgery must guess the tag, and every guess costs the attacker
-# a resume that refuses it (RFC 4868 truncates HMAC-SHA256 the same way).
-# It is written with every loop iteration, where 16 bytes fewer keep the
-# store within 1.5x of the payload (DESIGN §11).
+# a resume that refuses it. It is written with every loop iteration, where
+# 16 bytes fewer than HMAC-SHA256 keep the store within 1.5x of the payload
+# (DESIGN §11). Keyed BLAKE2b (RFC 7693's MAC mode), pre-keyed once and
+# copied per record: about 0.8 us here against 2-3 us for Python's HMAC
+# wrapper, on the per-iteration path. Its key is derived from the secret
+# key (HMAC-SHA256 of a label), so secret keys of any length work.
 _CHAINED_MAC_SIZE = 16
+_CHAINED_PERSON = b"resumable.chain"
 # Absorbed into the HMAC state once, so signatures made for this format can
 # never be confused with some other use of the same secret key (nor a
 # chained tag with a truncated whole-blob signature).
@@ -219,8 +223,8 @@ class Codec:
 
     _mac: hmac.HMAC | None
     _fallbacks: tuple[hmac.HMAC, ...]
-    # The same keys, absorbed under the chained-header domain.
-    _chained: tuple[hmac.HMAC, ...]
+    # The same keys, as pre-keyed BLAKE2b states for chained headers.
+    _chained: tuple[hashlib.blake2b, ...]
     _mode: CodecMode
     _packers: _Packers
 
@@ -254,7 +258,7 @@ class Codec:
         self._mac = None if secret_key is None else _keyed(secret_key)
         self._fallbacks = tuple(_keyed(key) for key in fallback_keys)
         keys = () if secret_key is None else (secret_key, *fallback_keys)
-        self._chained = tuple(_keyed(key, _CHAINED_DOMAIN) for key in keys)
+        self._chained = tuple(_chain_keyed(key) for key in keys)
 
     @property
     def mode(self) -> CodecMode:
@@ -334,7 +338,7 @@ class Codec:
         blob = _MSGPACK_TAG + packed[1:]
         if self._mac is None:
             return blob
-        mac = _mac_of(self._chained[0], blob, execution_id, key, bound)[:_CHAINED_MAC_SIZE]
+        mac = _mac_of(self._chained[0], blob, execution_id, key, bound)
         return _CHAINED_TAG + mac + blob
 
     def open_chained(
@@ -365,7 +369,7 @@ class Codec:
             raise corrupt("the signed record is truncated")
         tag, blob = data[1:start], memoryview(data)[start:]
         if not any(
-            hmac.compare_digest(tag, _mac_of(keyed, blob, execution_id, key, bound)[: start - 1])
+            hmac.compare_digest(tag, _mac_of(keyed, blob, execution_id, key, bound))
             for keyed in self._chained
         ):
             raise corrupt(
@@ -576,8 +580,13 @@ class Codec:
         return _sign(self._mac, blob, execution_id, key)
 
 
-def _keyed(secret_key: bytes, domain: bytes = _MAC_DOMAIN) -> hmac.HMAC:
-    return hmac.new(secret_key, domain, hashlib.sha256)
+def _keyed(secret_key: bytes) -> hmac.HMAC:
+    return hmac.new(secret_key, _MAC_DOMAIN, hashlib.sha256)
+
+
+def _chain_keyed(secret_key: bytes) -> hashlib.blake2b:
+    derived = hmac.digest(secret_key, _CHAINED_DOMAIN, "sha256")
+    return hashlib.blake2b(key=derived, digest_size=_CHAINED_MAC_SIZE, person=_CHAINED_PERSON)
 
 
 def _sign(keyed: hmac.HMAC, blob: bytes | memoryview, execution_id: str, key: str) -> bytes:
@@ -590,7 +599,7 @@ def _sign(keyed: hmac.HMAC, blob: bytes | memoryview, execution_id: str, key: st
 
 
 def _mac_of(
-    keyed: hmac.HMAC, blob: bytes | memoryview, execution_id: str, key: str, bound: bytes
+    keyed: hashlib.blake2b, blob: bytes | memoryview, execution_id: str, key: str, bound: bytes
 ) -> bytes:
     # `bound` is length-prefixed too, so it cannot be shifted into the blob.
     mac = keyed.copy()
