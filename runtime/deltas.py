@@ -213,8 +213,8 @@ def bound(
     delta-written value's chain, derived from the raw records (nothing is
     decoded). `described`: the header's {name: [kind, seq, fold]}."""
     chains: dict[str, bytes] = {}
-    for name, (_, seq, fold) in described.items():
-        seq, fold = int(seq), int(fold)
+    for name, (_, last, per_chunk) in described.items():
+        seq, fold = int(last), int(per_chunk)
         folded = seq - seq % fold if fold else 0
         chain = _chain_of(records, key, name, folded, seq)
         if chain is None:

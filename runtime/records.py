@@ -78,7 +78,7 @@ def verify(
         raise CheckpointError(where, ", ".join(values), "dict", exc.reason) from None
 
 
-def dump_value(  # noqa: PLR0917
+def dump_value(
     context: ExecutionContext, value: Any, where: str, what: str, key: str, *, sign: bool = True
 ) -> bytes:
     try:

@@ -597,9 +597,11 @@ def _normal(header: object) -> object:
     if not isinstance(header, list) or not header or type(header[0]) is not int:
         return header
     found: dict[str, Any] = {KIND: LOOP, INDEX: header[0]}
-    for name, value in zip((SEQS, DIGEST), header[1:3], strict=False):
-        if value is not None:
-            found[name] = value
+    found.update(
+        (name, value)
+        for name, value in zip((SEQS, DIGEST), header[1:3], strict=False)
+        if value is not None
+    )
     if len(header) > 3:
         rest = header[3]
         if len(header) > 4 or not isinstance(rest, dict) or KIND in rest or INDEX in rest:
