@@ -538,8 +538,9 @@ class Codec:
             tag = view[0]
         elif self._mac is not None and not verified:
             raise corrupt(
-                "the record is not signed, and unsigned records are refused while a secret "
-                "key is set: it was probably written by an older release, which did not sign "
+                "the record is not signed, and unsigned records are refused while this "
+                "process signs (with a configured key, or a local store's per-user key): it "
+                "was probably written by an older release, which did not sign "
                 "records (or by a process without the key), unless someone tampered with it. "
                 "If only your own processes have written this store, sign its records once "
                 f"with `resumable migrate --sign {execution_id}`"
