@@ -271,7 +271,11 @@ class TestSecretKeyFile:
         )(6)
         await store.close()
         key = path.read_text().strip().encode()
-        args = (await SQLiteStore(tmp_path / "state.db").get(execution_id)).args
+        reader = SQLiteStore(tmp_path / "state.db")
+        try:
+            args = (await reader.get(execution_id)).args
+        finally:
+            await reader.close()  # 3.13 warns of an unclosed sqlite3 connection
         assert Codec(secret_key=key).loads(args, execution_id=execution_id, key="arguments")
         assert all(blob[:1] == SIGNED_TAG for blob in stored_blobs(tmp_path / "state.db"))
         assert not key_path(tmp_path).exists()  # the per-user key was not needed
