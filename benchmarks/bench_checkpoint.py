@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 from benchmarks._harness import (
+    BENCH_KEY,
     Report,
     Sample,
     arguments,
@@ -71,11 +72,6 @@ async def passes_no_list(n: int) -> int:
     async for i in aiter_checkpointed(range(n)):
         total += lookup_nothing(i)
     return total
-
-
-# Signing is measured as users run it: the key comes from the environment,
-# which the runtime reads when an execution starts.
-_KEY = "bench-key-0123456789abcdef0123456789abcdef"
 
 
 def whole_loop(function, store, n: int) -> float:
@@ -186,12 +182,13 @@ def main() -> None:
                         appending_loop, store, n
                     ),
                     "memory, with a key: loop carrying a counter (signed)": with_env(
-                        lambda: per_iteration(counter_loop, store, n), RESUMABLE_SECRET_KEY=_KEY
+                        lambda: per_iteration(counter_loop, store, n),
+                        RESUMABLE_SECRET_KEY=BENCH_KEY,
                     ),
                     "memory, with a key: loop appending to a list (one MAC per iteration)": (
                         with_env(
                             lambda: per_iteration(appending_loop, store, n),
-                            RESUMABLE_SECRET_KEY=_KEY,
+                            RESUMABLE_SECRET_KEY=BENCH_KEY,
                         )
                     ),
                 },

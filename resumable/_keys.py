@@ -72,12 +72,7 @@ def read_key_file(path: Path) -> bytes:
     Its owner and read permissions are left to the deployment (a secret
     mounted read-only by an orchestrator is often root's and 0444), but a
     file others may write is refused: whoever rewrites it chooses the key."""
-    try:
-        text, info = _read(path)
-    except OSError as exc:
-        raise KeyFileError(
-            str(path), f"cannot read it ({exc.strerror or exc})", _FILE_HINT
-        ) from None
+    text, info = _read(path, _FILE_HINT)
     if _CHECK_MODES and info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
         raise KeyFileError(str(path), _mode_text(info, "writable"), _chmod_hint(path))
     return _key_text(path, text, _FILE_HINT)
@@ -146,12 +141,7 @@ def _read_private(path: Path) -> bytes:
     moment for a file another process has just created and is writing."""
     deadline = time.monotonic() + _HALF_WRITTEN_WAIT
     while True:
-        try:
-            text, info = _read(path)
-        except OSError as exc:
-            raise KeyFileError(
-                str(path), f"cannot read it ({exc.strerror or exc})", _USER_HINT
-            ) from None
+        text, info = _read(path, _USER_HINT)
         problem = _exposure(info, 0o077, "readable or writable")
         if problem is not None:
             raise KeyFileError(str(path), problem, _chmod_hint(path))
@@ -169,11 +159,15 @@ _USER_HINT = (
 )
 
 
-def _read(path: Path) -> tuple[str, os.stat_result]:
+def _read(path: Path, hint: str) -> tuple[str, os.stat_result]:
     """The file's text and the status of the very file read (fstat on the
-    open descriptor: no window for a swap between the check and the read)."""
-    with open(path, encoding="ascii", errors="replace") as file:
-        return file.read(), os.fstat(file.fileno())
+    open descriptor: no window for a swap between the check and the read);
+    a `KeyFileError` with `hint` when it cannot be read."""
+    try:
+        with open(path, encoding="ascii", errors="replace") as file:
+            return file.read(), os.fstat(file.fileno())
+    except OSError as exc:
+        raise KeyFileError(str(path), f"cannot read it ({exc.strerror or exc})", hint) from None
 
 
 def _key_text(path: Path, text: str, hint: str) -> bytes:

@@ -166,10 +166,12 @@ def rebuild(
     described: list[Any],
     load: Load,
     load_delta: Load | None = None,
+    keep_chain: bool = False,
 ) -> tuple[Any, Track]:
     """The value from its base, chunks and deltas, and its track.
     `load_delta`: how delta records are decoded, when the caller has
-    checked them through the loop header's chain (else `load`)."""
+    checked them through the loop header's chain (else `load`).
+    `keep_chain`: the writer goes on chaining (format 4 with a key)."""
     kind, seq, fold = described[0], int(described[1]), int(described[2])
     folded = seq - seq % fold if fold else 0
 
@@ -198,9 +200,10 @@ def rebuild(
         apply(value, change)
     track = _fresh(kind, value)
     track.seq, track.fold = seq, fold  # format 1 lists (fold 0) go on unfolded
-    # A chained writer goes on from here; its chain must cover these deltas
-    # however they were authenticated (a chained header, or each one signed).
-    track.chain = _chain_of(records, key, name, folded, seq) or b""
+    if keep_chain:
+        # Its chain must cover these deltas however they were authenticated
+        # (a chained header, or each one signed).
+        track.chain = _chain_of(records, key, name, folded, seq) or b""
     # The next chunk folds these too (their records go when it is written).
     track.pending = unfolded if fold else []
     return value, track

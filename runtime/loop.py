@@ -323,6 +323,7 @@ class CheckpointedLoop(AsyncIterator[T], Generic[T]):
                     if chained
                     else None
                 ),
+                keep_chain=context.format >= wire.CHAINED_FORMAT and context.codec.signed,
             )
         frames.restore(self._frame, values, in_place)
         # A value restored into the object the frame already held is that

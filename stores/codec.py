@@ -345,21 +345,14 @@ class Codec:
         self, data: bytes, bound: bytes, *, execution_id: str = "?", key: str = "?"
     ) -> Any:
         """Decode a record `dumps_chained` wrote, after checking its MAC over
-        the record and `bound`. With a key, anything else is refused (a
-        chained record cannot be swapped for an unsigned or per-blob one:
-        its reader trusts the records `bound` covers because of it)."""
+        the record and `bound`; anything else is refused. Callers pick this
+        over `loads` by the record's tag (`is_chained`)."""
 
         def corrupt(reason: str) -> CorruptCheckpoint:
             return CorruptCheckpoint(execution_id, key, reason)
 
         if data[:1] != _CHAINED_TAG:
-            if self._mac is not None:
-                raise corrupt(
-                    "a loop header that is not authenticated with its delta records, "
-                    "which a key requires from format 4 on (it was replaced, or written "
-                    "without RESUMABLE_SECRET_KEY)"
-                )
-            return self.loads_plain(data, execution_id=execution_id, key=key)
+            raise corrupt("not a chained record")
         if self._mac is None:
             raise corrupt(
                 "this record is signed; set RESUMABLE_SECRET_KEY to the key it was written with"
@@ -397,10 +390,19 @@ class Codec:
         keys for this place, checked without decoding anything."""
         if blob[:1] != _SIGNED_TAG or len(blob) <= 1 + _MAC_SIZE:
             return False
-        signature, body = blob[1 : 1 + _MAC_SIZE], memoryview(blob)[1 + _MAC_SIZE :]
+        body = memoryview(blob)[1 + _MAC_SIZE :]
+        return self._holds(blob[1 : 1 + _MAC_SIZE], body, execution_id, key)
+
+    def _holds(
+        self, signature: bytes, body: bytes | memoryview, execution_id: str, key: str
+    ) -> bool:
+        """Whether `signature` is one of this codec's keys' (the writing key
+        or a fallback) over `body` at this place."""
+        if self._mac is None:
+            return False
         return any(
             hmac.compare_digest(signature, _sign(mac, body, execution_id, key))
-            for mac in ((self._mac, *self._fallbacks) if self._mac is not None else ())
+            for mac in (self._mac, *self._fallbacks)
         )
 
     @staticmethod
@@ -527,10 +529,7 @@ class Codec:
                 raise corrupt("the signed record is truncated")
             signature = data[1 : 1 + _MAC_SIZE]
             view = view[1 + _MAC_SIZE :]
-            if not any(
-                hmac.compare_digest(signature, _sign(mac, view, execution_id, key))
-                for mac in (self._mac, *self._fallbacks)
-            ):
+            if not self._holds(signature, view, execution_id, key):
                 raise corrupt(
                     "its signature does not match (it was changed, moved from another record, "
                     "or signed with another key)"
@@ -592,11 +591,14 @@ def _chain_keyed(secret_key: bytes) -> hashlib.blake2b:
 
 def _sign(keyed: hmac.HMAC, blob: bytes | memoryview, execution_id: str, key: str) -> bytes:
     mac = keyed.copy()  # the key is already absorbed: cheaper than hmac.new
-    # The place is length-prefixed so that ("ab", "c") and ("a", "bc") differ.
-    place = f"{len(execution_id)}:{execution_id}{len(key)}:{key}".encode()
-    mac.update(place)
+    mac.update(_place(execution_id, key).encode())
     mac.update(blob)
     return mac.digest()
+
+
+def _place(execution_id: str, key: str) -> str:
+    # Length-prefixed, so that ("ab", "c") and ("a", "bc") differ.
+    return f"{len(execution_id)}:{execution_id}{len(key)}:{key}"
 
 
 def _mac_of(
@@ -604,7 +606,7 @@ def _mac_of(
 ) -> bytes:
     # `bound` is length-prefixed too, so it cannot be shifted into the blob.
     mac = keyed.copy()
-    mac.update(f"{len(execution_id)}:{execution_id}{len(key)}:{key}{len(bound)}:".encode())
+    mac.update(f"{_place(execution_id, key)}{len(bound)}:".encode())
     mac.update(bound)
     mac.update(blob)
     return mac.digest()

@@ -84,10 +84,13 @@ def count(log: Path) -> Counter[str]:
         return Counter()
 
 
-def kill_after_lines(process: subprocess.Popen[str], log: Path, lines: int, extra: float) -> bool:
+def kill_after_lines(
+    process: subprocess.Popen[str], log: Path, lines: int, extra: float, *, patience: float = 30
+) -> bool:
     """SIGKILL `process` once `log` has `lines` lines plus `extra` seconds.
-    Returns False if the process ended by itself first."""
-    deadline = time.monotonic() + 30
+    Returns False if the process ended by itself first. `patience`: seconds
+    without reaching `lines` before the job counts as stuck."""
+    deadline = time.monotonic() + patience
     while count(log).total() < lines:
         if process.poll() is not None:
             process.communicate()

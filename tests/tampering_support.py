@@ -119,6 +119,15 @@ CHILD = "child"
 # Where a reader starts from: the execution whose resume reads the place.
 TARGETS = {"killed": "killed", CHILD: "killed", "completed": "completed", "failed": "failed"}
 
+
+def target_of(ids: dict[str, str], place: Place) -> tuple[str, str, tuple[str, str]]:
+    """For a changed `place`: the execution its readers read (TARGETS), that
+    execution's id, and the ids an honest error may name (the changed
+    execution's or the target's)."""
+    target = TARGETS[place.execution]
+    return target, ids[target], (ids[place.execution], ids[target])
+
+
 # What each place name of the tests means, by the job's program order
 # (tests/jobs/tampered.py): (execution, column) or (execution, key pattern,
 # "first" or "last" of the keys it matches, in store order by sequence).

@@ -24,7 +24,6 @@ from pathlib import Path
 import pytest
 from tampering_support import (
     PLACES,
-    TARGETS,
     Bases,
     Place,
     StoreCopy,
@@ -33,6 +32,7 @@ from tampering_support import (
     judge_library,
     library_readers,
     plain_header,
+    target_of,
 )
 
 from resumable.runtime import wire
@@ -74,9 +74,7 @@ def resume_flipped(
     built = base(kind)
     probe = built.copy(copy_dir / "probe")
     data = probe.read(place)
-    target = TARGETS[place.execution]
-    execution_id = built.ids[target]
-    named = (built.ids[place.execution], execution_id)
+    target, execution_id, named = target_of(built.ids, place)
     problems: list[str] = []
     commands: list[list[str]] = []
     labels: list[str] = []
@@ -103,8 +101,7 @@ def test_flipped_byte_refused_or_harmless(base, tmp_path: Path, kind: str, name:
     built = base(kind)
     place = built.copy(tmp_path / "resolve").resolve(name)
     problems, commands, labels = resume_flipped(base, kind, tmp_path, place, expected, cli=True)
-    target = TARGETS[place.execution]
-    named = (built.ids[place.execution], built.ids[target])
+    target, _, named = target_of(built.ids, place)
     pristine_cli = expected["cli"][target]
     # The pristine batch ends with `resume` and `--json resume`.
     pristine_resume = {False: pristine_cli[-2], True: pristine_cli[-1]}

@@ -22,7 +22,15 @@ from pathlib import Path
 
 import pytest
 from clirun import cli, cli_env
-from crashing import RESUME_SNIPPET, TESTS, count, loop_done, read_store, start
+from crashing import (
+    RESUME_SNIPPET,
+    TESTS,
+    count,
+    kill_after_lines,
+    loop_done,
+    read_store,
+    start,
+)
 from jobs import format1, format2, unsigned
 from test_format import DATA, FIXTURE_MODE
 
@@ -120,31 +128,6 @@ def unsigned_loop_done(store_url: str, execution_id: str) -> int:
         _config.reset()
 
 
-def kill_when_logged(process: subprocess.Popen[str], log: Path, lines: int) -> bool:
-    """SIGKILL `process` once `log` has `lines` lines (False if it ended
-    first). Patient: with the suite's carry audit on, a busy machine runs
-    the job's loop slowly."""
-    deadline = time.monotonic() + 180
-    while _lines(log) < lines:
-        if process.poll() is not None:
-            process.communicate()
-            return False
-        if time.monotonic() > deadline:
-            process.kill()
-            raise AssertionError(f"no progress: {process.communicate()}")
-        time.sleep(0.005)
-    os.kill(process.pid, signal.SIGKILL)
-    process.communicate()
-    return True
-
-
-def _lines(log: Path) -> int:
-    try:
-        return log.read_bytes().count(b"\n")
-    except FileNotFoundError:
-        return 0
-
-
 class TestKilledUnsignedRun:
     """An unsigned run killed mid-loop: refused with a key, signed by the
     command, then resumed to the exact result of an uninterrupted run."""
@@ -153,7 +136,10 @@ class TestKilledUnsignedRun:
         execution_id = uuid.uuid4().hex
         log = tmp_path / "effects.log"
         child = start_unsigned(store_url, execution_id, log, DELAY)
-        assert kill_when_logged(child, log, KILL_AT), "the job ended before the kill"
+        # Patient: with the suite's carry audit on, a busy machine runs the
+        # job's loop slowly.
+        killed = kill_after_lines(child, log, KILL_AT, 0, patience=180)
+        assert killed, "the job ended before the kill"
         done = unsigned_loop_done(store_url, execution_id)
         assert done > deltas.FOLD, done  # chunks were folded
         before = stored(store_url, execution_id)[1]

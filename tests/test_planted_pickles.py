@@ -30,7 +30,6 @@ import pytest
 from clirun import cli
 from tampering_support import (
     PLACES,
-    TARGETS,
     Bases,
     Place,
     Planted,
@@ -41,6 +40,7 @@ from tampering_support import (
     library_readers,
     plain_header,
     process_env,
+    target_of,
 )
 
 from resumable.runtime import wire
@@ -113,9 +113,7 @@ def test_planted_pickle_never_runs(base, tmp_path: Path, kind: str, name: str):
     probe = built.copy(tmp_path / "probe")
     place = probe.resolve(name)
     original = probe.read(place)
-    target = TARGETS[place.execution]
-    execution_id = built.ids[target]
-    named = (built.ids[place.execution], execution_id)
+    target, execution_id, named = target_of(built.ids, place)
     problems: list[str] = []
     commands: list[list[str]] = []
     labels: list[str] = []

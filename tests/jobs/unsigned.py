@@ -10,6 +10,7 @@ import asyncio
 from fractions import Fraction
 from pathlib import Path
 
+from jobs import format2
 from resumable import aiter_checkpointed, amap, random, resumable, step
 
 
@@ -81,23 +82,10 @@ async def building(n: int, log_path: str, delay: float) -> dict[str, object]:
 
 
 def expected(n: int) -> dict[str, object]:
-    total = sum(2 * i for i in range(10))
-    by_key: dict[str, int] = {}
-    seen: set[int] = set()
-    for i in range(n):
-        total += i
-        by_key[str(i)] = i
-        if i % 5 == 0:
-            del by_key[str(i // 2)]
-        seen.add(i % 1800)
-        if i % 9 == 0:
-            seen.discard(i // 3)
+    """The loop's list, dict and set change as format2's job's do."""
     return {
-        "total": total,
+        **format2.expected(n),
         "weight": str(Fraction(n, 2)),
         "refused": "no",
-        "squares": [i * i for i in range(n)],
-        "by_key": by_key,
-        "seen": sorted(seen),
         "labels": sorted({f"label {k}" for k in range(min(n, 3))}),
     }
