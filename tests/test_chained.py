@@ -13,6 +13,7 @@ from contextlib import closing
 from pathlib import Path
 
 import pytest
+from support.planted import Planted
 
 from resumable import (
     CorruptCheckpoint,
@@ -95,16 +96,6 @@ async def resumed(path: Path, execution_id: str) -> object:
         await store.close()
 
 
-class _Marker:
-    """Unpickling it creates a file: the proof that a planted pickle ran."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def __reduce__(self):
-        return (Path.touch, (self.path,))
-
-
 @pytest.mark.usefixtures("signed")
 class TestOneMacPerIteration:
     async def test_the_header_is_chained_and_the_deltas_unsigned(self, tmp_path: Path):
@@ -177,7 +168,7 @@ class TestOneMacPerIteration:
         path = tmp_path / "state.db"
         execution_id = await crashed(path, 10, after=5)
         marker = tmp_path / "ran"
-        planted = pickle.dumps(_Marker(marker))
+        planted = pickle.dumps(Planted(marker))
         for tag in (b"p", b"l", b"m", b""):
             put(path, execution_id, wire.delta_key("#0", "results", 2), tag + planted)
             with pytest.raises(CorruptCheckpoint):

@@ -23,6 +23,7 @@ from clirun import cli, cli_env, kill, start_job, wait_for_loop
 from jobs import carry
 from redis_server import with_prefix
 from structlog.testing import capture_logs
+from support.planted import Planted
 
 from resumable import (
     CorruptCheckpoint,
@@ -81,16 +82,6 @@ def stored_blobs(db_path: Path) -> list[bytes]:
     return blobs
 
 
-class _Planted:
-    """Unpickling it creates `path`: the proof that a reader ran store code."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def __reduce__(self):
-        return (Path.touch, (self.path,))
-
-
 class TestSQLiteSignsWithTheUserKey:
     async def test_records_are_signed_without_configuration(self, tmp_path):
         store = SQLiteStore(tmp_path / "state.db")
@@ -121,7 +112,7 @@ class TestSQLiteSignsWithTheUserKey:
         store = SQLiteStore(db_path)
         execution_id = await crashed_run(store)
         marker = tmp_path / "ran"
-        planted = b"p" + pickle.dumps(_Planted(marker))
+        planted = b"p" + pickle.dumps(Planted(marker))
         with closing(sqlite3.connect(db_path)) as db, db:
             db.execute("UPDATE checkpoints SET value = ?", (planted,))
             db.execute("UPDATE executions SET args = ?", (planted,))

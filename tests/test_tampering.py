@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from clirun import cli, cli_env
 from jobs import carry
+from support.planted import Planted
 
 from resumable import CorruptCheckpoint, SQLiteStore, _config, configure, resume, status
 from resumable.testing import SimulatedCrash, crash_after
@@ -90,16 +91,6 @@ class TestTamperedCheckpoint:
         await store.close()
 
 
-class _Planted:
-    """Unpickling it creates `path`: the proof that a reader ran store code."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def __reduce__(self):
-        return (Path.touch, (self.path,))
-
-
 class TestReadersThatRunNoCode:
     """`status()`, `show`, `list` and `gc` read headers only, and a header is
     plain data: a pickle planted in one is refused, never unpickled, with or
@@ -113,7 +104,7 @@ class TestReadersThatRunNoCode:
             store = SQLiteStore(tmp_path / "state.db")
             execution_id = await crashed_run(store)
             marker = tmp_path / "ran"
-            planted = b"p" + pickle.dumps(_Planted(marker))
+            planted = b"p" + pickle.dumps(Planted(marker))
             with closing(sqlite3.connect(tmp_path / "state.db")) as db, db:
                 keys = [k for (k,) in db.execute("SELECT key FROM checkpoints")]
                 db.execute("UPDATE checkpoints SET value = ?", (planted,))
