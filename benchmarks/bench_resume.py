@@ -69,14 +69,14 @@ async def kept_results(n: int) -> list[str]:
 SHOWER = """
 import asyncio, io, sys, time
 from benchmarks import bench_resume
-from resumable._api import snapshot
+from resumable._executions import snapshot
 from resumable._cli import formatting, show
 from resumable.stores import open_store
 async def main():
     store = open_store(sys.argv[2])
     began = time.perf_counter()
     snap = await snapshot(sys.argv[1], store, relations=True)
-    formatting.dump(show.show_json(snap, with_values=False), io.StringIO())
+    formatting.dump(show.show_json(snap), io.StringIO())
     print(time.perf_counter() - began)
     await store.close()
 asyncio.run(main())

@@ -7,7 +7,10 @@ continues from the last finished iteration, in any process.
 
 from __future__ import annotations
 
-from resumable._api import (
+from resumable._checkpointed import aiter_checkpointed
+from resumable._config import configure
+from resumable._decorator import BoundResumable, Execution, ResumableFunction, resumable
+from resumable._executions import (
     ExecutionStatus,
     cancel,
     list_executions,
@@ -15,10 +18,7 @@ from resumable._api import (
     resume,
     status,
 )
-from resumable._config import configure
-from resumable._decorator import BoundResumable, Execution, ResumableFunction, resumable
 from resumable._fanout import AMap, agather, amap
-from resumable._helpers import aiter_checkpointed
 from resumable._journal import Current, current, now, random, sleep, uuid4
 from resumable._migrate import MigrationReport, sign_unsigned
 from resumable._step import Step, step

@@ -22,7 +22,7 @@ from resumable.runtime import engine, fingerprint, ids, references
 from resumable.runtime.context import current_execution
 
 if TYPE_CHECKING:
-    from resumable._api import ExecutionStatus
+    from resumable._executions import ExecutionStatus
     from resumable.stores.base import Store
 
 P = ParamSpec("P")
@@ -45,14 +45,14 @@ class Execution(Generic[R]):
         return await asyncio.shield(self._task)
 
     async def status(self) -> ExecutionStatus:
-        from resumable._api import status
+        from resumable._executions import status
 
         return await status(self.id, store=self._store)
 
     async def cancel(self) -> None:
         """Cancel the run at its next await and wait until it stopped;
         checkpoints are kept and `resume` continues it."""
-        from resumable._api import cancel
+        from resumable._executions import cancel
 
         if not self._task.done():
             await cancel(self.id, store=self._store)

@@ -66,8 +66,8 @@ async def _watch(
 ) -> int:
     """Draw the child's progress as `resumable show --follow` does (read
     from the store, by another process) until `stop` API calls were made."""
-    from resumable._api import snapshot
     from resumable._cli import progress
+    from resumable._executions import snapshot
     from resumable.errors import ExecutionNotFound
     from resumable.stores import open_store
 

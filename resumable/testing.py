@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from resumable import _config
-from resumable._api import resume
 from resumable._decorator import ResumableFunction
+from resumable._executions import resume
 from resumable.runtime import audit, events
 from resumable.runtime.faults import CrashPlan, SimulatedCrash, crash_plan
 from resumable.stores.base import Store

@@ -14,7 +14,7 @@ import pprint
 import time
 from typing import Any, TextIO
 
-from resumable import _api, _config
+from resumable import _config, _executions
 from resumable._cli import formatting as fmt
 from resumable._cli import safe
 from resumable._cli.exitcodes import CommandError, ExitCode, for_error
@@ -80,7 +80,7 @@ async def run(args: argparse.Namespace, out: TextIO) -> int:
 
 
 async def list_(args: argparse.Namespace, store: Store, out: TextIO) -> int:
-    views = await _api.list_executions(
+    views = await _executions.list_executions(
         store=store, status=args.status, function=args.function, limit=args.limit
     )
     if args.json:
@@ -155,7 +155,7 @@ async def resume(args: argparse.Namespace, store: Store, out: TextIO) -> int:
     if record.status != "completed":
         _importable(record)
     try:
-        result = await _api.resume(args.id, store=store, on_code_change=args.on_code_change)
+        result = await _executions.resume(args.id, store=store, on_code_change=args.on_code_change)
     except Exception as exc:
         raise _outcome_error(args.id, exc) from None
     if args.json:
@@ -183,7 +183,7 @@ async def cancel(args: argparse.Namespace, store: Store, out: TextIO) -> int:
         message = f"execution {args.id} already {record.status}: nothing to cancel"
         requested = False
     else:
-        await _api.cancel(args.id, store=store)
+        await _executions.cancel(args.id, store=store)
         record = await store.get(args.id) or record
         requested = record.status == "running"
         if requested:
@@ -202,7 +202,7 @@ async def cancel(args: argparse.Namespace, store: Store, out: TextIO) -> int:
 
 
 async def recover(args: argparse.Namespace, store: Store, out: TextIO) -> int:
-    outcomes = await _api.recover(store=store, on_code_change=args.on_code_change)
+    outcomes = await _executions.recover(store=store, on_code_change=args.on_code_change)
     report: list[dict[str, str | None]] = []
     for execution_id, outcome in outcomes.items():
         record = await store.get(execution_id)

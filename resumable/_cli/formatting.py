@@ -13,8 +13,8 @@ import time
 from collections.abc import Sequence
 from typing import Any, TextIO
 
-from resumable._api import ExecutionStatus
 from resumable._cli import safe
+from resumable._executions import ExecutionStatus
 from resumable.runtime.wire import FanoutProgress, LoopProgress
 
 

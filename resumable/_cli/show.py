@@ -20,10 +20,10 @@ from collections.abc import Callable
 from typing import Any, TextIO
 
 from resumable import _config
-from resumable._api import ExecutionStatus, Snapshot, snapshot
 from resumable._cli import formatting as fmt
 from resumable._cli import progress, safe, values
 from resumable._cli.exitcodes import CommandError, ExitCode
+from resumable._executions import ExecutionStatus, Snapshot, snapshot
 from resumable.errors import ResumableError
 from resumable.stores.base import STATUSES, Store
 

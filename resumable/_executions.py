@@ -1,4 +1,4 @@
-"""`resume`, `status` and `list_executions`: executions by id, from any process."""
+"""Execution management: resume, cancel, recover, status, list, and the snapshot `show` reads."""
 
 from __future__ import annotations
 
