@@ -20,7 +20,7 @@ import structlog
 from resumable import _keys
 from resumable.errors import SecretKeyRequired
 from resumable.runtime import analysis_cache, audit
-from resumable.runtime.engine import ON_CODE_CHANGE, OnCodeChange, Settings
+from resumable.runtime.engine import OnCodeChange, Settings, check_on_code_change
 from resumable.stores import Codec, Store, open_store
 from resumable.stores.base import key_scope
 
@@ -236,10 +236,7 @@ def codec_for(store: Store) -> Codec:
 
 
 def settings(store: Store | str | None = None, on_code_change: OnCodeChange = "error") -> Settings:
-    if on_code_change not in ON_CODE_CHANGE:
-        raise ValueError(
-            f"on_code_change={on_code_change!r}: expected one of {', '.join(ON_CODE_CHANGE)}"
-        )
+    check_on_code_change(on_code_change)
     chosen = resolve_store(store)
     return Settings(
         store=chosen,

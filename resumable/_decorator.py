@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, Self, Ty
 from resumable import _config
 from resumable.runtime import engine, fingerprint, ids, references
 from resumable.runtime.context import current_execution
+from resumable.runtime.registry import REGISTRY
 
 if TYPE_CHECKING:
     from resumable._executions import ExecutionStatus
@@ -87,11 +88,7 @@ class _Configured(Generic[P, R]):
         self._store = store
         self._on_code_change = on_code_change
         self._bound = bound
-        if on_code_change not in engine.ON_CODE_CHANGE:
-            raise ValueError(
-                f"on_code_change={on_code_change!r}: expected one of "
-                f"{', '.join(engine.ON_CODE_CHANGE)}"
-            )
+        engine.check_on_code_change(on_code_change)
 
     async def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         execution = await self.start(*args, **kwargs)
@@ -117,18 +114,13 @@ class _Configured(Generic[P, R]):
             )
             return Execution(child.execution_id, child.outcome, child.store)
         settings = _config.settings(self._store, self._on_code_change)
-        prepared = await engine.prepare_new(
-            target, call_args, kwargs, self._execution_id, settings, bound=bool(self._bound)
+        # Completed already (the id is an idempotency key): nothing runs.
+        started = await engine.start_or_resume(
+            settings,
+            execution_id=self._execution_id,
+            call=engine.Call(target, call_args, kwargs, bound=bool(self._bound)),
         )
-        if isinstance(prepared, engine.Finished):
-            # Completed already (the id is an idempotency key): nothing runs.
-            done: asyncio.Future[R] = asyncio.get_running_loop().create_future()
-            done.set_result(prepared.result)
-            return Execution(prepared.execution_id, done, settings.store)
-        run_task: asyncio.Task[R] = asyncio.get_running_loop().create_task(
-            engine.run(prepared, settings)
-        )
-        return Execution(prepared.record.id, run_task, settings.store)
+        return Execution(started.execution_id, started.outcome, settings.store)
 
     def _check_store(self, parent_store: Store, parent_id: str) -> None:
         """A child execution lives in its parent's store (the parent's replay
@@ -175,16 +167,15 @@ class ResumableFunction(Generic[P, R]):
                 f"@resumable needs an `async def` function; {function.__qualname__} is not one"
             )
         functools.update_wrapper(self, function)
-        code = function.__code__
         self.target = engine.Target(
             function=function,
             reference=references.reference_of(function),
             name=name or function.__qualname__,
-            location=f"{code.co_filename}:{code.co_firstlineno}",
+            location=references.location_of(function),
             fingerprint=fingerprint.fingerprint(function, version),
             keep_checkpoints=bool(keep_checkpoints),
         )
-        engine.defined[self.target.reference] = self.target
+        REGISTRY.defined[self.target.reference] = self.target
         self._defaults: _Configured[P, R] = _Configured(self, None, store, on_code_change)
         self._store = store
         self._on_code_change = on_code_change

@@ -13,8 +13,10 @@ from resumable.errors import (
     ExecutionNotFound,
     FormatVersionError,
     ResumableError,
+    describe_owner,
 )
-from resumable.runtime import engine, identity, ids, wire
+from resumable.runtime import engine, ids, wire
+from resumable.runtime.registry import REGISTRY
 from resumable.runtime.wire import (
     FanoutProgress,
     LoopProgress,
@@ -53,15 +55,13 @@ class ExecutionStatus:
 
     @property
     def owner_description(self) -> str:
-        return identity.describe(self.owner)
+        return describe_owner(self.owner)
 
     @property
     def orphaned(self) -> bool:
         """Running, but its owner is gone (lease expired, or a dead process
         of this host): `resume` or `recover` can take it over now."""
-        return self.status == "running" and (
-            self.lease_expires_at <= time.time() or identity.is_dead_local(self.owner)
-        )
+        return REGISTRY.is_orphan(self)
 
 
 async def resume(
@@ -80,10 +80,8 @@ async def resume(
     """
     ids.check(execution_id, "resume()")
     settings = _config.settings(store, on_code_change)
-    prepared = await engine.prepare_existing(execution_id, settings)
-    if isinstance(prepared, engine.Finished):
-        return prepared.result
-    return await asyncio.get_running_loop().create_task(engine.run(prepared, settings))
+    started = await engine.start_or_resume(settings, execution_id=execution_id)
+    return await started.outcome
 
 
 async def cancel(execution_id: str, *, store: Store | str | None = None) -> None:
@@ -98,7 +96,7 @@ async def cancel(execution_id: str, *, store: Store | str | None = None) -> None
     the parent resumes them.
     """
     ids.check(execution_id, "cancel()")
-    here = engine.running.get(execution_id)
+    here = REGISTRY.running.get(execution_id)
     settings = here.settings if here is not None else _config.settings(store)
     task = engine.cancel_local(execution_id)
     if task is not None:
@@ -143,21 +141,15 @@ async def recover(
     now = time.time()
     orphans = [
         record
-        for record in await settings.store.list(status="running", limit=100_000)
-        if record.id not in engine.running
-        and (record.lease_expires_at <= now or identity.is_dead_local(record.owner))
-        and not await _parent_runs(settings.store, record)
+        for record in await settings.store.list(status="running", limit=engine.EVERYTHING)
+        if REGISTRY.is_orphan(record, now) and not await _parent_runs(settings.store, record)
     ]
 
     async def one(execution_id: str) -> Any:
         try:
-            prepared = await engine.prepare_existing(execution_id, settings)
-            if isinstance(prepared, engine.Finished):
-                return prepared.result
-            return await engine.run(prepared, settings)
-        except ExecutionLocked as exc:  # another recoverer was faster
-            return exc
-        except Exception as exc:
+            started = await engine.start_or_resume(settings, execution_id=execution_id)
+            return await started.outcome
+        except Exception as exc:  # ExecutionLocked: another recoverer was faster
             return exc
 
     outcomes = await asyncio.gather(*(one(record.id) for record in orphans))

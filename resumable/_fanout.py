@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import sys
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Generator, Iterable
 from typing import Any, Generic, TypeVar
 
+from resumable.runtime import references
 from resumable.runtime.fanout import Fanout, Outcome, Plan
 from resumable.runtime.retry import RetriesArg, as_policy, check_timeout
 
@@ -22,11 +22,6 @@ async def _aiterate(iterable: Iterable[T] | AsyncIterable[T]) -> AsyncIterator[T
     else:
         for item in iterable:
             yield item
-
-
-def _caller_location(depth: int = 2) -> str:
-    frame = sys._getframe(depth)
-    return f"{frame.f_code.co_filename}:{frame.f_lineno}"
 
 
 def _check_concurrency(concurrency: int | None, owner: str) -> None:
@@ -93,7 +88,7 @@ def amap(
     plan = Plan(
         kind="map",
         site=f"amap({getattr(fn, '__qualname__', type(fn).__qualname__)})",
-        location=_caller_location(),
+        location=references.caller_location(),
         concurrency=concurrency,
         ordered=ordered,
         policy=as_policy(retries, "amap"),
@@ -144,7 +139,7 @@ async def agather(
     plan = Plan(
         kind="gather",
         site="agather",
-        location=_caller_location(),
+        location=references.caller_location(),
         concurrency=concurrency or max(1, len(awaitables)),
         ordered=True,
         policy=None,

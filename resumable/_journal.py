@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import random as _random
-import sys
 import time
 import uuid as _uuid
 from collections.abc import Callable
@@ -19,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from resumable.errors import CorruptCheckpoint
-from resumable.runtime import records, wire
+from resumable.runtime import records, references, wire
 from resumable.runtime.context import ExecutionContext, current_execution, position
 
 __all__ = ["Current", "current", "now", "random", "sleep", "uuid4"]
@@ -54,12 +53,6 @@ def current() -> Current:
     return Current(context.execution_id, context.resumed, position.get())
 
 
-def _where(depth: int = 2) -> str:
-    """file:line of the user's call (`depth` frames above our caller)."""
-    frame = sys._getframe(depth)
-    return f"{frame.f_code.co_filename}:{frame.f_lineno}"
-
-
 def _journaled(
     name: str, produce: Callable[[], T], encode: Callable[[T], Any], decode: Callable[[Any], T]
 ) -> T:
@@ -67,7 +60,7 @@ def _journaled(
     if context is None:
         return produce()
     key = context.next_position(f"resumable.{name}()")
-    where = _where(3)  # _where <- _journaled <- now() <- the user's code
+    where = references.caller_location()
     header = records.read(context, key, wire.JOURNALED, name, where)
     if header is not None:
         try:
@@ -111,7 +104,7 @@ async def sleep(seconds: float) -> None:
     if context is None:
         await asyncio.sleep(seconds)
         return
-    wake = await _wake_time(context, seconds, _where())
+    wake = await _wake_time(context, seconds, references.caller_location())
     remaining = wake - time.time()
     if remaining > 0:
         await asyncio.sleep(remaining)

@@ -28,15 +28,21 @@ error). `wire.py` documents the record kinds and header fields.
 from __future__ import annotations
 
 import contextlib
-import time
 import zlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from resumable import _config
-from resumable.errors import CorruptCheckpoint, ExecutionLocked, ExecutionNotFound, LeaseLost
-from resumable.runtime import deltas, engine, identity, wire
+from resumable.errors import (
+    CorruptCheckpoint,
+    ExecutionLocked,
+    ExecutionNotFound,
+    LeaseLost,
+    describe_owner,
+)
+from resumable.runtime import deltas, engine, wire
+from resumable.runtime.registry import REGISTRY
 from resumable.stores.base import ExecutionRecord, ExecutionUpdate, Store
 from resumable.stores.codec import Codec
 
@@ -168,7 +174,7 @@ async def _migrate(
 ) -> ExecutionMigration:
     if dry_run:
         # Nothing is taken or written: the plan of what is stored now.
-        if _held_by_live_owner(record):
+        if REGISTRY.owner_lives(record):
             return _skipped(record)
         plan = _plan(codec, record, await store.load(record.id))
         return plan.result(record.id)
@@ -205,22 +211,14 @@ async def _migrate(
     finally:
         with contextlib.suppress(ExecutionLocked, ExecutionNotFound):  # LeaseLost: not ours
             await store.release(lease)
-        engine.held.discard(record.id)
-
-
-def _held_by_live_owner(record: ExecutionRecord) -> bool:
-    return (
-        record.owner is not None
-        and record.lease_expires_at > time.time()
-        and not identity.is_dead_local(record.owner)
-    )
+        REGISTRY.held.discard(record.id)
 
 
 def _skipped(record: ExecutionRecord) -> ExecutionMigration:
     return ExecutionMigration(
         record.id,
         "skipped",
-        reason=f"a live process holds it ({identity.describe(record.owner)}); "
+        reason=f"a live process holds it ({describe_owner(record.owner)}); "
         "run this again once it has stopped",
     )
 

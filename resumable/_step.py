@@ -10,7 +10,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
-from resumable.runtime import events, records, wire
+from resumable.runtime import events, records, references, wire
 from resumable.runtime.context import ExecutionContext, current_execution, position
 from resumable.runtime.retry import RetriesArg, Retry, as_policy, call_with_policy, check_timeout
 from resumable.stores.codec import UnserializableValue
@@ -52,8 +52,7 @@ class Step(Generic[P, R]):
         self._policy: Retry | None = as_policy(retries, "step")
         self._timeout = check_timeout(timeout, "step")
         self.name = name or function.__qualname__
-        code = function.__code__
-        self.location = f"{code.co_filename}:{code.co_firstlineno}"
+        self.location = references.location_of(function)
 
     def options(
         self,

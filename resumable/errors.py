@@ -22,6 +22,7 @@ __all__ = [
     "KeyFileError",
     "LeaseLost",
     "LoopShapeError",
+    "ModuleRunsOnImport",
     "NonDeterminismError",
     "RecordTooLarge",
     "ResumableError",
@@ -67,8 +68,12 @@ class ExecutionNotFound(ResumableError):
         )
 
 
-def _owner_text(owner: str) -> str:
-    """ "host:pid:start" (how stores record owners) as "host pid N"."""
+def describe_owner(owner: str | None) -> str:
+    """An owner as messages show it: "host:pid:start" (how this library
+    records owners) as "host pid 1234"; anything else (a store someone else
+    wrote) as it is."""
+    if not owner:
+        return "nobody"
     parts = owner.split(":")
     if len(parts) == 3 and parts[1].isdigit():
         return f"{parts[0]} pid {parts[1]}"
@@ -86,9 +91,9 @@ class ExecutionLocked(ResumableError):
 
     def _message(self) -> str:
         return (
-            f"execution {self.execution_id!r} is owned by {_owner_text(self.owner)}, whose lease "
-            f"expires in {self.expires_in:.1f}s. HINT: wait for that process to finish, "
-            "or, if it is dead, resume again once the lease has expired."
+            f"execution {self.execution_id!r} is owned by {describe_owner(self.owner)}, "
+            f"whose lease expires in {self.expires_in:.1f}s. HINT: wait for that process to "
+            "finish, or, if it is dead, resume again once the lease has expired."
         )
 
 
@@ -98,7 +103,7 @@ class LeaseLost(ExecutionLocked):
     def _message(self) -> str:
         return (
             f"this process no longer owns execution {self.execution_id!r}: "
-            f"{_owner_text(self.owner)} took it over after our lease expired (was this "
+            f"{describe_owner(self.owner)} took it over after our lease expired (was this "
             "process paused?). Our writes are refused so that the new owner's checkpoints "
             "stay intact; nothing was lost."
         )
@@ -420,3 +425,24 @@ class KeyFileError(ResumableError):
 
     def _message(self) -> str:
         return f"refusing the secret key file {self.path}: {self.reason}. HINT: {self.hint}."
+
+
+class ModuleRunsOnImport(ResumableError, ImportError):
+    """Importing the module that defines a @resumable function (to resume it
+    in a new process) ran an event loop: the script starts its work at its
+    top level instead of under an `if __name__ == "__main__":` guard."""
+
+    def __init__(self, module: str, function: str, reason: str) -> None:
+        self.module = module
+        self.function = function
+        self.reason = reason
+        super().__init__(module, function, reason)
+
+    def _message(self) -> str:
+        return (
+            f"importing {self.module} to find {self.function} ran the script's own work "
+            f"({self.reason}): it calls asyncio.run(...) at its top level, so loading it "
+            "again would start the script again, inside the running event loop. HINT: put "
+            "the script's entry under a main guard, so that importing it only defines "
+            'functions:\n\n    if __name__ == "__main__":\n        asyncio.run(main())\n'
+        )

@@ -11,7 +11,6 @@ restored loop finds its checkpoint, and how a divergence is noticed.
 from __future__ import annotations
 
 import asyncio
-import sys
 from collections.abc import Awaitable, Collection, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -19,7 +18,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from resumable.errors import LoopShapeError
-from resumable.runtime import bytecode, faults, wire
+from resumable.runtime import bytecode, faults, references, wire
 
 if TYPE_CHECKING:
     from resumable.stores.base import Lease, Store
@@ -164,7 +163,7 @@ class ExecutionContext:
             task = asyncio.current_task()
             if task is not scope.owner:
                 raise LoopShapeError(
-                    _caller(),
+                    references.caller_location(),
                     f"{what} runs in task {task.get_name() if task else '?'}, which this "
                     "execution did not start through agather() or amap(): tasks made by "
                     "asyncio.gather(), create_task(), a TaskGroup, shield() or (on 3.11) "
@@ -276,12 +275,3 @@ def pop_loop(loop: OpenLoop) -> None:
     scope = _scope.get()
     if loop in scope.loops:
         _scope.set(Scope(scope.base, scope.loops[: scope.loops.index(loop)], scope.owner))
-
-
-def _caller() -> str:
-    """file:line of the user's code that called the helper."""
-    frame = sys._getframe(1)
-    here = __file__.rsplit("/", 2)[0]
-    while frame.f_back is not None and frame.f_code.co_filename.startswith(here):
-        frame = frame.f_back
-    return f"{frame.f_code.co_filename}:{frame.f_lineno}"

@@ -21,7 +21,6 @@ import contextvars
 import dataclasses
 import time
 import traceback
-import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -38,22 +37,36 @@ from resumable.errors import (
     NonDeterminismError,
     StoreUnavailable,
 )
-from resumable.runtime import events, faults, fingerprint, identity, records, references, wire
+from resumable.runtime import (
+    events,
+    faults,
+    fingerprint,
+    identity,
+    ids,
+    records,
+    references,
+    wire,
+)
 from resumable.runtime.context import ExecutionContext, enter_execution
+from resumable.runtime.registry import REGISTRY
 from resumable.stores.base import ExecutionRecord, ExecutionUpdate, Lease, Store
 from resumable.stores.codec import Codec, UnserializableValue
 
 OnCodeChange = Literal["error", "continue", "restart"]
 ON_CODE_CHANGE: tuple[OnCodeChange, ...] = ("error", "continue", "restart")
 
+
+def check_on_code_change(value: object) -> OnCodeChange:
+    """`value` if it is a valid `on_code_change`, else ValueError saying what is."""
+    if value not in ON_CODE_CHANGE:
+        raise ValueError(f"on_code_change={value!r}: expected one of {', '.join(ON_CODE_CHANGE)}")
+    return value
+
+
 log = structlog.get_logger("resumable")
 
 CANCEL_POLL = 0.5  # seconds between checks for a cancel requested elsewhere
 EVERYTHING = 1_000_000_000  # a store `limit` that means "all of them"
-# Executions whose lease this process holds, from acquiring it until its run
-# ends. A lease recorded for this process but not held here is left over from
-# a run of ours that died (StoreUnavailable, a simulated crash): it is dead.
-held: set[str] = set()
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,10 +101,6 @@ class Run:
     parent_id: str | None
 
 
-# Executions this process is running now, by id.
-running: dict[str, Run] = {}
-
-
 @dataclass(slots=True)
 class Prepared:
     """An execution ready to run in this process (we hold its lease)."""
@@ -114,8 +123,66 @@ class Finished:
     result: Any
 
 
-def new_execution_id() -> str:
-    return uuid.uuid4().hex
+@dataclass(frozen=True, slots=True)
+class Call:
+    """A call of a @resumable function: what a new execution runs.
+    `bound`: args[0] is the `self` of a method."""
+
+    target: Target
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    bound: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Started:
+    """An execution as `start_or_resume` left it. `outcome` holds its
+    result (or raises its exception) once it ends: already done for an
+    execution that had completed, else the task running it in this process."""
+
+    execution_id: str
+    outcome: asyncio.Future[Any]
+
+
+async def start_or_resume(
+    settings: Settings,
+    *,
+    execution_id: str | None = None,
+    call: Call | None = None,
+    parent_id: str | None = None,
+    stale: bool = False,
+) -> Started:
+    """The one way an execution comes to run in this process.
+
+    With `call`: a new execution of it, under `execution_id` if given (an
+    idempotency key: an execution already under that id gives its stored
+    result, or is taken over and resumed). Without: the existing execution
+    `execution_id`, resumed from its last checkpoint (`resume`, `recover`).
+    `parent_id` and `stale` are for child executions (see `prepare_new`).
+    Raises ExecutionNotFound, ExecutionLocked (a live process owns it) and
+    CodeChangedError (per `settings.on_code_change`) before anything runs.
+    """
+    if call is not None:
+        prepared = await prepare_new(
+            call.target,
+            call.args,
+            call.kwargs,
+            execution_id,
+            settings,
+            bound=call.bound,
+            parent_id=parent_id,
+            stale=stale,
+        )
+    elif execution_id is not None:
+        prepared = await prepare_existing(execution_id, settings)
+    else:
+        raise TypeError("start_or_resume() needs a call, an execution_id, or both")
+    loop = asyncio.get_running_loop()
+    if isinstance(prepared, Finished):
+        done: asyncio.Future[Any] = loop.create_future()
+        done.set_result(prepared.result)
+        return Started(prepared.execution_id, done)
+    return Started(prepared.record.id, loop.create_task(run(prepared, settings)))
 
 
 async def prepare_new(
@@ -138,7 +205,7 @@ async def prepare_new(
     parent (it restarted): it is deleted, with its own children, and created
     anew.
     """
-    execution_id = execution_id or new_execution_id()
+    execution_id = execution_id or ids.new_id()
     blob = records.dump_arguments(
         settings.codec, target.name, target.function, (args, kwargs), execution_id, bound=bound
     )
@@ -163,7 +230,7 @@ async def prepare_new(
             await _discard(store, found, settings.lease_ttl)
             lease = await store.create(record, owner, settings.lease_ttl)
     if lease is not None:
-        held.add(record.id)
+        REGISTRY.held.add(record.id)
         return Prepared(
             target, record, lease, {}, resumed=False, restart=False, args=args, kwargs=kwargs
         )
@@ -181,7 +248,7 @@ async def _discard(store: Store, record: ExecutionRecord, ttl: float) -> None:
         await store.release(lease)
         raise
     finally:
-        held.discard(record.id)
+        REGISTRY.held.discard(record.id)
     await store.delete(record.id)  # the lease goes with it
 
 
@@ -210,7 +277,7 @@ async def prepare_existing(
     if not fingerprint.same(record.fingerprint, target.fingerprint):
         if settings.on_code_change == "error":
             await store.release(lease)
-            held.discard(execution_id)
+            REGISTRY.held.discard(execution_id)
             raise CodeChangedError(
                 execution_id,
                 record.function,
@@ -226,7 +293,7 @@ async def prepare_existing(
         # ran, so nothing is recorded, but the lease goes, or a retry in this
         # process (with the right key) would wait for it to run out.
         await store.release(lease)
-        held.discard(execution_id)
+        REGISTRY.held.discard(execution_id)
         raise
     return Prepared(
         target,
@@ -240,14 +307,8 @@ async def prepare_existing(
     )
 
 
-# Every @resumable function defined in this process, by reference (the
-# latest definition wins, as when a notebook cell is run again). Lets a
-# process resume functions it defined locally, which no import could find.
-defined: dict[str, Target] = {}
-
-
 def resolve_target(record: ExecutionRecord) -> Target:
-    known = defined.get(record.function)
+    known = REGISTRY.defined.get(record.function)
     if known is not None:
         return known
     found = references.resolve(record.function, record.location)
@@ -262,15 +323,14 @@ async def acquire(store: Store, record: ExecutionRecord, ttl: float) -> Lease:
     try:
         lease = await store.acquire(record.id, owner, ttl)
     except ExecutionLocked:
-        ours_but_dead = record.owner == owner and record.id not in held
-        if not (ours_but_dead or identity.is_dead_local(record.owner)):
+        if not REGISTRY.owner_gone(record):
             raise
         # The owner is gone (a dead process of this host, or a dead run of
         # this one): take over at once rather than wait for the lease to
         # expire. steal_token makes this a compare-and-set, so a concurrent
         # taker cannot also win.
         lease = await store.acquire(record.id, owner, ttl, steal_token=record.lease_token)
-    held.add(record.id)
+    REGISTRY.held.add(record.id)
     return lease
 
 
@@ -300,7 +360,7 @@ async def start_child(  # noqa: PLR0917
     parent's settings (`on_code_change` overrides the parent's if given).
     """
     key = parent.next_position()  # before any await: positions follow program order
-    parent_run = running.get(parent.execution_id)
+    parent_run = REGISTRY.running.get(parent.execution_id)
     if parent_run is None:
         raise RuntimeError(
             f"{target.name} was called in execution {parent.execution_id!r} after that "
@@ -328,49 +388,36 @@ async def start_child(  # noqa: PLR0917
         record = records.child_record(parent, key, target.reference, target.location, child_id)
         await parent.write_grouped({key: record})
 
-    async def prepare() -> Prepared | Finished:
-        return await prepare_new(
-            target,
-            args,
-            kwargs,
-            child_id,
+    def begin() -> Awaitable[Started]:
+        return start_or_resume(
             settings,
-            bound=bound,
+            execution_id=child_id,
+            call=Call(target, args, kwargs, bound=bound),
             parent_id=parent.execution_id,
             stale=recorded is None and execution_id is None,
         )
 
-    loop = asyncio.get_running_loop()
-    outcome: asyncio.Future[Any]
     try:
-        prepared = await prepare()
+        started = await begin()
     except ExecutionLocked:
-        outcome = loop.create_task(_when_free(prepare, settings))
-    else:
-        if isinstance(prepared, Finished):
-            outcome = loop.create_future()
-            outcome.set_result(prepared.result)
-        else:
-            outcome = loop.create_task(run(prepared, settings))
-    return Child(child_id, settings.store, outcome)
+        return Child(
+            child_id, settings.store, asyncio.get_running_loop().create_task(_when_free(begin))
+        )
+    return Child(child_id, settings.store, started.outcome)
 
 
-async def _when_free(
-    prepare: Callable[[], Awaitable[Prepared | Finished]], settings: Settings
-) -> Any:
+async def _when_free(begin: Callable[[], Awaitable[Started]]) -> Any:
     """The child is owned by another live run (one that `resume(child)` or
     `recover()` started, or a dead owner on another host whose lease has
     not expired yet): wait until it ends or its lease expires, then take its
     result or take it over."""
     while True:
         try:
-            prepared = await prepare()
+            started = await begin()
         except ExecutionLocked as locked:
             await asyncio.sleep(min(max(locked.expires_in, 0.01), CANCEL_POLL))
             continue
-        if isinstance(prepared, Finished):
-            return prepared.result
-        return await run(prepared, settings)
+        return await started.outcome
 
 
 async def run(prepared: Prepared, settings: Settings) -> Any:
@@ -381,7 +428,7 @@ async def run(prepared: Prepared, settings: Settings) -> Any:
         # Only now: until its outcome is recorded and its lease released, the
         # lease is live and ours, and `acquire` must not take it for a dead
         # run of this process (the run would then lose its last update).
-        held.discard(prepared.record.id)
+        REGISTRY.held.discard(prepared.record.id)
 
 
 async def _run(prepared: Prepared, settings: Settings) -> Any:
@@ -428,7 +475,7 @@ async def _run(prepared: Prepared, settings: Settings) -> Any:
     watcher = asyncio.get_running_loop().create_task(
         _watch(context, settings.lease_ttl, task, lost)
     )
-    running[record.id] = Run(context, task, settings, record.parent_id)
+    REGISTRY.running[record.id] = Run(context, task, settings, record.parent_id)
     try:
         result = await task
     except faults.SimulatedCrash as crash:
@@ -465,7 +512,7 @@ async def _run(prepared: Prepared, settings: Settings) -> Any:
         _failed(record, began, exc)
         raise
     finally:
-        running.pop(record.id, None)
+        REGISTRY.running.pop(record.id, None)
         watcher.cancel()
         for shared in context.memo.values():  # memoized calls nobody waits for now
             shared.cancel()
@@ -499,7 +546,7 @@ def _cancel_children(parent_id: str) -> None:
     """Cancel the children of a cancelled execution that still run here:
     those it started (`.start()`) and did not await. Awaited ones were
     cancelled with the await."""
-    for child in [run for run in running.values() if run.parent_id == parent_id]:
+    for child in [run for run in REGISTRY.running.values() if run.parent_id == parent_id]:
         cancel_local(child.context.execution_id)
 
 
@@ -553,7 +600,7 @@ async def _finish(
 
 def cancel_local(execution_id: str) -> asyncio.Task[Any] | None:
     """Cancel a run of this process at its next await; None if not here."""
-    found = running.get(execution_id)
+    found = REGISTRY.running.get(execution_id)
     if found is None:
         return None
     found.context.cancel_requested = True

@@ -40,15 +40,6 @@ def this_owner() -> str:
     return f"{socket.gethostname()}:{pid}:{_start_ticks(pid)}"
 
 
-def describe(owner: str | None) -> str:
-    """Readable form for messages: "host pid 1234"."""
-    if not owner:
-        return "nobody"
-    host, _, rest = owner.partition(":")
-    pid = rest.partition(":")[0]
-    return f"{host} pid {pid}"
-
-
 def is_dead_local(owner: str | None) -> bool:
     """True only when the owner is a process of this host that no longer runs."""
     if not owner:

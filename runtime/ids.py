@@ -11,6 +11,7 @@ else wrote may hold any text.
 from __future__ import annotations
 
 import re
+import uuid
 from typing import Final
 
 # Derived child ids are kept within the same bound (records.CHILD_ID_MAX).
@@ -45,3 +46,8 @@ def check(value: object, where: str, *, new: bool = False) -> str:
                 f"({found.group()!r} at {found.start()}); use printable text"
             )
     return value
+
+
+def new_id() -> str:
+    """A fresh execution id: 32 hex digits, random (uuid4)."""
+    return uuid.uuid4().hex

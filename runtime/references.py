@@ -15,16 +15,38 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import os
 import sys
 from collections.abc import Callable
 from types import ModuleType
 from typing import Any
+
+from resumable.errors import ModuleRunsOnImport
 
 MAIN_ALIAS = "__resumable_main__"
 
 
 def reference_of(function: Callable[..., Any]) -> str:
     return f"{function.__module__}:{function.__qualname__}"
+
+
+def location_of(function: Callable[..., Any]) -> str:
+    """Where the function is defined, "file:line": shown to users, and how a
+    function of a script run as `__main__` is found again."""
+    code = function.__code__
+    return f"{code.co_filename}:{code.co_firstlineno}"
+
+
+_PACKAGE = os.path.dirname(os.path.dirname(__file__)) + os.sep  # .../resumable/
+
+
+def caller_location() -> str:
+    """file:line of the user's code that called into the library: the first
+    frame outside the package (helpers call helpers, at varying depths)."""
+    frame = sys._getframe(1)
+    while frame.f_back is not None and frame.f_code.co_filename.startswith(_PACKAGE):
+        frame = frame.f_back
+    return f"{frame.f_code.co_filename}:{frame.f_lineno}"
 
 
 def resolve(reference: str, location: str) -> object:
@@ -54,7 +76,26 @@ def _member(owner: object, name: str) -> object:
     return getattr(owner, name)  # a metaclass attribute: let it raise or find it
 
 
+# What asyncio says when a module's top level starts a loop inside ours.
+_LOOP_RUNNING = (
+    "cannot be called from a running event loop",
+    "This event loop is already running",
+)
+
+
 def _module(module_name: str, location: str, qualname: str) -> ModuleType:
+    try:
+        return _load(module_name, location, qualname)
+    except RuntimeError as exc:
+        if not any(text in str(exc) for text in _LOOP_RUNNING):
+            raise
+        where = (
+            location.rsplit(":", 1)[0] if module_name in ("__main__", MAIN_ALIAS) else module_name
+        )
+        raise ModuleRunsOnImport(where, f"{module_name}:{qualname}", str(exc)) from exc
+
+
+def _load(module_name: str, location: str, qualname: str) -> ModuleType:
     if module_name not in ("__main__", MAIN_ALIAS):
         return importlib.import_module(module_name)
     main = sys.modules.get("__main__")
@@ -68,5 +109,9 @@ def _module(module_name: str, location: str, qualname: str) -> ModuleType:
         raise LookupError(f"cannot load the script {path} that defined {qualname}")
     module = importlib.util.module_from_spec(spec)
     sys.modules[MAIN_ALIAS] = module
-    spec.loader.exec_module(module)
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[MAIN_ALIAS]  # half-run: the next attempt loads it afresh
+        raise
     return module

@@ -50,6 +50,7 @@ from resumable import (
     status,
 )
 from resumable.runtime import engine, records
+from resumable.runtime.registry import REGISTRY
 from resumable.stores import ExecutionUpdate, Store
 from resumable.testing import SimulatedCrash, crash_after
 
@@ -149,7 +150,7 @@ async def _mark(store: Store, execution_id: str, **changes) -> None:
     lease = await engine.acquire(store, record, 30.0)  # steals from a dead run of ours
     await store.update(lease, ExecutionUpdate(**changes))
     await store.release(lease)
-    engine.held.discard(execution_id)
+    REGISTRY.held.discard(execution_id)
 
 
 class TestReplay:

@@ -20,7 +20,13 @@ from resumable._cli import safe
 from resumable._cli.exitcodes import CommandError, ExitCode, for_error
 from resumable._cli.migrate import migrate
 from resumable._cli.show import show
-from resumable.errors import ExecutionLocked, ExecutionNotFound, ResumableError
+from resumable.errors import (
+    ExecutionLocked,
+    ExecutionNotFound,
+    ModuleRunsOnImport,
+    ResumableError,
+    describe_owner,
+)
 from resumable.runtime import engine, identity, wire
 from resumable.stores.base import ExecutionRecord, Lease, Status, Store
 from resumable.stores.url import parse_store_url, redact_url
@@ -122,6 +128,8 @@ def _importable(record: ExecutionRecord) -> None:
     such, not as the execution failing."""
     try:
         engine.resolve_target(record)
+    except ModuleRunsOnImport as exc:
+        raise CommandError(str(exc), ExitCode.NOT_IMPORTABLE) from None
     except Exception as exc:
         module = record.function.partition(":")[0]
         raise CommandError(
@@ -188,7 +196,7 @@ async def cancel(args: argparse.Namespace, store: Store, out: TextIO) -> int:
         requested = record.status == "running"
         if requested:
             message = (
-                f"cancel requested: {identity.describe(record.owner)} stops execution {args.id} "
+                f"cancel requested: {describe_owner(record.owner)} stops execution {args.id} "
                 "at its next await (within about a second). Its checkpoints are kept; "
                 f"`resumable resume {args.id}` continues it"
             )
