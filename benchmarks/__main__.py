@@ -1,7 +1,7 @@
 """Run every benchmark: `python -m benchmarks [--quick] [--stores memory,sqlite,redis]`.
 
 Each script prints its table and writes benchmarks/results/<name>.json;
-this prints a summary of every DESIGN §11 target at the end and exits 0
+this prints a summary of every README "Benchmarks" target at the end and exits 0
 whatever the verdicts (benchmarks report, they do not gate).
 """
 

@@ -1,5 +1,5 @@
 """What every benchmark script shares: repeated timing, a table, JSON output,
-a real Redis-compatible server, and a verdict against the DESIGN §11 target.
+a real Redis-compatible server, and a verdict against the README "Benchmarks" target.
 
 Ratios are always computed from measurements taken side by side in the same
 run, never against remembered numbers.

@@ -2,7 +2,7 @@
 plain `asyncio.gather` (no checkpoints), for 100 items of simulated latency,
 on the memory, SQLite and Redis stores. Every item is checkpointed.
 
-Targets (DESIGN §11): with 50 ms items on SQLite, amap(concurrency=100) is at
+Targets (README, "Benchmarks"): with 50 ms items on SQLite, amap(concurrency=100) is at
 least 80x faster than the sequential loop; with 20 ms items, amap is at most
 1.5x a plain gather of the same sleeps.
 """

@@ -5,7 +5,7 @@ also counts protocol framing). Next to it, what a full-snapshot checkpoint
 (the whole result list at every iteration, as source-rewriting tools do)
 would write.
 
-Target (DESIGN §11): <= 1.5x the results' own size, for what the store
+Target (README, "Benchmarks"): <= 1.5x the results' own size, for what the store
 writes and for what reaches the Redis server (every command of the run:
 create, one WRITE per iteration, the final update and release).
 """

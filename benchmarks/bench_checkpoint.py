@@ -95,7 +95,7 @@ def per_iteration(function, store, n: int) -> float:
 def raw_sqlite(path: Path, n: int, *, same_key: bool) -> float:
     """The raw store operation: the store's own table shape and upsert, in a
     BEGIN IMMEDIATE ... COMMIT, same pragmas, without the runtime. A new row
-    per commit is DESIGN §11's "raw insert+commit"; re-writing one key (what
+    per commit is the "raw insert+commit" of README "Benchmarks"; re-writing one key (what
     a loop's header does) is cheaper still, since SQLite updates in place."""
     path.unlink(missing_ok=True)
     db = sqlite3.connect(path, isolation_level=None)

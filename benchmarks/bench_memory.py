@@ -3,7 +3,7 @@ concurrency 64, streaming results, every item checkpointed (SQLite).
 
 Measured in a fresh process as the growth of the resident set's high-water
 mark (VmHWM) over its value just before the run, so imports and the
-interpreter do not count. Target (DESIGN §11): growth < 100 MB.
+interpreter do not count. Target (README, "Benchmarks"): growth < 100 MB.
 """
 
 from __future__ import annotations

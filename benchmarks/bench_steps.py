@@ -2,7 +2,7 @@
 Transact's `@DBOS.step()` on the same SQLite settings (WAL,
 synchronous=NORMAL), and DBOS as it ships (rollback journal).
 
-Target (DESIGN §11): our per-step overhead <= 1/30 of DBOS's.
+Target (README, "Benchmarks"): our per-step overhead <= 1/30 of DBOS's.
 DBOS is an optional benchmark dependency: `pip install -e '.[bench]'`
 (`make bench` installs it). Without it, this script says so and measures
 only our own figures.

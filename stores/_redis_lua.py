@@ -7,7 +7,7 @@ key -> bytes). Each script is one atomic step on the server: the fencing check
 and the changes it guards cannot be separated by another client's command.
 
 What goes on the wire is kept short, because a checkpointed loop calls WRITE
-once per iteration (DESIGN §11: bytes on the wire against the payload). The
+once per iteration (README, "Benchmarks": bytes on the wire against the payload). The
 scripts are one Functions library (`LIBRARY`), called by a 9-character name
 (`FCALL`); a server without Functions gets them by SHA-1 (`EVALSHA`, see
 `_redis_link`). Every script takes one key, the hash tag ``{p:id}`` itself,

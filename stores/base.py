@@ -16,7 +16,6 @@ from typing import Literal, Protocol, runtime_checkable
 
 Status = Literal["running", "completed", "failed", "cancelled"]
 STATUSES: tuple[Status, ...] = ("running", "completed", "failed", "cancelled")
-FINAL_STATUSES: frozenset[Status] = frozenset({"completed"})
 
 DEFAULT_MAX_RECORD_BYTES = 16 * 1024 * 1024
 

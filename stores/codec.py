@@ -61,7 +61,7 @@ _MAC_SIZE = hashlib.sha256().digest_size
 # 128 bits: a forgery must guess the tag, and every guess costs the attacker
 # a resume that refuses it. It is written with every loop iteration, where
 # 16 bytes fewer than HMAC-SHA256 keep the store within 1.5x of the payload
-# (DESIGN §11). Keyed BLAKE2b (RFC 7693's MAC mode), pre-keyed once and
+# (README, "Benchmarks"). Keyed BLAKE2b (RFC 7693's MAC mode), pre-keyed once and
 # copied per record: about 0.8 us here against 2-3 us for Python's HMAC
 # wrapper, on the per-iteration path. Its key is derived from the secret
 # key (HMAC-SHA256 of a label), so secret keys of any length work.

@@ -18,7 +18,7 @@ table. (Listing a parent's children pages through every id: `show` and
 `cancel` do it once per parent, nothing on the checkpoint path does.)
 
 Group commit: an awaited Redis write costs ~100-200 µs, a pipelined one
-~20 µs (DESIGN §11). `write` sends at once when no write of this store is in
+~20 µs (README, "Benchmarks"). `write` sends at once when no write of this store is in
 flight; writes that arrive meanwhile queue up and go out together when it
 returns: those of one lease merged into one script call (their net effect:
 a key's last put or delete), several leases in one pipeline. Each caller's

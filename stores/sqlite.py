@@ -1,7 +1,7 @@
 """`SQLiteStore`: the embedded default, one database file shared by processes.
 
 Why writes run inline, on the event-loop thread: waking another thread costs
-100-170 µs on the machines we measured (DESIGN §11), while a whole WAL commit
+100-170 µs on the machines we measured (README, "Benchmarks"), while a whole WAL commit
 with synchronous=NORMAL costs ~20-30 µs. Handing every checkpoint to
 `asyncio.to_thread` would make the hop, not the disk, the cost of a
 checkpoint. So every operation is a short synchronous transaction on the

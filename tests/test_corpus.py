@@ -2,8 +2,9 @@
 with a real SIGKILL right before a chosen checkpoint write and resumed in a
 fresh process.
 
-The rule (DESIGN §2.2, §3): AUTO carry never gives a result that differs from
-an uninterrupted run. For an `exact` program, from every kill point, the
+The rule (README, "Guarantees" and "What gets carried"): AUTO carry never
+gives a result that differs from an uninterrupted run. For an `exact`
+program, from every kill point, the
 resumed result is the uninterrupted one, as JSON text, and no iteration whose
 checkpoint was written before the kill runs again. A `refused` program fails
 in its first run with the expected `resumable.errors` class, naming the

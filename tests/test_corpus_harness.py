@@ -12,7 +12,7 @@ import pytest
 from corpus import MODULES, programs
 from support.corpus_runs import Trace, kill_point, unclean_stderr
 
-# The error classes the brief allows a refusal to use (DESIGN §6).
+# The error classes the brief allows a refusal to use (README, "The API": errors).
 REFUSALS = {"CheckpointError", "LoopShapeError", "NonDeterminismError"}
 
 

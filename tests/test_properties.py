@@ -98,7 +98,8 @@ def _carry_audit(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[bool], N
         if not carry_audit_exists():
             pytest.fail(
                 "the carry audit has not landed: resumable.CarryAuditError and "
-                "resumable.configure(audit_carry=...) (DESIGN §2.2) are missing, and "
+                "resumable.configure(audit_carry=...) (README, 'What gets carried') are "
+                "missing, and "
                 "this test needs it set",
                 pytrace=False,
             )

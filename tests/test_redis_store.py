@@ -256,7 +256,7 @@ class TestLayout:
 
 class TestWire:
     """A checkpointed loop calls WRITE once per iteration, so its arguments
-    are kept short (DESIGN §11, bench_bytes): one key (the hash tag), the
+    are kept short (README "Benchmarks", bench_bytes): one key (the hash tag), the
     lease as token and owner digest, not the owner's text nor key names."""
 
     @pytest.mark.skipif(

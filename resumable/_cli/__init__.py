@@ -4,7 +4,7 @@ gc, migrate (--sign), keygen and demo, over any store.
 Built on argparse from the standard library, not click or typer: the command
 has nine subcommands with a few options each, which argparse handles well,
 and the core library's dependencies stay at cloudpickle, msgpack, structlog
-and stamina (DESIGN §12: anything else must earn its place). argparse also
+and stamina (anything else must earn its place). argparse also
 gives the conventional exit status 2 for usage errors for free.
 
 Modules: `parsing` (the grammar), `exitcodes` (the exit codes, defined

@@ -2,7 +2,7 @@
 real SIGKILL at several checkpoint writes and resumed in a fresh process by
 `tests/test_corpus.py`.
 
-The rule they hold the library to (DESIGN §2.2, §3): **AUTO carry never
+The rule they hold the library to (README, "Guarantees" and "What gets carried"): **AUTO carry never
 gives a result that differs from an uninterrupted run.** A program either
 resumes to the exact uninterrupted result, with no checkpointed iteration run
 twice, or is refused with a clear `ResumableError` in its first run, at the

@@ -70,7 +70,7 @@ async def sliding_window(log: str) -> dict[str, object]:
 
 
 @exact(
-    why="The heap is changed only by heapq functions it is passed to; DESIGN's "
+    why="The heap is changed only by heapq functions it is passed to; the README's"
     "list of changes includes 'passing it to a function', and a heap is plain data."
 )
 @resumable

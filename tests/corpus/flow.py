@@ -110,7 +110,7 @@ async def clean_document(log: str, doc: int) -> dict[str, object]:
 
 @exact(
     in_flight_writes=3,
-    why="Loops inside amap items are keyed by item (DESIGN §2.3). Writers: 3 "
+    why="Loops inside amap items are keyed by item (README, 'amap'). Writers: 3 "
     "items and the fan-out's flush of finished items, so 3 writes in flight.",
 )
 @resumable.resumable

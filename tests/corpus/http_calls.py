@@ -1,6 +1,6 @@
 """HTTP loops with real `httpx.AsyncClient`s (answered by `corpus._fakeapi`).
 
-A client is a resource (DESIGN §2.2): never pickled, rebuilt by the replayed
+A client is a resource (README, "What gets carried"): never pickled, rebuilt by the replayed
 code before the loop. Its state (a connection pool) is not part of any
 result, so leaving it out is safe and these programs must resume exactly.
 """

@@ -159,7 +159,7 @@ async def attribute_writes(log: str) -> dict[str, object]:
 
 class Indexer:
     """A service object whose method is a `@resumable` function: `self` is
-    stored with the arguments (DESIGN §2.1)."""
+    stored with the arguments (README, "The API")."""
 
     def __init__(self, shards: int) -> None:
         self.shards = shards

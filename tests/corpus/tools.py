@@ -47,7 +47,7 @@ async def tqdm_over_iterable(log: str) -> dict[str, int]:
 
 @exact(
     redis=True,
-    why="The bar is a resource (DESIGN §2.2 names progress bars): updated by "
+    why="The bar is a resource (README, 'What gets carried', names progress bars): updated by "
     "`bar.update(1)`, never part of the result, rebuilt by the replayed code.",
 )
 @resumable
@@ -66,7 +66,7 @@ async def tqdm_manual_bar(log: str) -> dict[str, object]:
     return {"copied": copied, "bytes": total_bytes}
 
 
-@exact(why="Loggers are resources (DESIGN §2.2): never carried, never refused.")
+@exact(why="Loggers are resources (README, 'What gets carried'): never carried, never refused.")
 @resumable
 async def logged_pipeline(log: str) -> dict[str, object]:
     """A module logger and a LoggerAdapter with context, called in the body."""
@@ -178,7 +178,7 @@ async def generator_advanced_in_body(log: str) -> list[str]:
     "CheckpointError",
     variable="queue",
     why="Items stay in the queue from one iteration to the next: that is state. "
-    "An asyncio.Queue is a synchronisation resource, never pickled (DESIGN §2.2) "
+    "An asyncio.Queue is a synchronisation resource, never pickled (README, 'What gets carried') "
     "and not safe to leave out while it holds items: refuse.",
 )
 @resumable
