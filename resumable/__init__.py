@@ -36,6 +36,7 @@ from resumable.errors import (
     LoopShapeError,
     NonDeterminismError,
     RecordTooLarge,
+    ReplayedFailure,
     ResumableError,
     SecretKeyRequired,
     StoreDamaged,
@@ -44,7 +45,7 @@ from resumable.errors import (
     StoreUnavailable,
     UnsupportedBytecode,
 )
-from resumable.runtime.events import subscribe
+from resumable.events import subscribe
 from resumable.runtime.loop import AUTO
 from resumable.runtime.retry import Retry
 from resumable.runtime.wire import FanoutProgress, LoopProgress
@@ -74,6 +75,7 @@ __all__ = [
     "MigrationReport",
     "NonDeterminismError",
     "RecordTooLarge",
+    "ReplayedFailure",
     "ResumableError",
     "ResumableFunction",
     "Retry",

@@ -19,11 +19,13 @@ __all__ = [
     "ExecutionCancelled",
     "ExecutionLocked",
     "ExecutionNotFound",
+    "FormatVersionError",
     "KeyFileError",
     "LeaseLost",
     "LoopShapeError",
     "NonDeterminismError",
     "RecordTooLarge",
+    "ReplayedFailure",
     "ResumableError",
     "SecretKeyRequired",
     "StoreDamaged",
@@ -256,6 +258,20 @@ class LoopShapeError(ResumableError):
 
     def _message(self) -> str:
         return f"aiter_checkpointed() at {self.where}: {self.problem}. HINT: {self.fix}."
+
+
+class ReplayedFailure(ResumableError):
+    """Raised on replay in place of a step's or item's exception that could
+    not be pickled when it was recorded: its type name and message are all
+    that was kept."""
+
+    def __init__(self, type_name: str, message: str) -> None:
+        self.type_name = type_name
+        self.message = message
+        super().__init__(type_name, message)
+
+    def _message(self) -> str:
+        return f"{self.type_name}: {self.message} (recorded; the original could not be pickled)"
 
 
 class CarryAuditError(ResumableError):

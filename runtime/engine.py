@@ -26,8 +26,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-import structlog
-
+from resumable._logs import get_logger
 from resumable.errors import (
     CheckpointError,
     CodeChangedError,
@@ -46,7 +45,7 @@ from resumable.stores.codec import Codec, UnserializableValue
 OnCodeChange = Literal["error", "continue", "restart"]
 ON_CODE_CHANGE: tuple[OnCodeChange, ...] = ("error", "continue", "restart")
 
-log = structlog.get_logger("resumable")
+log = get_logger()
 
 CANCEL_POLL = 0.5  # seconds between checks for a cancel requested elsewhere
 EVERYTHING = 1_000_000_000  # a store `limit` that means "all of them"
@@ -491,7 +490,7 @@ async def _cancelled(
 ) -> None:
     await _finish(context, "cancelled", None, why)
     events.record(
-        events.ExecutionCancelled, record.id, function=record.name, seconds=time.time() - began
+        events.ExecutionStopped, record.id, function=record.name, seconds=time.time() - began
     )
 
 
@@ -580,7 +579,9 @@ async def _watch(
             task.cancel()
             return
         except Exception as exc:  # a store hiccup: try again before the lease runs out
-            log.warning("lease renewal failed", execution_id=context.execution_id, error=str(exc))
+            log.warning(
+                "lease renewal failed", execution_id=context.execution_id, error=type(exc).__name__
+            )
             continue
         if cancelled:
             context.cancel_requested = True
