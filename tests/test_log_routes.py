@@ -102,9 +102,11 @@ THE_LINE = json.dumps({"result": 3 + 2})  # 0 + 1 + 2, then 0 + 2
 RETRY_EVENTS = ["step retried", "step retried", "item retried"]
 
 
-def run(tmp_path: Path, setup: str, *argv: str) -> subprocess.CompletedProcess[str]:
+def run(
+    tmp_path: Path, setup: str, *argv: str, source: str = PROGRAM
+) -> subprocess.CompletedProcess[str]:
     program = tmp_path / "program.py"
-    program.write_text(PROGRAM.format(secret=SECRET).replace("SETUP", setup))
+    program.write_text(source.format(secret=SECRET).replace("SETUP", setup))
     return subprocess.run(
         [sys.executable, str(program), *argv],
         env=cli_env(RESUMABLE_STORE=f"sqlite:///{tmp_path}/state.db"),
@@ -253,18 +255,7 @@ async def main():
 asyncio.run(main())
 """
         program = PROGRAM[: PROGRAM.index('if __name__ == "__main__":')] + own_retries
-        (tmp_path / "own.py").write_text(
-            program.format(secret=SECRET).replace("SETUP", EVERY_FIELD)
-        )
-        ran = subprocess.run(
-            [sys.executable, str(tmp_path / "own.py")],
-            env=cli_env(RESUMABLE_STORE=f"sqlite:///{tmp_path}/state.db"),
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        ran = run(tmp_path, EVERY_FIELD, source=program)
         assert ran.returncode == 0, ran.stderr
         lines = json_lines(ran.stderr)
         stamina_lines = [line for line in lines if line["name"] == "stamina"]
