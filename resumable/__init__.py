@@ -37,6 +37,7 @@ from resumable.errors import (
     ModuleRunsOnImport,
     NonDeterminismError,
     RecordTooLarge,
+    ReplayedFailure,
     ResumableError,
     SecretKeyRequired,
     StoreDamaged,
@@ -45,7 +46,7 @@ from resumable.errors import (
     StoreUnavailable,
     UnsupportedBytecode,
 )
-from resumable.runtime.events import subscribe
+from resumable.events import subscribe
 from resumable.runtime.loop import AUTO
 from resumable.runtime.retry import Retry
 from resumable.runtime.wire import FanoutProgress, LoopProgress
@@ -76,6 +77,7 @@ __all__ = [
     "ModuleRunsOnImport",
     "NonDeterminismError",
     "RecordTooLarge",
+    "ReplayedFailure",
     "ResumableError",
     "ResumableFunction",
     "Retry",

@@ -15,16 +15,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-import structlog
-
 from resumable import _keys
+from resumable._logs import get_logger
 from resumable.errors import SecretKeyRequired
 from resumable.runtime import analysis_cache, audit
 from resumable.runtime.engine import OnCodeChange, Settings, check_on_code_change
 from resumable.stores import Codec, Store, open_store
 from resumable.stores.base import key_scope
 
-log = structlog.get_logger("resumable")
+log = get_logger()
 
 DEFAULT_STORE_URL = "sqlite:///.resumable/state.db"
 DEFAULT_LEASE_TTL = 15.0

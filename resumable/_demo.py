@@ -22,8 +22,6 @@ import sys
 import time
 from pathlib import Path
 
-import structlog
-
 from resumable import aiter_checkpointed, resumable, status
 
 DOCUMENTS = 200
@@ -50,8 +48,9 @@ async def digest(docs: list[str], calls_log: str) -> dict[str, object]:
 
 
 def _quiet() -> None:
-    """The story is the output here; the library's INFO lines would interleave."""
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    """The story is the output here; the library's INFO lines would interleave
+    (the CLI shows them on stderr)."""
+    logging.getLogger("resumable").setLevel(logging.WARNING)
 
 
 def _child(store: str, execution_id: str, calls_log: str) -> None:

@@ -113,7 +113,18 @@ class Step(Generic[P, R]):
 
     async def _call(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
         return await call_with_policy(
-            lambda: self._function(*args, **kwargs), self._policy, self._timeout
+            lambda: self._function(*args, **kwargs), self._policy, self._timeout, self._retried
+        )
+
+    def _retried(self, attempt: int, error: BaseException) -> None:
+        context = current_execution()
+        events.record(
+            events.StepRetried,
+            context.execution_id if context else "-",
+            position=position.get(),
+            step=self.name,
+            attempt=attempt,
+            error=type(error).__name__,
         )
 
     def _header(

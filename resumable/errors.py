@@ -4,12 +4,15 @@ A leaf module: it imports nothing else from the package, so any module (and
 any process that unpickles a stored failure) can import it cheaply. Each class
 builds its message from its constructor arguments, keeps them as attributes,
 and pickles by those arguments, because failures are stored with executions.
+Most classes are dataclasses (`@_error`) so that each argument is written
+once, as a field.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import shlex
-from typing import Any
+from typing import Any, TypeVar, dataclass_transform
 
 __all__ = [
     "CarryAuditError",
@@ -19,12 +22,14 @@ __all__ = [
     "ExecutionCancelled",
     "ExecutionLocked",
     "ExecutionNotFound",
+    "FormatVersionError",
     "KeyFileError",
     "LeaseLost",
     "LoopShapeError",
     "ModuleRunsOnImport",
     "NonDeterminismError",
     "RecordTooLarge",
+    "ReplayedFailure",
     "ResumableError",
     "SecretKeyRequired",
     "StoreDamaged",
@@ -39,11 +44,20 @@ class ResumableError(Exception):
     """Base class of every error raised by `resumable` itself.
 
     The user's own exceptions are never wrapped in it: they pass through.
+
+    A subclass is an `@_error` dataclass whose fields are its constructor's
+    arguments, or writes an `__init__` that keeps its arguments as
+    attributes and passes them to `ResumableError.__init__` (a subclass
+    whose arguments differ from its base's). Either way `_message()` builds
+    the text and the arguments are what the error pickles by.
     """
 
     def __init__(self, *args: Any) -> None:
         self._args = args
         super().__init__(self._message())
+
+    def __post_init__(self) -> None:  # after the __init__ that @_error writes
+        ResumableError.__init__(self, *(getattr(self, f.name) for f in _fields(self)))
 
     def _message(self) -> str:
         return " ".join(str(a) for a in self._args)
@@ -52,13 +66,27 @@ class ResumableError(Exception):
         return (type(self), self._args)
 
 
+def _fields(error: ResumableError) -> tuple[dataclasses.Field[Any], ...]:
+    return dataclasses.fields(error)  # type: ignore[arg-type]  # an @_error class's
+
+
+E = TypeVar("E", bound=ResumableError)
+
+
+@dataclass_transform(eq_default=False)
+def _error(cls: type[E]) -> type[E]:
+    """An error class as a dataclass: its fields are the constructor's
+    arguments. No __eq__ (errors compare by identity, and stay hashable) and
+    Exception's own repr."""
+    return dataclasses.dataclass(eq=False, repr=False)(cls)
+
+
+@_error
 class ExecutionNotFound(ResumableError):
     """No execution with this id exists in the store."""
 
-    def __init__(self, execution_id: str, store: str) -> None:
-        self.execution_id = execution_id
-        self.store = store
-        super().__init__(execution_id, store)
+    execution_id: str
+    store: str
 
     def _message(self) -> str:
         return (
@@ -80,14 +108,13 @@ def describe_owner(owner: str | None) -> str:
     return owner
 
 
+@_error
 class ExecutionLocked(ResumableError):
     """A live process owns the execution; only one may run it at a time."""
 
-    def __init__(self, execution_id: str, owner: str, expires_in: float) -> None:
-        self.execution_id = execution_id
-        self.owner = owner
-        self.expires_in = expires_in
-        super().__init__(execution_id, owner, expires_in)
+    execution_id: str
+    owner: str
+    expires_in: float
 
     def _message(self) -> str:
         return (
@@ -109,12 +136,11 @@ class LeaseLost(ExecutionLocked):
         )
 
 
+@_error
 class ExecutionCancelled(ResumableError):
     """The execution was cancelled; its checkpoints are kept and it can be resumed."""
 
-    def __init__(self, execution_id: str) -> None:
-        self.execution_id = execution_id
-        super().__init__(execution_id)
+    execution_id: str
 
     def _message(self) -> str:
         return (
@@ -123,15 +149,14 @@ class ExecutionCancelled(ResumableError):
         )
 
 
+@_error
 class CodeChangedError(ResumableError):
     """The function's bytecode differs from the one that started the execution."""
 
-    def __init__(self, execution_id: str, function: str, location: str, changes: str) -> None:
-        self.execution_id = execution_id
-        self.function = function
-        self.location = location
-        self.changes = changes
-        super().__init__(execution_id, function, location, changes)
+    execution_id: str
+    function: str
+    location: str
+    changes: str
 
     def _message(self) -> str:
         return (
@@ -143,24 +168,16 @@ class CodeChangedError(ResumableError):
         )
 
 
+@_error
 class NonDeterminismError(ResumableError):
     """Replay reached a different helper or step than was recorded at that
     position, or a loop's iterable gives its items in another order."""
 
-    def __init__(
-        self,
-        execution_id: str,
-        position: str,
-        recorded: str,
-        reached: str,
-        hint: str | None = None,
-    ) -> None:
-        self.execution_id = execution_id
-        self.position = position
-        self.recorded = recorded
-        self.reached = reached
-        self.hint = hint
-        super().__init__(execution_id, position, recorded, reached, hint)
+    execution_id: str
+    position: str
+    recorded: str
+    reached: str
+    hint: str | None = None
 
     def _message(self) -> str:
         hint = self.hint or (
@@ -174,6 +191,7 @@ class NonDeterminismError(ResumableError):
         )
 
 
+@_error
 class CheckpointError(ResumableError):
     """A value could not be checkpointed, or a loop's local can neither be
     carried nor proven safe to leave out; the previous checkpoint is untouched.
@@ -182,15 +200,11 @@ class CheckpointError(ResumableError):
     safe now and what to do (an argument, `self` of a method, a refused local).
     """
 
-    def __init__(
-        self, where: str, variable: str, type_name: str, reason: str, hint: str | None = None
-    ) -> None:
-        self.where = where
-        self.variable = variable
-        self.type_name = type_name
-        self.reason = reason
-        self.hint = hint
-        super().__init__(where, variable, type_name, reason, hint)
+    where: str
+    variable: str
+    type_name: str
+    reason: str
+    hint: str | None = None
 
     def _message(self) -> str:
         advice = self.hint or (
@@ -248,30 +262,41 @@ class UnsupportedBytecode(CheckpointError):
         return (type(self), (self.where, self.opcode, self.detail))
 
 
+@_error
 class LoopShapeError(ResumableError):
     """`aiter_checkpointed` is used where it cannot serve (not directly the
     iterable of an `async for`, a comprehension, concurrent loops in one
     scope...)."""
 
-    def __init__(self, where: str, problem: str, fix: str) -> None:
-        self.where = where
-        self.problem = problem
-        self.fix = fix
-        super().__init__(where, problem, fix)
+    where: str
+    problem: str
+    fix: str
 
     def _message(self) -> str:
         return f"aiter_checkpointed() at {self.where}: {self.problem}. HINT: {self.fix}."
 
 
+@_error
+class ReplayedFailure(ResumableError):
+    """Raised on replay in place of a step's or item's exception that could
+    not be pickled when it was recorded: its type name and message are all
+    that was kept."""
+
+    type_name: str
+    message: str
+
+    def _message(self) -> str:
+        return f"{self.type_name}: {self.message} (recorded; the original could not be pickled)"
+
+
+@_error
 class CarryAuditError(ResumableError):
     """The carry audit (configure(audit_carry=True)) found a local that
     changed without being carried, or a delta that does not rebuild its value."""
 
-    def __init__(self, where: str, variable: str, what: str) -> None:
-        self.where = where
-        self.variable = variable
-        self.what = what
-        super().__init__(where, variable, what)
+    where: str
+    variable: str
+    what: str
 
     def _message(self) -> str:
         return (
@@ -282,15 +307,14 @@ class CarryAuditError(ResumableError):
         )
 
 
+@_error
 class CorruptCheckpoint(ResumableError):
     """A stored record failed its signature check or could not be decoded."""
 
-    def __init__(self, execution_id: str, key: str, reason: str, hint: str | None = None) -> None:
-        self.execution_id = execution_id
-        self.key = key
-        self.reason = reason
-        self.hint = hint
-        super().__init__(execution_id, key, reason, hint)
+    execution_id: str
+    key: str
+    reason: str
+    hint: str | None = None
 
     def _message(self) -> str:
         hint = self.hint or (
@@ -303,14 +327,13 @@ class CorruptCheckpoint(ResumableError):
         )
 
 
+@_error
 class FormatVersionError(ResumableError):
     """An execution was written in a record format this release cannot read."""
 
-    def __init__(self, execution_id: str, found: int, supported: int) -> None:
-        self.execution_id = execution_id
-        self.found = found
-        self.supported = supported
-        super().__init__(execution_id, found, supported)
+    execution_id: str
+    found: int
+    supported: int
 
     def _message(self) -> str:
         return (
@@ -321,14 +344,13 @@ class FormatVersionError(ResumableError):
         )
 
 
+@_error
 class StoreUnavailable(ResumableError):
     """The store could not be reached, even after retrying with backoff."""
 
-    def __init__(self, store: str, operation: str, reason: str) -> None:
-        self.store = store
-        self.operation = operation
-        self.reason = reason
-        super().__init__(store, operation, reason)
+    store: str
+    operation: str
+    reason: str
 
     def _message(self) -> str:
         return (
@@ -338,10 +360,9 @@ class StoreUnavailable(ResumableError):
         )
 
 
-class StoreDamaged(StoreUnavailable):
-    """The store's file is damaged (SQLite: "database disk image is
-    malformed", "file is not a database"). Unlike its base class this is
-    not transient: retrying will not help, the file must be repaired."""
+class _StoreFileError(StoreUnavailable):
+    """A StoreUnavailable that names the store's file: the SQLite errors
+    that retrying will not mend."""
 
     def __init__(self, store: str, path: str, operation: str, reason: str) -> None:
         self.store = store
@@ -349,6 +370,12 @@ class StoreDamaged(StoreUnavailable):
         self.operation = operation
         self.reason = reason
         ResumableError.__init__(self, store, path, operation, reason)
+
+
+class StoreDamaged(_StoreFileError):
+    """The store's file is damaged (SQLite: "database disk image is
+    malformed", "file is not a database"). Unlike its base class this is
+    not transient: retrying will not help, the file must be repaired."""
 
     def _message(self) -> str:
         return (
@@ -359,17 +386,10 @@ class StoreDamaged(StoreUnavailable):
         )
 
 
-class StorePermissionDenied(StoreUnavailable):
+class StorePermissionDenied(_StoreFileError):
     """This process may not read the store (or, for `StoreReadOnly`, write
     it): a permission of the file or of a directory on its path. Not
     transient: retrying will not help."""
-
-    def __init__(self, store: str, path: str, operation: str, reason: str) -> None:
-        self.store = store
-        self.path = path
-        self.operation = operation
-        self.reason = reason
-        ResumableError.__init__(self, store, path, operation, reason)
 
     def _message(self) -> str:
         return (
@@ -393,14 +413,13 @@ class StoreReadOnly(StorePermissionDenied):
         )
 
 
+@_error
 class SecretKeyRequired(ResumableError):
     """A store others can write (Redis, or a store of unknown kind) would get
     unsigned records: no secret key is configured and unsigned records were
     not explicitly allowed. Raised before anything is written or read."""
 
-    def __init__(self, store: str) -> None:
-        self.store = store
-        super().__init__(store)
+    store: str
 
     def _message(self) -> str:
         return (
@@ -412,16 +431,15 @@ class SecretKeyRequired(ResumableError):
         )
 
 
+@_error
 class KeyFileError(ResumableError):
     """A secret key file (the per-user default, or RESUMABLE_SECRET_KEY_FILE)
     cannot be used: unreadable, empty, or open to other users. Nothing falls
     back to unsigned records."""
 
-    def __init__(self, path: str, reason: str, hint: str) -> None:
-        self.path = path
-        self.reason = reason
-        self.hint = hint
-        super().__init__(path, reason, hint)
+    path: str
+    reason: str
+    hint: str
 
     def _message(self) -> str:
         return f"refusing the secret key file {self.path}: {self.reason}. HINT: {self.hint}."

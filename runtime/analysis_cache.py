@@ -42,11 +42,11 @@ import sys
 from types import CodeType
 from typing import Any
 
-import structlog
+from resumable._logs import get_logger
 
 __all__ = ["code_digest", "configure", "directory", "read", "write"]
 
-log = structlog.get_logger("resumable")
+log = get_logger()
 
 # Bump when the layout of an entry changes (analysis_wire's encoding).
 FORMAT = 1

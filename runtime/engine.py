@@ -25,8 +25,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-import structlog
-
+from resumable._logs import get_logger
 from resumable.errors import (
     CheckpointError,
     CodeChangedError,
@@ -63,7 +62,7 @@ def check_on_code_change(value: object) -> OnCodeChange:
     return value
 
 
-log = structlog.get_logger("resumable")
+log = get_logger()
 
 CANCEL_POLL = 0.5  # seconds between checks for a cancel requested elsewhere
 EVERYTHING = 1_000_000_000  # a store `limit` that means "all of them"
@@ -538,7 +537,7 @@ async def _cancelled(
 ) -> None:
     await _finish(context, "cancelled", None, why)
     events.record(
-        events.ExecutionCancelled, record.id, function=record.name, seconds=time.time() - began
+        events.ExecutionStopped, record.id, function=record.name, seconds=time.time() - began
     )
 
 
@@ -627,7 +626,9 @@ async def _watch(
             task.cancel()
             return
         except Exception as exc:  # a store hiccup: try again before the lease runs out
-            log.warning("lease renewal failed", execution_id=context.execution_id, error=str(exc))
+            log.warning(
+                "lease renewal failed", execution_id=context.execution_id, error=type(exc).__name__
+            )
             continue
         if cancelled:
             context.cancel_requested = True

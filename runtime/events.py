@@ -1,23 +1,29 @@
-"""The in-process event stream and the structlog lines that mirror it.
+"""The in-process event stream and the log lines that mirror it.
 
 `subscribe(callback)` receives typed, frozen events as they happen. Every
-event is also logged through structlog ("resumable" logger), bound with the
+event is also a line of the "resumable" logger (`resumable._logs`: standard
+`logging`, or structlog when the application configured it), with the
 execution id and, where there is one, the position (loop/step/item) and
-index. Argument and result values are never part of an event or a log line.
-Emitting costs one attribute check when nobody listens.
+index. Argument and result values are never part of an event or a log line,
+and an exception only by its type name. Debug events are built only when
+someone would see them: a subscriber, or the "resumable" logger enabled for
+DEBUG. The public names are re-exported by `resumable.events`.
 """
 
 from __future__ import annotations
 
-import os
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar, Literal, TypeVar
 
-import structlog
+from resumable._logs import get_logger
 
-log = structlog.get_logger("resumable")
+log = get_logger()
+
+Level = Literal["debug", "info", "warning"]
+_LEVELS: dict[str, int] = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -25,7 +31,7 @@ class Event:
     """Base of all events; `at` is time.time() when it happened."""
 
     name: ClassVar[str] = "event"
-    level: ClassVar[Literal["debug", "info", "warning"]] = "info"
+    level: ClassVar[Level] = "info"
     execution_id: str
     at: float
 
@@ -54,14 +60,19 @@ class ExecutionCompleted(Event):
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ExecutionFailed(Event):
     name: ClassVar[str] = "execution failed"
-    level: ClassVar[Literal["debug", "info", "warning"]] = "warning"
+    level: ClassVar[Level] = "warning"
     function: str
     seconds: float
     error: str  # the exception's type name
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class ExecutionCancelled(Event):
+class ExecutionStopped(Event):
+    """The execution stopped at a cancel request; its checkpoints are kept
+    and `resume` continues it. Logged as "execution cancelled"; named apart
+    from the error `resumable.errors.ExecutionCancelled`, which the caller
+    awaiting the execution gets."""
+
     name: ClassVar[str] = "execution cancelled"
     function: str
     seconds: float
@@ -89,7 +100,7 @@ class FanoutResumed(Event):
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CheckpointWritten(Event):
     name: ClassVar[str] = "checkpoint written"
-    level: ClassVar[Literal["debug", "info", "warning"]] = "debug"
+    level: ClassVar[Level] = "debug"
     position: str
     kind: str  # loop, step, map, gather, value, sleep
     index: int | None = None
@@ -103,7 +114,7 @@ class IterationStarted(Event):
     iterations are skipped, so they never start)."""
 
     name: ClassVar[str] = "iteration started"
-    level: ClassVar[Literal["debug", "info", "warning"]] = "debug"
+    level: ClassVar[Level] = "debug"
     position: str
     loop: str
     index: int
@@ -114,7 +125,7 @@ class ItemStarted(Event):
     """An amap/agather item starts running (recorded items never start)."""
 
     name: ClassVar[str] = "item started"
-    level: ClassVar[Literal["debug", "info", "warning"]] = "debug"
+    level: ClassVar[Level] = "debug"
     position: str
     index: int
 
@@ -124,7 +135,7 @@ class StepStarted(Event):
     """A step's function is about to be called (not when it is replayed)."""
 
     name: ClassVar[str] = "step started"
-    level: ClassVar[Literal["debug", "info", "warning"]] = "debug"
+    level: ClassVar[Level] = "debug"
     position: str
     step: str
 
@@ -132,7 +143,7 @@ class StepStarted(Event):
 @dataclass(frozen=True, slots=True, kw_only=True)
 class StepRecorded(Event):
     name: ClassVar[str] = "step recorded"
-    level: ClassVar[Literal["debug", "info", "warning"]] = "debug"
+    level: ClassVar[Level] = "debug"
     position: str
     step: str
     seconds: float
@@ -142,13 +153,16 @@ class StepRecorded(Event):
 @dataclass(frozen=True, slots=True, kw_only=True)
 class StepReplayed(Event):
     name: ClassVar[str] = "step replayed"
-    level: ClassVar[Literal["debug", "info", "warning"]] = "debug"
+    level: ClassVar[Level] = "debug"
     position: str
     step: str
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ItemRetried(Event):
+    """An amap/agather item failed and will be tried again; `error` is the
+    exception's type name (its message may hold secrets)."""
+
     name: ClassVar[str] = "item retried"
     position: str
     index: int | None
@@ -156,12 +170,21 @@ class ItemRetried(Event):
     error: str
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StepRetried(Event):
+    """A step failed and will be called again; `error` is the exception's
+    type name."""
+
+    name: ClassVar[str] = "step retried"
+    position: str | None  # None outside an execution
+    step: str
+    attempt: int
+    error: str
+
+
 @dataclass(slots=True)
 class _Hub:
     subscribers: list[Callable[[Event], None]] = field(default_factory=list)
-    # Per-checkpoint debug lines are logged only when asked for (structlog's
-    # default configuration would print them): RESUMABLE_LOG_LEVEL=debug.
-    debug_logs: bool = os.environ.get("RESUMABLE_LOG_LEVEL", "").lower() == "debug"
 
 
 _hub = _Hub()
@@ -170,7 +193,7 @@ _hub = _Hub()
 def wanted(level: str = "debug") -> bool:
     """Whether an event of `level` would reach anyone; hot paths check this
     before building the event."""
-    return level != "debug" or _hub.debug_logs or bool(_hub.subscribers)
+    return level != "debug" or bool(_hub.subscribers) or log.wants(logging.DEBUG)
 
 
 def subscribe(callback: Callable[[Event], None]) -> Callable[[], None]:
@@ -201,12 +224,17 @@ def record(event_type: type[E], execution_id: str, /, **fields: Any) -> None:
 
 
 def emit(event: Event) -> None:
-    if event.level != "debug" or _hub.debug_logs:
+    level = _LEVELS[event.level]
+    if log.wants(level):
         fields: dict[str, Any] = asdict(event)
         fields.pop("at")
-        getattr(log, event.level)(event.name, **fields)
+        log.log(level, event.name, fields)
     for callback in tuple(_hub.subscribers):
         try:
             callback(event)
         except Exception as exc:
-            log.warning("event subscriber failed", subscriber=repr(callback), error=repr(exc))
+            # The type only: an exception's message may hold the event's
+            # values' secrets, or anything else.
+            log.warning(
+                "event subscriber failed", subscriber=repr(callback), error=type(exc).__name__
+            )

@@ -13,7 +13,14 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from resumable.errors import CheckpointError, CorruptCheckpoint, NonDeterminismError
+# ReplayedFailure is also named here because records written before it moved
+# to resumable.errors pickled it as resumable.runtime.records.ReplayedFailure.
+from resumable.errors import (
+    CheckpointError,
+    CorruptCheckpoint,
+    NonDeterminismError,
+    ReplayedFailure,
+)
 from resumable.runtime import deltas, ids, wire
 from resumable.runtime.context import ExecutionContext
 from resumable.stores.codec import Codec, UnserializableValue
@@ -288,18 +295,6 @@ def type_name(value: object) -> str:
         if kind.__module__ == "builtins"
         else f"{kind.__module__}.{kind.__qualname__}"
     )
-
-
-class ReplayedFailure(Exception):
-    """Stands in for a recorded exception that could not be pickled."""
-
-    def __init__(self, type_name: str, message: str) -> None:
-        super().__init__(f"{type_name}: {message} (recorded; the original could not be pickled)")
-        self.type_name = type_name
-        self.message = message
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (self.type_name, self.message))
 
 
 def dump_outcome(  # noqa: PLR0917

@@ -2,21 +2,42 @@
 
 stamina (exponential backoff with jitter, async-native, instrumented) does
 the waiting and counting; this module adds the policy object users pass
-around, the per-attempt timeout, and a hook so retries show up in our logs.
+around, the per-attempt timeout, and a hook (`on_retry`) through which the
+callers log one line per retry, with the exception's type name only.
+
+stamina's own instrumentation would log a second line per retry, with the
+exception's repr, i.e. its message, which may hold secrets. Its hooks are
+process-wide (`stamina.instrumentation.set_on_retry_hooks`), with no
+per-call option, and the application's own stamina retries should keep
+them. So the configured hooks are wrapped (`_quiet_inside_ours`): a wrapper
+calls its hook unless a context variable says the retry is one of ours. The
+application's code that runs inside our attempt (a step's body) resets the
+variable, so its own stamina retries are logged as before. The wrapping is
+checked before each retrying call, so hooks the application sets later are
+wrapped too; `get_on_retry_hooks()` shows the wrappers.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractContextManager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TypeVar
 
 import stamina
-import structlog
+from stamina.instrumentation import (
+    RetryDetails,
+    RetryHook,
+    get_on_retry_hooks,
+    set_on_retry_hooks,
+)
 
 T = TypeVar("T")
-log = structlog.get_logger("resumable")
+
+# True while stamina schedules one of our retries (see the module docstring).
+_ours: ContextVar[bool] = ContextVar("resumable_retrying", default=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,13 +96,30 @@ async def call_with_policy(
     """Run `call` with a per-attempt timeout and the retry `policy`."""
 
     async def attempt() -> T:
-        if attempt_timeout is None:
-            return await call()
-        async with asyncio.timeout(attempt_timeout):
-            return await call()
+        token = _ours.set(False)  # the user's code: its own stamina retries log
+        try:
+            if attempt_timeout is None:
+                return await call()
+            async with asyncio.timeout(attempt_timeout):
+                return await call()
+        finally:
+            _ours.reset(token)
 
     if policy is None or policy.attempts == 1:
         return await attempt()
+    _quiet_stamina_for_ours()
+    token = _ours.set(True)
+    try:
+        return await _retrying(attempt, policy, on_retry)
+    finally:
+        _ours.reset(token)
+
+
+async def _retrying(
+    attempt: Callable[[], Awaitable[T]],
+    policy: Retry,
+    on_retry: Callable[[int, BaseException], None] | None,
+) -> T:
     number = 0
     async for retry in stamina.retry_context(
         on=policy.on,
@@ -101,3 +139,30 @@ async def call_with_policy(
                     on_retry(number, exc)
                 raise
     raise AssertionError("unreachable: stamina re-raises the last failure")  # pragma: no cover
+
+
+class _QuietInsideOurs:
+    """A stamina retry hook that stays silent for our retries (we log them
+    ourselves, without the exception's message) and calls `hook` for all
+    others."""
+
+    __slots__ = ("hook",)
+
+    def __init__(self, hook: RetryHook) -> None:
+        self.hook = hook
+
+    def __call__(self, details: RetryDetails) -> AbstractContextManager[None] | None:
+        if _ours.get():
+            return None
+        return self.hook(details)
+
+
+def _quiet_stamina_for_ours() -> None:
+    hooks = get_on_retry_hooks()
+    if not all(isinstance(hook, _QuietInsideOurs) for hook in hooks):
+        set_on_retry_hooks(
+            [
+                hook if isinstance(hook, _QuietInsideOurs) else _QuietInsideOurs(hook)
+                for hook in hooks
+            ]
+        )

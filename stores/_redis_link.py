@@ -37,18 +37,18 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
-import structlog
 from redis import exceptions as redis_errors
 from redis.asyncio.connection import Connection, parse_url
 from redis.asyncio.retry import Retry
 from redis.backoff import EqualJitterBackoff, NoBackoff
 
+from resumable._logs import get_logger
 from resumable.errors import StoreUnavailable
 from resumable.stores.base import StoreStats
 from resumable.stores.url import REDACTED
 
 T = TypeVar("T")
-log = structlog.get_logger("resumable")
+log = get_logger()
 
 STALL_WARNING = 2.0  # seconds without an answer on a new connection before a warning
 

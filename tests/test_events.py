@@ -144,7 +144,7 @@ class TestLifecycle:
         with pytest.raises(ExecutionCancelled):
             await run.result()
         assert any(
-            isinstance(e, events.ExecutionCancelled) and e.execution_id == run.id for e in recorded
+            isinstance(e, events.ExecutionStopped) and e.execution_id == run.id for e in recorded
         )
 
     async def test_retried_items(self, store, recorded):

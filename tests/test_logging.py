@@ -1,15 +1,15 @@
-"""structlog lines: bound with execution id, position and index; quiet at
-INFO; per-checkpoint detail only at debug; never a value of the user's."""
+"""Log lines as structlog events (in this process, through capture_logs):
+bound with execution id, position and index; quiet at INFO; per-checkpoint
+detail only at debug; never a value of the user's. Real processes for what a
+program sees on stdout and stderr: tests/test_log_routes.py."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
+import logging
 import uuid
+from collections.abc import Iterator
 
 import pytest
-from clirun import cli_env
-from crashing import TESTS
 from jobs import batch, watched
 from structlog.testing import capture_logs
 
@@ -28,9 +28,15 @@ DEBUG_EVENTS = {
 
 
 @pytest.fixture(name="debug")
-def _debug(monkeypatch):
-    """As if RESUMABLE_LOG_LEVEL=debug had been set when the process started."""
-    monkeypatch.setattr(events._hub, "debug_logs", True)
+def _debug() -> Iterator[None]:
+    """The one switch for debug lines: the "resumable" logger's level."""
+    logger = logging.getLogger("resumable")
+    before = logger.level
+    logger.setLevel(logging.DEBUG)
+    try:
+        yield
+    finally:
+        logger.setLevel(before)
 
 
 async def crashed(job, store, after: int, *args) -> str:
@@ -123,29 +129,6 @@ class TestDebug:
             unsubscribe()
         assert any(isinstance(e, events.ItemStarted) for e in seen)
         assert not {line["event"] for line in logs} & DEBUG_EVENTS
-
-    @pytest.mark.parametrize("level", ["debug", ""])
-    def test_environment_variable(self, tmp_path, level):
-        """RESUMABLE_LOG_LEVEL=debug, read at start-up by a fresh process."""
-        snippet = "import asyncio\nfrom jobs import watched\nasyncio.run(watched.watched(3, 0.0))\n"
-        env = cli_env(RESUMABLE_STORE=f"sqlite:///{tmp_path}/s.db", RESUMABLE_LOG_LEVEL=level)
-        done = subprocess.run(
-            [sys.executable, "-c", snippet],
-            env=env,
-            cwd=TESTS,
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        lines = done.stdout.splitlines()
-        assert sum("execution started" in line for line in lines) == 1
-        debug_lines = [line for line in lines if "[debug" in line]
-        if level == "debug":
-            assert any("checkpoint written" in line and "index=2" in line for line in debug_lines)
-            assert any("item started" in line for line in debug_lines)
-        else:
-            assert debug_lines == []
-            assert len(lines) == 2  # started, completed
 
 
 class TestNoValues:

@@ -3,8 +3,8 @@ gc, migrate (--sign), keygen and demo, over any store.
 
 Built on argparse from the standard library, not click or typer: the command
 has nine subcommands with a few options each, which argparse handles well,
-and the core library's dependencies stay at cloudpickle, msgpack, structlog
-and stamina (anything else must earn its place). argparse also
+and the core library's dependencies stay at cloudpickle, msgpack, stamina
+and rich (anything else must earn its place). argparse also
 gives the conventional exit status 2 for usage errors for free.
 
 Modules: `parsing` (the grammar), `exitcodes` (the exit codes, defined
@@ -21,10 +21,9 @@ import io
 import logging
 import os
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
-
-import structlog
 
 from resumable._cli import parsing, safe
 from resumable._cli.exitcodes import CommandError, ExitCode, for_error
@@ -33,16 +32,29 @@ from resumable.errors import ResumableError
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING}
 
 
+class _ToStderr(logging.Handler):
+    """Each record as one line on the stderr of the moment (a command run
+    in-process may have swapped it), flushed at once, in the look the CLI
+    always had: "2026-01-31 12:00:00 [warning  ] event key=value"."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(record.created))
+            sys.stderr.write(f"{when} [{record.levelname.lower():<9}] {record.getMessage()}\n")
+            sys.stderr.flush()
+        except Exception:
+            self.handleError(record)
+
+
 def _configure_logging() -> None:
-    """The library's structlog lines go to stderr, so stdout stays clean for
-    tables and --json; left alone if the application configured structlog."""
-    if structlog.is_configured():
-        return
+    """The CLI is the application here, so it configures logging, on
+    stderr: stdout stays clean for tables and --json. The library's records
+    at RESUMABLE_LOG_LEVEL (info unless set), others (the user's code that
+    `resume` runs) at warning. A root logger that already has a handler is
+    left as it is (basicConfig adds none then)."""
+    logging.basicConfig(level=logging.WARNING, handlers=[_ToStderr()])
     level = _LEVELS.get(os.environ.get("RESUMABLE_LOG_LEVEL", "").lower(), logging.INFO)
-    structlog.configure(
-        wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
-    )
+    logging.getLogger("resumable").setLevel(level)
 
 
 def _import_from_cwd() -> None:
