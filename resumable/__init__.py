@@ -7,6 +7,8 @@ continues from the last finished iteration, in any process.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from resumable._checkpointed import aiter_checkpointed
 from resumable._config import configure
 from resumable._decorator import BoundResumable, Execution, ResumableFunction, resumable
@@ -50,7 +52,10 @@ from resumable.events import subscribe
 from resumable.runtime.loop import AUTO
 from resumable.runtime.retry import Retry
 from resumable.runtime.wire import FanoutProgress, LoopProgress
-from resumable.stores import MemoryStore, SQLiteStore, Store, open_store
+from resumable.stores import Store, open_store
+
+if TYPE_CHECKING:
+    from resumable.stores import MemoryStore, SQLiteStore
 
 __all__ = [
     "AMap",
@@ -110,3 +115,13 @@ __all__ = [
     "subscribe",
     "uuid4",
 ]
+
+
+def __getattr__(name: str) -> object:
+    # The store classes load on first use, so that `import resumable` loads
+    # no store's code (resumable.stores does the same).
+    if name in ("MemoryStore", "SQLiteStore"):
+        from resumable import stores
+
+        return getattr(stores, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -23,7 +23,7 @@ import time
 from collections.abc import Collection, Mapping
 from typing import Any
 
-from resumable.stores import _common
+from resumable.stores import checks, leases
 from resumable.stores.base import ExecutionRecord, ExecutionUpdate, Lease, Status
 
 SCHEMA_VERSION = 3
@@ -190,11 +190,9 @@ def _fence(conn: sqlite3.Connection, lease: Lease) -> None:
     """Raise LeaseLost unless `lease` is current; call inside the transaction."""
     row = conn.execute(_SELECT_LEASE, (lease.execution_id,)).fetchone()
     if row is None:
-        raise _common.lease_lost(lease, found=False)
-    if not _common.fence_holds(lease, row[0], row[1]):
-        raise _common.lease_lost(
-            lease, found=True, owner=row[1], expires_at=row[2], now=time.time()
-        )
+        raise leases.lease_lost(lease, found=False)
+    if not leases.fence_holds(lease, row[0], row[1]):
+        raise leases.lease_lost(lease, found=True, owner=row[1], expires_at=row[2], now=time.time())
 
 
 def create_execution(
@@ -202,7 +200,7 @@ def create_execution(
 ) -> Lease | None:
     with Immediate(conn):
         now = time.time()
-        lease = Lease(record.id, owner, record.lease_token + 1, now + ttl)
+        lease = Lease(record.id, owner, leases.next_token(record.lease_token), now + ttl)
         row = dataclasses.replace(
             record,
             created_at=record.created_at or now,
@@ -234,9 +232,9 @@ def acquire_lease(
             return None
         token, current_owner, expires_at = row
         now = time.time()
-        if not _common.lease_is_free(current_owner, expires_at, token, now, steal_token):
-            raise _common.locked(execution_id, current_owner, expires_at, now)
-        lease = Lease(execution_id, owner, token + 1, now + ttl)
+        if not leases.may_acquire(current_owner, expires_at, token, now, steal_token):
+            raise leases.locked(execution_id, current_owner, expires_at, now)
+        lease = Lease(execution_id, owner, leases.next_token(token), now + ttl)
         conn.execute(
             "UPDATE executions SET owner = ?, lease_token = ?, lease_expires_at = ?, "
             "updated_at = ? WHERE id = ?",
@@ -296,7 +294,7 @@ def write_records(
 def update_execution(
     conn: sqlite3.Connection, lease: Lease, update: ExecutionUpdate
 ) -> ExecutionRecord:
-    changes = _common.update_changes(update)
+    changes = checks.update_changes(update)
     changes["updated_at"] = time.time()
     assignments = ", ".join(f"{name} = ?" for name in changes)  # names are constants
     with Immediate(conn):
@@ -332,12 +330,12 @@ _VALUES_CHUNK = 500  # bound parameters per IN (...): under every SQLite's limit
 
 
 def load_headers(conn: sqlite3.Connection, execution_id: str) -> dict[str, bytes]:
-    """The header records (`_common.is_header_key`), without reading the rest.
+    """The header records (`checks.is_header_key`), without reading the rest.
 
     A skip scan of the primary key's index, in one read transaction (one
     consistent snapshot): keys are read in order, a page at a time, and at a
     key that is not a header's the scan jumps past every key sharing the
-    prefix that makes it one (`_common.past_non_headers`: all the items of a
+    prefix that makes it one (`checks.past_non_headers`: all the items of a
     fan-out, all the deltas of a loop, every memo) with one index seek. So
     it costs about one seek per header plus one per run of other records,
     whatever their number, and the value column is read for headers only
@@ -345,7 +343,7 @@ def load_headers(conn: sqlite3.Connection, execution_id: str) -> dict[str, bytes
     """
     keys: list[str] = []
     bound, after = "", False
-    is_header, skip = _common.is_header_key, _common.past_non_headers
+    is_header, skip = checks.is_header_key, checks.past_non_headers
     conn.execute("BEGIN")
     try:
         while True:

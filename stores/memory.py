@@ -14,7 +14,7 @@ from collections.abc import Collection, Mapping
 from typing import ClassVar
 
 from resumable.errors import ExecutionNotFound
-from resumable.stores import _common
+from resumable.stores import checks, leases
 from resumable.stores.base import (
     DEFAULT_MAX_RECORD_BYTES,
     ExecutionRecord,
@@ -24,6 +24,7 @@ from resumable.stores.base import (
     Status,
     StoreStats,
 )
+from resumable.stores.url import StoreURL
 
 __all__ = ["MemoryStore"]
 
@@ -36,22 +37,30 @@ class MemoryStore:
     stats: StoreStats
 
     def __init__(self, *, max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES) -> None:
-        _common.check_max_record_bytes(max_record_bytes)
+        checks.check_max_record_bytes(max_record_bytes)
         self.url = "memory://"
         self.stats = StoreStats()
         self.max_record_bytes = max_record_bytes
         self._records: dict[str, ExecutionRecord] = {}
         self._checkpoints: dict[str, dict[str, bytes]] = {}
 
+    @classmethod
+    def from_url(cls, parsed: StoreURL) -> MemoryStore:
+        """The store ``memory://[?max_record_bytes=N]`` names (a new one each time)."""
+        parsed.refuse_unknown(("max_record_bytes",))
+        return cls(
+            max_record_bytes=parsed.number("max_record_bytes", int, DEFAULT_MAX_RECORD_BYTES)
+        )
+
     def __repr__(self) -> str:
         return f"MemoryStore({len(self._records)} executions)"
 
     async def create(self, record: ExecutionRecord, owner: str, ttl: float) -> Lease | None:
-        _common.check_create(record, ttl, self.max_record_bytes)
+        checks.check_create(record, ttl, self.max_record_bytes)
         if record.id in self._records:
             return None
         now = time.time()
-        lease = Lease(record.id, owner, record.lease_token + 1, now + ttl)
+        lease = Lease(record.id, owner, leases.next_token(record.lease_token), now + ttl)
         self._records[record.id] = record.replace(
             created_at=record.created_at or now,
             updated_at=now,
@@ -68,23 +77,23 @@ class MemoryStore:
     async def acquire(
         self, execution_id: str, owner: str, ttl: float, *, steal_token: int | None = None
     ) -> Lease:
-        _common.check_ttl(ttl)
+        leases.check_ttl(ttl)
         record = self._records.get(execution_id)
         if record is None:
             raise ExecutionNotFound(execution_id, self.url)
         now = time.time()
-        if not _common.lease_is_free(
+        if not leases.may_acquire(
             record.owner, record.lease_expires_at, record.lease_token, now, steal_token
         ):
-            raise _common.locked(execution_id, record.owner, record.lease_expires_at, now)
-        lease = Lease(execution_id, owner, record.lease_token + 1, now + ttl)
+            raise leases.locked(execution_id, record.owner, record.lease_expires_at, now)
+        lease = Lease(execution_id, owner, leases.next_token(record.lease_token), now + ttl)
         self._records[execution_id] = record.replace(
             owner=owner, lease_token=lease.token, lease_expires_at=lease.expires_at, updated_at=now
         )
         return lease
 
     async def renew(self, lease: Lease, ttl: float) -> Lease:
-        _common.check_ttl(ttl)
+        leases.check_ttl(ttl)
         record = self._fenced(lease)
         now = time.time()
         renewed = Lease(lease.execution_id, lease.owner, lease.token, now + ttl)
@@ -109,8 +118,8 @@ class MemoryStore:
         execution_id = lease.execution_id
         record = self._records.get(execution_id)
         if record is None or record.lease_token != lease.token or record.owner != lease.owner:
-            raise self._lost(lease, record)
-        written = _common.check_puts(execution_id, puts, self.max_record_bytes)
+            leases.fenced(lease, record, time.time())  # raises LeaseLost
+        written = checks.check_puts(execution_id, puts, self.max_record_bytes)
         records = self._checkpoints[execution_id]
         for key in deletes:  # deletes first, so a key both deleted and put ends up put
             records.pop(key, None)
@@ -118,9 +127,9 @@ class MemoryStore:
         self.stats.wrote(len(puts), written)
 
     async def update(self, lease: Lease, update: ExecutionUpdate) -> ExecutionRecord:
-        _common.check_update(lease.execution_id, update, self.max_record_bytes)
+        checks.check_update(lease.execution_id, update, self.max_record_bytes)
         record = self._fenced(lease)
-        record = record.replace(**_common.update_changes(update), updated_at=time.time())
+        record = record.replace(**checks.update_changes(update), updated_at=time.time())
         self._records[lease.execution_id] = record
         if update.clear_checkpoints or update.replace_checkpoints is not None:
             self._checkpoints[lease.execution_id].clear()
@@ -133,7 +142,7 @@ class MemoryStore:
         return dict(self._checkpoints.get(execution_id, ()))
 
     async def load_headers(self, execution_id: str) -> dict[str, bytes]:
-        is_header = _common.is_header_key
+        is_header = checks.is_header_key
         records = self._checkpoints.get(execution_id, {})
         return {key: value for key, value in records.items() if is_header(key)}
 
@@ -145,15 +154,13 @@ class MemoryStore:
         parent_id: str | None = None,
         limit: int = 100,
     ) -> list[ExecutionRecord]:
-        _common.check_limit(limit)
+        checks.check_limit(limit)
         # Newest inserted first before the stable sort, so that equal
         # created_at values come out in the same order as SQLite's.
         found = [
             record
             for record in reversed(self._records.values())
-            if (status is None or record.status == status)
-            and (function is None or record.function == function)
-            and (parent_id is None or record.parent_id == parent_id)
+            if checks.listed(record, status, function, parent_id)
         ]
         found.sort(key=lambda record: record.created_at, reverse=True)
         return found[:limit]
@@ -177,19 +184,4 @@ class MemoryStore:
         """Nothing to release; the data stays readable until the store is dropped."""
 
     def _fenced(self, lease: Lease) -> ExecutionRecord:
-        record = self._records.get(lease.execution_id)
-        if record is None or not _common.fence_holds(lease, record.lease_token, record.owner):
-            raise self._lost(lease, record)
-        return record
-
-    @staticmethod
-    def _lost(lease: Lease, record: ExecutionRecord | None) -> Exception:
-        if record is None:
-            return _common.lease_lost(lease, found=False)
-        return _common.lease_lost(
-            lease,
-            found=True,
-            owner=record.owner,
-            expires_at=record.lease_expires_at,
-            now=time.time(),
-        )
+        return leases.fenced(lease, self._records.get(lease.execution_id), time.time())

@@ -41,14 +41,13 @@ import uuid
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
 from redis import exceptions as redis_errors
 
 from resumable.errors import ExecutionNotFound, LeaseLost, StoreUnavailable
-from resumable.stores import _common
 from resumable.stores import _redis_lua as lua
+from resumable.stores import checks, leases
 from resumable.stores._redis_link import Link, LoopClient, execute, pipeline
 from resumable.stores.base import (
     DEFAULT_MAX_RECORD_BYTES,
@@ -59,7 +58,7 @@ from resumable.stores.base import (
     Status,
     StoreStats,
 )
-from resumable.stores.url import redact_url
+from resumable.stores.url import StoreURL, parse_store_url, redact_url
 
 __all__ = ["DEFAULT_PREFIX", "RedisStore"]
 
@@ -124,25 +123,22 @@ class RedisStore:
         unavailable_after: float = 30.0,
     ) -> None:
         self.url = redact_url(url)
-        parts = urlsplit(url)
-        if parts.scheme.lower() not in ("redis", "rediss"):
+        parsed = parse_store_url(url)
+        if parsed.scheme not in ("redis", "rediss"):
             raise ValueError(f"RedisStore needs a redis:// or rediss:// URL, got {self.url!r}")
-        query = parse_qsl(parts.query, keep_blank_values=True)
-        own = {name: value for name, value in query if name in _OWN_OPTIONS}
-        redis_url = urlunsplit(
-            parts._replace(query=urlencode([(n, v) for n, v in query if n not in _OWN_OPTIONS]))
-        )
+        own = parsed.options
         if "prefix" in own:
             if prefix not in (DEFAULT_PREFIX, own["prefix"]):
                 raise ValueError(
                     f"prefix={prefix!r} and the URL's ?prefix={own['prefix']!r} disagree"
                 )
             prefix = own["prefix"]
-        max_record_bytes = int(self._option(own, "max_record_bytes", max_record_bytes))
-        unavailable_after = self._option(own, "unavailable_after", unavailable_after)
+        max_record_bytes = int(parsed.number("max_record_bytes", float, max_record_bytes))
+        unavailable_after = parsed.number("unavailable_after", float, unavailable_after)
+        redis_url = parsed.without(_OWN_OPTIONS)
         if not prefix or "{" in prefix or "}" in prefix:
             raise ValueError(f"prefix={prefix!r}: expected a non-empty name without braces")
-        _common.check_max_record_bytes(max_record_bytes)
+        checks.check_max_record_bytes(max_record_bytes)
         for name, value in (
             ("connect_timeout", connect_timeout),
             ("command_timeout", command_timeout),
@@ -168,30 +164,20 @@ class RedisStore:
         self._batcher: _Batcher | None = None
 
     @classmethod
-    def from_url(cls, url: str) -> RedisStore:
-        """The store a URL names, options included (what `open_store` calls)."""
-        return cls(url)
+    def from_url(cls, parsed: StoreURL) -> RedisStore:
+        """The store a parsed URL names, options included (what `open_store` calls)."""
+        return cls(parsed.url)
 
     def __repr__(self) -> str:
         return f"RedisStore({self.url!r}, prefix={self.prefix!r})"
 
-    def _option(self, own: Mapping[str, str], name: str, default: float) -> float:
-        if name not in own:
-            return default
-        try:
-            return float(own[name])
-        except ValueError:
-            raise ValueError(
-                f"store URL {self.url!r}: {name}={own[name]!r} is not a number"
-            ) from None
-
     # -- the Store protocol ---------------------------------------------------
 
     async def create(self, record: ExecutionRecord, owner: str, ttl: float) -> Lease | None:
-        _common.check_create(record, ttl, self.max_record_bytes)
+        checks.check_create(record, ttl, self.max_record_bytes)
         if not record.created_at:
             record = record.replace(created_at=time.time())
-        token = record.lease_token + 1
+        token = leases.next_token(record.lease_token)
         args = [repr(float(ttl)), token, uuid.uuid4().hex, owner, *lua.record_fields(record)]
         score = repr(record.created_at)
 
@@ -219,7 +205,7 @@ class RedisStore:
     async def acquire(
         self, execution_id: str, owner: str, ttl: float, *, steal_token: int | None = None
     ) -> Lease:
-        _common.check_ttl(ttl)
+        leases.check_ttl(ttl)
         steal = "" if steal_token is None else str(steal_token)
         args = [owner, repr(float(ttl)), steal, uuid.uuid4().hex]
         reply = await self._script(
@@ -229,11 +215,11 @@ class RedisStore:
             raise ExecutionNotFound(execution_id, self.url)
         if reply[0] == 0:
             holder = reply[1].decode("utf-8", "replace")
-            raise _common.locked(execution_id, holder, float(reply[2]), float(reply[3]))
+            raise leases.locked(execution_id, holder, float(reply[2]), float(reply[3]))
         return Lease(execution_id, owner, int(reply[1]), float(reply[2]))
 
     async def renew(self, lease: Lease, ttl: float) -> Lease:
-        _common.check_ttl(ttl)
+        leases.check_ttl(ttl)
         expires = await self._script(
             f"renewing the lease of {lease.execution_id!r}",
             "renew",
@@ -255,7 +241,7 @@ class RedisStore:
     async def write(
         self, lease: Lease, puts: Mapping[str, bytes], deletes: Collection[str] = ()
     ) -> None:
-        written = _common.check_puts(lease.execution_id, puts, self.max_record_bytes)
+        written = checks.check_puts(lease.execution_id, puts, self.max_record_bytes)
         batcher = self._batcher
         client = self._link.ready()
         if batcher is None or client is None or batcher.client is not client:
@@ -276,8 +262,8 @@ class RedisStore:
         self.stats.wrote(len(puts), written)
 
     async def update(self, lease: Lease, update: ExecutionUpdate) -> ExecutionRecord:
-        _common.check_update(lease.execution_id, update, self.max_record_bytes)
-        fields = lua.encode_fields(_common.update_changes(update))
+        checks.check_update(lease.execution_id, update, self.max_record_bytes)
+        fields = lua.encode_fields(checks.update_changes(update))
         replacing = update.replace_checkpoints
         clear = "1" if update.clear_checkpoints or replacing is not None else "0"
         puts = [part for item in (replacing or {}).items() for part in item]
@@ -335,7 +321,7 @@ class RedisStore:
         parent_id: str | None = None,
         limit: int = 100,
     ) -> list[ExecutionRecord]:
-        _common.check_limit(limit)
+        checks.check_limit(limit)
         found: list[ExecutionRecord] = []
         filtered = status is not None or function is not None or parent_id is not None
         page = _PAGE if filtered else min(max(limit, 1), 1000)
@@ -353,10 +339,7 @@ class RedisStore:
             found += [
                 record
                 for record in await self._records(wanted)
-                if record is not None
-                and (status is None or record.status == status)
-                and (function is None or record.function == function)
-                and (parent_id is None or record.parent_id == parent_id)
+                if record is not None and checks.listed(record, status, function, parent_id)
             ]
         return found[:limit]
 
@@ -570,8 +553,8 @@ def _lease_lost(lease: Lease, message: str) -> LeaseLost:
     """LeaseLost from the scripts' error reply (see _redis_lua)."""
     _, state, expires, now, holder = message.split()[:5]
     if state == "0":
-        return _common.lease_lost(lease, found=False)
+        return leases.lease_lost(lease, found=False)
     owner = None if holder == "-" else bytes.fromhex(holder).decode("utf-8", "replace")
-    return _common.lease_lost(
+    return leases.lease_lost(
         lease, found=True, owner=owner, expires_at=float(expires), now=float(now)
     )

@@ -32,9 +32,9 @@ from typing import Any, ClassVar, Literal, TypeVar
 from urllib.parse import quote
 
 from resumable.errors import ExecutionNotFound, StoreReadOnly, StoreUnavailable
-from resumable.stores import _common
 from resumable.stores import _sqlite_errors as errors
 from resumable.stores import _sqlite_sql as sql
+from resumable.stores import checks, leases
 from resumable.stores.base import (
     DEFAULT_MAX_RECORD_BYTES,
     ExecutionRecord,
@@ -44,7 +44,7 @@ from resumable.stores.base import (
     Status,
     StoreStats,
 )
-from resumable.stores.url import sqlite_url
+from resumable.stores.url import StoreURL, sqlite_url
 
 __all__ = ["DEFAULT_BUSY_TIMEOUT", "SQLiteStore", "Synchronous"]
 
@@ -85,7 +85,7 @@ class SQLiteStore:
     ) -> None:
         if synchronous not in ("normal", "full"):
             raise ValueError(f"synchronous={synchronous!r}: expected 'normal' or 'full'")
-        _common.check_max_record_bytes(max_record_bytes)
+        checks.check_max_record_bytes(max_record_bytes)
         if not busy_timeout > 0:
             raise ValueError(
                 f"busy_timeout={busy_timeout!r}: expected a positive number of seconds"
@@ -107,6 +107,19 @@ class SQLiteStore:
         self.read_only = False
         self._read_only_reason = ""
         self._conn: sqlite3.Connection | None = self._open()
+
+    @classmethod
+    def from_url(cls, parsed: StoreURL) -> SQLiteStore:
+        """The store a ``sqlite://`` URL (or a bare path) names, with its
+        options: synchronous, max_record_bytes, busy_timeout."""
+        parsed.refuse_unknown(("busy_timeout", "max_record_bytes", "synchronous"))
+        synchronous: Synchronous = parsed.choice("synchronous", ("normal", "full"), "normal")
+        return cls(
+            parsed.path,
+            synchronous=synchronous,
+            max_record_bytes=parsed.number("max_record_bytes", int, DEFAULT_MAX_RECORD_BYTES),
+            busy_timeout=parsed.number("busy_timeout", float, DEFAULT_BUSY_TIMEOUT),
+        )
 
     def __repr__(self) -> str:
         return f"SQLiteStore({self.url!r})"
@@ -196,7 +209,7 @@ class SQLiteStore:
     # -- the Store protocol ---------------------------------------------------
 
     async def create(self, record: ExecutionRecord, owner: str, ttl: float) -> Lease | None:
-        _common.check_create(record, ttl, self.max_record_bytes)
+        checks.check_create(record, ttl, self.max_record_bytes)
         return await self._run("creating an execution", sql.create_execution, record, owner, ttl)
 
     async def get(self, execution_id: str) -> ExecutionRecord | None:
@@ -205,7 +218,7 @@ class SQLiteStore:
     async def acquire(
         self, execution_id: str, owner: str, ttl: float, *, steal_token: int | None = None
     ) -> Lease:
-        _common.check_ttl(ttl)
+        leases.check_ttl(ttl)
         lease: Lease | None = await self._run(
             "acquiring a lease", sql.acquire_lease, execution_id, owner, ttl, steal_token
         )
@@ -214,7 +227,7 @@ class SQLiteStore:
         return lease
 
     async def renew(self, lease: Lease, ttl: float) -> Lease:
-        _common.check_ttl(ttl)
+        leases.check_ttl(ttl)
         return await self._run("renewing a lease", sql.renew_lease, lease, ttl)
 
     async def release(self, lease: Lease) -> None:
@@ -223,7 +236,7 @@ class SQLiteStore:
     async def write(
         self, lease: Lease, puts: Mapping[str, bytes], deletes: Collection[str] = ()
     ) -> None:
-        written = _common.check_puts(lease.execution_id, puts, self.max_record_bytes)
+        written = checks.check_puts(lease.execution_id, puts, self.max_record_bytes)
         # The hot path of every checkpoint: `_run`'s inline branch, inlined.
         conn = self._conn
         pending = self._pending
@@ -246,7 +259,7 @@ class SQLiteStore:
             self._checkpoint_in_background()
 
     async def update(self, lease: Lease, update: ExecutionUpdate) -> ExecutionRecord:
-        _common.check_update(lease.execution_id, update, self.max_record_bytes)
+        checks.check_update(lease.execution_id, update, self.max_record_bytes)
         return await self._run("updating an execution", sql.update_execution, lease, update)
 
     async def load(self, execution_id: str) -> dict[str, bytes]:
@@ -265,7 +278,7 @@ class SQLiteStore:
         parent_id: str | None = None,
         limit: int = 100,
     ) -> list[ExecutionRecord]:
-        _common.check_limit(limit)
+        checks.check_limit(limit)
         return await self._run(
             "listing executions", sql.list_records, status, function, parent_id, limit
         )

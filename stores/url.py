@@ -10,15 +10,21 @@ unless it starts with a slash itself.
   path).
 * a bare path with no scheme (``foo/state.db``, ``/tmp/state.db``): SQLite.
 * ``?synchronous=full`` (or ``normal``), ``?max_record_bytes=N``: options.
+
+Each store reads its own options from a `StoreURL` (`from_url`), with the
+methods here, so that every store refuses an unknown option or a bad value
+with the same words: the redacted URL, the option, the value, and what it
+expected.
 """
 
 from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
-from urllib.parse import parse_qsl, quote, unquote, urlsplit
+from typing import TypeVar
+from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 
 __all__ = ["StoreURL", "parse_store_url", "redact_url", "sqlite_url"]
 
@@ -31,6 +37,8 @@ _SECRET_QUERY = re.compile(
 )
 # userinfo "user:password@" when urlsplit cannot parse the URL (e.g. a bad port).
 _SECRET_USERINFO = re.compile(r"(?P<lead>://[^/@:]*:)[^/@]*(?=@)")
+_N = TypeVar("_N", int, float)
+_C = TypeVar("_C", bound=str)
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +49,50 @@ class StoreURL:
     url: str
     path: str = ""
     options: Mapping[str, str] = field(default_factory=dict)
+
+    def refuse_unknown(self, known: Collection[str]) -> None:
+        """Raise ValueError naming every option not in `known`."""
+        unknown = sorted(set(self.options) - set(known))
+        if unknown:
+            names = ", ".join(sorted(known)) if known else "none"
+            raise ValueError(
+                f"store URL {redact_url(self.url)!r}: unknown option(s) {', '.join(unknown)} "
+                f"(known: {names})"
+            )
+
+    def number(self, name: str, kind: type[_N], default: _N) -> _N:
+        """Option `name` as an int or float (`kind`), `default` when absent."""
+        if name not in self.options:
+            return default
+        text = self.options[name]
+        try:
+            return kind(text)
+        except ValueError:
+            raise ValueError(
+                f"store URL {redact_url(self.url)!r}: {name}={text!r} is not a number"
+            ) from None
+
+    def choice(self, name: str, choices: Collection[_C], default: _C) -> _C:
+        """Option `name`, one of `choices` (compared in lower case)."""
+        if name not in self.options:
+            return default
+        text = self.options[name].lower()
+        for choice in choices:
+            if choice == text:
+                return choice
+        expected = " or ".join(repr(choice) for choice in choices)
+        raise ValueError(
+            f"store URL {redact_url(self.url)!r}: {name}={text!r}, expected {expected}"
+        )
+
+    def without(self, names: Collection[str]) -> str:
+        """The URL as given, minus the query options in `names` (for a client
+        library that would refuse the store's own options)."""
+        parts = urlsplit(self.url)
+        query = parse_qsl(parts.query, keep_blank_values=True)
+        return parts._replace(
+            query=urlencode([(name, value) for name, value in query if name not in names])
+        ).geturl()
 
 
 def redact_url(url: str) -> str:

@@ -1,15 +1,33 @@
-"""What every store decides the same way: lease rules, size limits, errors.
+"""What every store refuses or decides the same way, for store authors:
+argument checks, record size limits, the fields an update sets, which keys
+`load_headers` returns, and which records `list` keeps.
 
-Kept in one place so that the memory, SQLite and Redis stores cannot drift
-apart on the contract the conformance suite checks.
+The lease and fencing rules are in `resumable.stores.leases`. Kept in one
+place so that the memory, SQLite and Redis stores (and a store written
+outside the project) cannot drift apart on the contract that
+`resumable.testing.store_contract.StoreContract` checks.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
-from resumable.errors import ExecutionLocked, LeaseLost, RecordTooLarge
-from resumable.stores.base import ExecutionRecord, ExecutionUpdate, Lease
+from resumable.errors import RecordTooLarge
+from resumable.stores.base import ExecutionRecord, ExecutionUpdate, Status
+from resumable.stores.leases import check_ttl
+
+__all__ = [
+    "UPDATE_FIELDS",
+    "check_create",
+    "check_limit",
+    "check_max_record_bytes",
+    "check_puts",
+    "check_update",
+    "is_header_key",
+    "listed",
+    "past_non_headers",
+    "update_changes",
+]
 
 # ExecutionUpdate fields that map one to one onto ExecutionRecord fields.
 UPDATE_FIELDS: tuple[str, ...] = (
@@ -50,52 +68,16 @@ def past_non_headers(key: str) -> str:
     return key[:cut] + chr(ord(key[cut]) + 1)
 
 
-def check_ttl(ttl: float) -> None:
-    if not ttl > 0:  # also refuses NaN
-        raise ValueError(f"ttl={ttl!r}: a lease must last a positive number of seconds")
-
-
 def check_limit(limit: int) -> None:
+    """Refuse a negative `list` limit."""
     if limit < 0:
         raise ValueError(f"limit={limit!r}: expected 0 or more")
 
 
 def check_max_record_bytes(max_record_bytes: int) -> None:
+    """Refuse a record size cap below one byte."""
     if max_record_bytes < 1:
         raise ValueError(f"max_record_bytes={max_record_bytes!r}: expected a positive size")
-
-
-def lease_is_free(
-    owner: str | None, expires_at: float, token: int, now: float, steal_token: int | None
-) -> bool:
-    """May `acquire` take this lease? Free, expired, or proven dead by the caller."""
-    return owner is None or expires_at <= now or steal_token == token
-
-
-def locked(execution_id: str, owner: str | None, expires_at: float, now: float) -> ExecutionLocked:
-    return ExecutionLocked(execution_id, owner or "another process", max(0.0, expires_at - now))
-
-
-def fence_holds(lease: Lease, token: int, owner: str | None) -> bool:
-    """Is `lease` still the execution's current one? Released leases are not."""
-    return token == lease.token and owner == lease.owner
-
-
-def lease_lost(
-    lease: Lease,
-    *,
-    found: bool,
-    owner: str | None = None,
-    expires_at: float = 0.0,
-    now: float = 0.0,
-) -> LeaseLost:
-    if not found:
-        holder = "nobody (the execution was deleted)"
-    elif owner is None:
-        holder = "nobody (the lease was released)"
-    else:
-        holder = owner
-    return LeaseLost(lease.execution_id, holder, max(0.0, expires_at - now))
 
 
 def check_create(record: ExecutionRecord, ttl: float, limit: int) -> None:
@@ -117,6 +99,7 @@ def check_puts(execution_id: str, puts: Mapping[str, bytes], limit: int) -> int:
 
 
 def check_update(execution_id: str, update: ExecutionUpdate, limit: int) -> None:
+    """Refuse an update whose blobs are larger than `limit` bytes."""
     for name in ("args", "result", "error"):
         blob: bytes | None = getattr(update, name)
         if blob is not None and len(blob) > limit:
@@ -131,3 +114,17 @@ def update_changes(update: ExecutionUpdate) -> dict[str, object]:
         if value is not None:
             changes[name] = value
     return changes
+
+
+def listed(
+    record: ExecutionRecord,
+    status: Status | None = None,
+    function: str | None = None,
+    parent_id: str | None = None,
+) -> bool:
+    """Does `record` pass `Store.list`'s filters (None: any)?"""
+    return (
+        (status is None or record.status == status)
+        and (function is None or record.function == function)
+        and (parent_id is None or record.parent_id == parent_id)
+    )
