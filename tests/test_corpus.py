@@ -34,9 +34,9 @@ from pathlib import Path
 
 import pytest
 from corpus import Program, programs
-from redis_server import with_prefix
 from support import corpus_runs
 from support.corpus_runs import Baseline, Trace
+from support.redis_server import with_prefix
 
 import resumable.errors
 

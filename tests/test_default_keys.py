@@ -21,9 +21,9 @@ from pathlib import Path
 import pytest
 from clirun import cli, cli_env, kill, start_job, wait_for_loop
 from jobs import carry
-from redis_server import with_prefix
 from structlog.testing import capture_logs
 from support.planted import Planted
+from support.redis_server import with_prefix
 
 from resumable import (
     CorruptCheckpoint,

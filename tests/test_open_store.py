@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from resumable.stores import MemoryStore, SQLiteStore, open_store, redact_url
+from resumable.stores import (
+    MemoryStore,
+    SQLiteStore,
+    StoreURL,
+    open_store,
+    redact_url,
+    register_store,
+)
+from resumable.stores.registry import schemes
 from resumable.stores.url import parse_store_url, sqlite_url
 
 
@@ -172,3 +181,154 @@ class TestParse:
             {"synchronous": "full"},
         )
         assert parse_store_url("redis://h/0?db=1").options == {"db": "1"}
+
+
+class TestLazyImports:
+    """`import resumable` loads no store's module, and no pytest, until used."""
+
+    def test_import_resumable_loads_no_store(self):
+        probe = (
+            "import sys, resumable\n"
+            "loaded = [m for m in ('resumable.stores.sqlite', 'resumable.stores.memory',\n"
+            "          'resumable.stores.redis', 'redis', 'pytest') if m in sys.modules]\n"
+            "print(loaded)\n"
+            "from resumable import MemoryStore, SQLiteStore\n"
+            "from resumable.stores import open_store\n"
+            "open_store('memory://')\n"
+            "print(SQLiteStore.__module__, MemoryStore.__module__,\n"
+            "      'resumable.stores.sqlite' in sys.modules,\n"
+            "      'resumable.stores.redis' in sys.modules)\n"
+        )
+        out = subprocess.run(
+            [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+        ).stdout
+        assert out.splitlines() == [
+            "[]",
+            "resumable.stores.sqlite resumable.stores.memory True False",
+        ]
+
+    def test_an_unknown_name_is_still_an_attribute_error(self):
+        import resumable
+        import resumable.stores
+
+        with pytest.raises(AttributeError, match="RedisStore"):
+            _ = resumable.stores.RedisStore
+        with pytest.raises(AttributeError, match="Nope"):
+            _ = resumable.Nope
+
+
+class _NotAStore:
+    def __init__(self, parsed: StoreURL) -> None:
+        self.parsed = parsed
+
+
+class TestRegistry:
+    """Schemes map to factories: objects, dotted paths, or entry points."""
+
+    def test_built_in_schemes_first(self):
+        assert schemes()[:4] == ["memory", "sqlite", "redis", "rediss"]
+
+    def test_a_dotted_path_is_imported_at_the_first_open(self, opened):
+        register_store("test-dotted", "resumable.stores.memory:MemoryStore")
+        store = open_store("test-dotted://?max_record_bytes=7")
+        assert isinstance(store, MemoryStore)
+        assert store.max_record_bytes == 7
+        assert "test-dotted" in schemes()
+
+    def test_a_plain_callable_gets_the_parsed_url(self):
+        seen: list[StoreURL] = []
+
+        def factory(parsed: StoreURL) -> MemoryStore:
+            seen.append(parsed)
+            return MemoryStore()
+
+        register_store("test-callable", factory)
+        assert isinstance(open_store("test-callable://host/x?a=1"), MemoryStore)
+        assert (seen[0].scheme, dict(seen[0].options)) == ("test-callable", {"a": "1"})
+
+    def test_a_factory_that_returns_no_store_is_refused(self):
+        register_store("test-notastore", _NotAStore)
+        with pytest.raises(TypeError, match=r"_NotAStore, which is not a resumable\.stores\.Store"):
+            open_store("test-notastore://")
+
+    @pytest.mark.parametrize(
+        ("scheme", "factory", "error", "message"),
+        [
+            ("Bad", MemoryStore, ValueError, "lower-case URL scheme"),
+            ("x://", MemoryStore, ValueError, "no '://'"),
+            ("", MemoryStore, ValueError, "scheme=''"),
+            ("test-bad", "no.colon", ValueError, "expected 'package.module:StoreClass'"),
+            ("test-bad", 42, TypeError, "factory=42"),
+            ("memory", "somewhere.else:Store", ValueError, "registered already"),
+        ],
+    )
+    def test_bad_registrations(self, scheme, factory, error, message):
+        with pytest.raises(error, match=message):
+            register_store(scheme, factory)
+
+    def test_a_path_that_does_not_import_says_so(self):
+        register_store("test-missing", "no_such_module_here:Store")
+        with pytest.raises(ValueError, match="needs no_such_module_here, which failed") as info:
+            open_store("test-missing://user:hunter2@host")
+        assert "hunter2" not in str(info.value)
+        register_store("test-noattr", "resumable.stores.memory:NoSuchStore")
+        with pytest.raises(ValueError, match="has no NoSuchStore"):
+            open_store("test-noattr://")
+
+    def test_an_entry_point_registers_a_scheme(self, tmp_path):
+        """A package's metadata names its store; nothing imports it before."""
+        (tmp_path / "fakestore.py").write_text(
+            "from resumable.stores import MemoryStore\nclass FakeStore(MemoryStore):\n    pass\n"
+        )
+        info = tmp_path / "fakestore-1.0.dist-info"
+        info.mkdir()
+        (info / "METADATA").write_text("Metadata-Version: 2.1\nName: fakestore\nVersion: 1.0\n")
+        (info / "entry_points.txt").write_text("[resumable.stores]\nfake = fakestore:FakeStore\n")
+        probe = (
+            "import sys\n"
+            "from resumable.stores import open_store\n"
+            "print('fakestore' in sys.modules)\n"
+            "print(type(open_store('fake://')).__name__)\n"
+        )
+        out = subprocess.run(
+            [sys.executable, "-c", probe],
+            capture_output=True,
+            text=True,
+            check=True,
+            env={**os.environ, "PYTHONPATH": str(tmp_path)},
+        ).stdout
+        assert out.splitlines() == ["False", "FakeStore"]
+
+
+class TestOptions:
+    """Every store reads its options through StoreURL: same checks, same words."""
+
+    def test_memory_takes_max_record_bytes(self):
+        store = open_store("memory://?max_record_bytes=12")
+        assert isinstance(store, MemoryStore)
+        assert store.max_record_bytes == 12
+
+    @pytest.mark.parametrize(
+        ("url", "message"),
+        [
+            ("memory://?max_record_bytes=0", "max_record_bytes=0: expected a positive size"),
+            ("memory://?max_record_bytes=1.5", "max_record_bytes='1.5' is not a number"),
+            ("sqlite:///{tmp}/a.db?busy_timeout=soon", "busy_timeout='soon' is not a number"),
+            ("sqlite:///{tmp}/a.db?busy_timeout=0", "busy_timeout=0.0: expected a positive"),
+            ("sqlite:///{tmp}/a.db?Synchronous=full", r"unknown option\(s\) Synchronous"),
+        ],
+    )
+    def test_bad_values(self, url, message, tmp_path):
+        with pytest.raises(ValueError, match=message):
+            open_store(url.format(tmp=tmp_path))
+
+    def test_without_drops_only_the_named_options(self):
+        parsed = parse_store_url("redis://:pw@h:1/0?prefix=p&socket_timeout=2&unavailable_after=3")
+        assert parsed.without(("prefix", "unavailable_after")) == (
+            "redis://:pw@h:1/0?socket_timeout=2"
+        )
+
+    def test_choice_names_the_choices(self):
+        parsed = parse_store_url("sqlite:///a.db?synchronous=off")
+        with pytest.raises(ValueError, match="synchronous='off', expected 'normal' or 'full'"):
+            parsed.choice("synchronous", ("normal", "full"), "normal")

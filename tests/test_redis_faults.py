@@ -1,7 +1,7 @@
 """Redis going away: killed with SIGKILL mid-run and restarted, recovering
 orphans, and passwords kept out of every message and log line.
 
-Each test that kills a server starts its own (tests/redis_server.py) on its
+Each test that kills a server starts its own (resumable.testing.redis_server) on its
 own port and directory, with appendonly and appendfsync always: a write that
 Redis acknowledged is on disk, so the restarted server has it.
 """
@@ -20,12 +20,13 @@ import pytest
 import structlog
 from crashing import count, kill_after_lines, loop_done, resume_fresh, start
 from jobs import leases, pipeline
-from redis_server import TEST_KEY, RedisServer, with_prefix
+from support.redis_server import TEST_KEY, with_prefix
 from test_leases import snapshot, wait_until_lease_expired
 
 from resumable import StoreUnavailable, recover
 from resumable.stores import open_store
 from resumable.stores.redis import RedisStore
+from resumable.testing.redis_server import RedisServer
 
 DELAY = 0.01
 

