@@ -11,6 +11,14 @@ is logged as a warning at once. A server that neither answers nor refuses
 connection also warns if no answer came within STALL_WARNING seconds, and a
 person running `resumable list` against the wrong host hears of it at once.
 
+Why not stamina (which retries `@step` and `amap`): `Link.call` measures
+`unavailable_after` from the first failure, not from the first attempt, and
+caps the last wait at what is left of it; it warns once per outage, not once
+per retry; and it must keep retrying when an application's tests switch
+stamina off (`stamina.set_testing`), since a store that gives up at the
+first reset connection would fail their runs. stamina offers none of these
+as options, and redis-py's `Retry` counts attempts, not seconds.
+
 The store only sends idempotent operations (see `RedisStore`), so a retry
 of a command whose reply was lost is safe. Authentication failures are not
 retried. A server that restarted has forgotten our scripts (NOSCRIPT, or

@@ -126,7 +126,7 @@ class StoreStats:
 class Store(Protocol):
     """Where executions and their checkpoints live.
 
-    The contract every implementation passes (tests/test_store_contract.py):
+    The contract every implementation passes (`resumable.testing.store_contract`):
 
     * `create` inserts a new execution and takes its lease in one atomic step;
       it returns None, and changes nothing, if the id already exists.

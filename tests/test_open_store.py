@@ -30,6 +30,17 @@ async def _opened():
         await store.close()
 
 
+def python(program: str, **env: str) -> str:
+    """The stdout of `program` run by a fresh interpreter (with `env` added)."""
+    return subprocess.run(
+        [sys.executable, "-c", program],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, **env},
+    ).stdout
+
+
 def sqlite_path(url: str, opened: list) -> Path:
     store = open_store(url)
     opened.append(store)
@@ -140,9 +151,7 @@ class TestOtherSchemes:
             "except ValueError as exc:\n"
             "    print(exc)\n"
         )
-        out = subprocess.run(
-            [sys.executable, "-c", probe], capture_output=True, text=True, check=True
-        ).stdout
+        out = python(probe)
         assert "pip install 'resumable-runtime[redis]'" in out
         assert "hunter2" not in out
 
@@ -199,9 +208,7 @@ class TestLazyImports:
             "      'resumable.stores.sqlite' in sys.modules,\n"
             "      'resumable.stores.redis' in sys.modules)\n"
         )
-        out = subprocess.run(
-            [sys.executable, "-c", probe], capture_output=True, text=True, check=True
-        ).stdout
+        out = python(probe)
         assert out.splitlines() == [
             "[]",
             "resumable.stores.sqlite resumable.stores.memory True False",
@@ -290,13 +297,7 @@ class TestRegistry:
             "print('fakestore' in sys.modules)\n"
             "print(type(open_store('fake://')).__name__)\n"
         )
-        out = subprocess.run(
-            [sys.executable, "-c", probe],
-            capture_output=True,
-            text=True,
-            check=True,
-            env={**os.environ, "PYTHONPATH": str(tmp_path)},
-        ).stdout
+        out = python(probe, PYTHONPATH=str(tmp_path))
         assert out.splitlines() == ["False", "FakeStore"]
 
 
