@@ -34,12 +34,12 @@ bench-quick: $(STAMP)
 	$(BIN)/python -m benchmarks --quick
 
 lint: $(STAMP)
-	$(BIN)/ruff check resumable/*.py resumable/_cli runtime stores tests benchmarks examples
-	$(BIN)/ruff format --check resumable/*.py resumable/_cli runtime stores tests benchmarks examples
+	$(BIN)/ruff check resumable/*.py resumable/_cli resumable/testing runtime stores tests benchmarks examples
+	$(BIN)/ruff format --check resumable/*.py resumable/_cli resumable/testing runtime stores tests benchmarks examples
 
 format: $(STAMP)
-	$(BIN)/ruff check --fix resumable/*.py resumable/_cli runtime stores tests benchmarks examples
-	$(BIN)/ruff format resumable/*.py resumable/_cli runtime stores tests benchmarks examples
+	$(BIN)/ruff check --fix resumable/*.py resumable/_cli resumable/testing runtime stores tests benchmarks examples
+	$(BIN)/ruff format resumable/*.py resumable/_cli resumable/testing runtime stores tests benchmarks examples
 
 typecheck: $(STAMP)
 	$(BIN)/mypy -p resumable
