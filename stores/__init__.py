@@ -49,8 +49,8 @@ if TYPE_CHECKING:
     from resumable.stores.sqlite import SQLiteStore
 
 __all__ = [
-    "DEFAULT_MAX_RECORD_BYTES",
     "Codec",
+    "DEFAULT_MAX_RECORD_BYTES",
     "ExecutionRecord",
     "ExecutionUpdate",
     "Lease",

@@ -10,7 +10,7 @@ from typing import Any, Protocol
 
 from resumable.stores.base import ExecutionRecord, Lease, Store
 
-__all__ = ["EXPIRING", "TTL", "MakeRecord", "created", "expire", "make_record", "taken_over"]
+__all__ = ["EXPIRING", "MakeRecord", "TTL", "created", "expire", "make_record", "taken_over"]
 
 TTL = 30.0
 # A lease this short is past after `await expire()`: expiry is real time.
