@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -23,7 +22,7 @@ from typing import Any, Generic, TypeVar
 from resumable import _config
 from resumable._decorator import ResumableFunction
 from resumable._executions import resume
-from resumable.runtime import audit, events
+from resumable.runtime import audit, events, ids
 from resumable.runtime.faults import CrashPlan, SimulatedCrash, crash_plan
 from resumable.stores.base import Store
 
@@ -97,7 +96,7 @@ async def run_to_completion_with_crashes(
                 "each crash point is a number of checkpoint writes, an int >= 0"
             )
     chosen = _config.resolve_store(store if store is not None else fn._store)
-    execution_id = uuid.uuid4().hex
+    execution_id = ids.new_id()
     seen: list[events.Event] = []
 
     def collect(event: events.Event) -> None:
