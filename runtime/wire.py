@@ -49,6 +49,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
 from resumable.errors import CorruptCheckpoint, FormatVersionError
+from resumable.stores.checks import DELTA_MARK, ITEM_MARK, MEMO_PREFIX
 from resumable.stores.codec import Codec
 
 FORMAT_VERSION: Final = 4
@@ -162,23 +163,24 @@ def location_key(key: str) -> str:
     return f"{key}@"
 
 
+# The marks that make a key not a header's are the stores' rule for
+# `load_headers` (stores/checks.py), so they are defined there, once.
+
+
 def delta_key(key: str, name: str, seq: int) -> str:
-    return f"{key}+{name}.{seq}"
+    return f"{key}{DELTA_MARK}{name}.{seq}"
 
 
 def delta_prefix(key: str, name: str) -> str:
-    return f"{key}+{name}."
+    return f"{key}{DELTA_MARK}{name}."
 
 
 def chunk_key(key: str, name: str, seq: int) -> str:
-    return f"{key}+{name}~{seq}"
+    return f"{key}{DELTA_MARK}{name}~{seq}"
 
 
 def item_key(key: str, index: int) -> str:
-    return f"{key}={index}"
-
-
-MEMO_PREFIX: Final = "memo:"
+    return f"{key}{ITEM_MARK}{index}"
 
 
 def memo_key(step: str, digest: str) -> str:
@@ -204,7 +206,8 @@ class ParsedKey:
 _POSITION = r"(?:#\d+\[\d+\]/)*#\d+"
 _KEY = re.compile(
     rf"(?P<position>{_POSITION})"
-    r"(?:(?P<location>@)|\+(?P<name>[^.~]+)(?P<sep>[.~])(?P<seq>\d+)|=(?P<index>\d+))?"
+    rf"(?:(?P<location>@)|{re.escape(DELTA_MARK)}(?P<name>[^.~]+)(?P<sep>[.~])(?P<seq>\d+)"
+    rf"|{re.escape(ITEM_MARK)}(?P<index>\d+))?"
 )
 _POSITION_ONLY = re.compile(_POSITION)
 _NUMBERS = re.compile(r"(\d+)")

@@ -17,6 +17,9 @@ from resumable.stores.base import ExecutionRecord, ExecutionUpdate, Status
 from resumable.stores.leases import check_ttl
 
 __all__ = [
+    "DELTA_MARK",
+    "ITEM_MARK",
+    "MEMO_PREFIX",
     "UPDATE_FIELDS",
     "check_create",
     "check_limit",
@@ -46,15 +49,18 @@ UPDATE_FIELDS: tuple[str, ...] = (
 
 # -- which checkpoint keys `load_headers` returns (see Store) -------------------
 
+# What makes a key not a header's: a memoized step outcome ("memo:..."), a
+# carried value's delta or chunk ("#0+name.3"), a fan-out item ("#2=17").
+# runtime/wire.py builds and parses every key with these same marks.
 MEMO_PREFIX = "memo:"
-# Characters that make a key not a header's: a delta ("+") or an item ("=").
-NOT_HEADER = "+="
+DELTA_MARK = "+"
+ITEM_MARK = "="
 
 
 def is_header_key(key: str) -> bool:
     """A header (or loop location) key: contains none of + = and does not
     start with memo:. The rule of `Store.load_headers`."""
-    return not key.startswith(MEMO_PREFIX) and "+" not in key and "=" not in key
+    return not key.startswith(MEMO_PREFIX) and DELTA_MARK not in key and ITEM_MARK not in key
 
 
 def past_non_headers(key: str) -> str:
@@ -64,7 +70,7 @@ def past_non_headers(key: str) -> str:
     least `key` are not headers either, so an ordered store skips them."""
     if key.startswith(MEMO_PREFIX):
         return "memo;"
-    cut = min(i for i in (key.find("+"), key.find("=")) if i >= 0)
+    cut = min(i for i in (key.find(DELTA_MARK), key.find(ITEM_MARK)) if i >= 0)
     return key[:cut] + chr(ord(key[cut]) + 1)
 
 

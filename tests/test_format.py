@@ -30,6 +30,7 @@ from resumable import (
     status,
 )
 from resumable.runtime import wire
+from resumable.stores import checks
 from resumable.stores.codec import Codec
 from resumable.testing import SimulatedCrash, crash_after, run_to_completion_with_crashes
 
@@ -64,6 +65,25 @@ class TestKeys:
     @pytest.mark.parametrize("key", ["", "#", "#x", "3", "#1+", "#1=a", "##1", "#1[2]#3"])
     def test_anything_else_is_unknown(self, key):
         assert wire.parse_key(key).kind == "unknown"
+
+    def test_the_stores_header_rule_agrees_with_the_grammar(self):
+        """Stores pick `load_headers` keys by stores/checks.py's rule, not by
+        parsing: for every kind of key the two must say the same."""
+        inner = wire.position(wire.item_scope("", "#0", 5), 1)
+        keys = [
+            "#3",
+            inner,
+            wire.location_key(inner),
+            wire.delta_key(inner, "results", 17),
+            wire.chunk_key("#3", "rows", 2),
+            wire.item_key(inner, 9),
+            wire.memo_key("fetch", "ab12"),
+        ]
+        for key in keys:
+            parsed = wire.parse_key(key).kind
+            assert checks.is_header_key(key) == (parsed in ("header", "location")), key
+            if not checks.is_header_key(key):
+                assert checks.past_non_headers(key) > key
 
     def test_positions_sort_in_program_order(self):
         found = sorted(["#10", "#2", "#1[3]/#0", "#1"], key=wire.position_order)
