@@ -19,6 +19,7 @@ from resumable._executions import (
     status,
 )
 from resumable._fanout import AMap, agather, amap
+from resumable._gc import Compacted, GcReport, gc
 from resumable._journal import Current, current, now, random, sleep, uuid4
 from resumable._migrate import MigrationReport, sign_unsigned
 from resumable._step import Step, step
@@ -57,6 +58,7 @@ __all__ = [
     "CarryAuditError",
     "CheckpointError",
     "CodeChangedError",
+    "Compacted",
     "CorruptCheckpoint",
     "Current",
     "Execution",
@@ -66,6 +68,7 @@ __all__ = [
     "ExecutionStatus",
     "FanoutProgress",
     "FormatVersionError",
+    "GcReport",
     "KeyFileError",
     "LeaseLost",
     "LoopProgress",
@@ -92,6 +95,7 @@ __all__ = [
     "cancel",
     "configure",
     "current",
+    "gc",
     "list_executions",
     "now",
     "open_store",
