@@ -64,7 +64,9 @@ async def gc(
 ) -> GcReport:
     """Delete the executions that ended more than `older_than` (seconds, or
     a timedelta) ago; with `dry_run`, only report what would go."""
-    seconds = older_than.total_seconds() if isinstance(older_than, datetime.timedelta) else older_than
+    seconds = (
+        older_than.total_seconds() if isinstance(older_than, datetime.timedelta) else older_than
+    )
     if not isinstance(seconds, int | float) or isinstance(seconds, bool) or not seconds >= 0:
         raise ValueError(
             f"older_than={older_than!r}: expected seconds (a number >= 0) or a timedelta, "

@@ -20,7 +20,9 @@ from crashing import TESTS
 from test_cli import _seeded  # noqa: F401  (the fixture: three ended executions)
 
 GOLDEN = Path(__file__).parent / "data" / "cli_json"
-_CLOCK = re.compile(r'"(created_at|started_at|finished_at|updated_at|cutoff|ran_seconds)": [0-9.e+-]+')
+_CLOCK = re.compile(
+    r'"(created_at|started_at|finished_at|updated_at|cutoff|ran_seconds)": [0-9.e+-]+'
+)
 _TRACEBACK = re.compile(r'"traceback": "(?:[^"\\]|\\.)*"')
 
 COMMANDS = {

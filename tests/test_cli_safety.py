@@ -17,6 +17,7 @@ from test_cli import one_line_error
 
 from resumable import _config
 from resumable._cli import progress, safe
+from resumable._cli.console import render_text
 from resumable._cli.exitcodes import ExitCode
 from resumable.runtime.wire import LoopProgress, Progress
 
@@ -232,7 +233,7 @@ class TestSafeText:
             total=2,
             finished=False,
         )
-        lines = progress.lines(Progress(loops=(loop,)), 60, progress.Glyphs.for_encoding("utf-8"))
-        assert len(lines) == 1 and len(lines[0]) <= 59
+        lines = render_text(progress.Bars().view(Progress(loops=(loop,))), 60).splitlines()
+        assert len(lines) == 1 and len(lines[0]) <= 60
         assert raw_controls(lines[0]) == []
         assert re.search(r"loop0\(x\)\\x1b", lines[0])

@@ -15,12 +15,12 @@ import time
 from typing import Any, TextIO
 
 from resumable import _config, _executions
-from resumable._gc import gc as collect_garbage
 from resumable._cli import formatting as fmt
 from resumable._cli import safe
 from resumable._cli.exitcodes import CommandError, ExitCode, for_error
 from resumable._cli.migrate import migrate
 from resumable._cli.show import show
+from resumable._gc import gc as collect_garbage
 from resumable.errors import ExecutionLocked, ExecutionNotFound, ResumableError
 from resumable.runtime import engine, identity
 from resumable.stores.base import ExecutionRecord, Store
