@@ -7,49 +7,53 @@ continues from the last finished iteration, in any process.
 
 from __future__ import annotations
 
-from resumable._checkpointed import aiter_checkpointed
-from resumable._config import configure
-from resumable._decorator import BoundResumable, Execution, ResumableFunction, resumable
-from resumable._executions import (
-    ExecutionStatus,
-    cancel,
-    list_executions,
-    recover,
-    resume,
-    status,
-)
-from resumable._fanout import AMap, agather, amap
-from resumable._gc import Compacted, GcReport, gc
-from resumable._journal import Current, current, now, random, sleep, uuid4
-from resumable._migrate import MigrationReport, sign_unsigned
-from resumable._step import Step, step
-from resumable.errors import (
-    CarryAuditError,
-    CheckpointError,
-    CodeChangedError,
-    CorruptCheckpoint,
-    ExecutionCancelled,
-    ExecutionLocked,
-    ExecutionNotFound,
-    FormatVersionError,
-    KeyFileError,
-    LeaseLost,
-    LoopShapeError,
-    NonDeterminismError,
-    RecordTooLarge,
-    ResumableError,
-    SecretKeyRequired,
-    StoreDamaged,
-    StorePermissionDenied,
-    StoreReadOnly,
-    StoreUnavailable,
-    UnsupportedBytecode,
-)
-from resumable.runtime.events import subscribe
-from resumable.runtime.loop import AUTO
-from resumable.runtime.retry import Retry
-from resumable.runtime.wire import FanoutProgress, LoopProgress
-from resumable.stores import MemoryStore, SQLiteStore, Store, open_store
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the names, for type checkers and editors; at run time see __getattr__
+    from resumable._checkpointed import aiter_checkpointed
+    from resumable._config import configure
+    from resumable._decorator import BoundResumable, Execution, ResumableFunction, resumable
+    from resumable._executions import (
+        ExecutionStatus,
+        cancel,
+        list_executions,
+        recover,
+        resume,
+        status,
+    )
+    from resumable._fanout import AMap, agather, amap
+    from resumable._gc import Compacted, GcReport, gc
+    from resumable._journal import Current, current, now, random, sleep, uuid4
+    from resumable._migrate import MigrationReport, sign_unsigned
+    from resumable._step import Step, step
+    from resumable.errors import (
+        CarryAuditError,
+        CheckpointError,
+        CodeChangedError,
+        CorruptCheckpoint,
+        ExecutionCancelled,
+        ExecutionLocked,
+        ExecutionNotFound,
+        FormatVersionError,
+        KeyFileError,
+        LeaseLost,
+        LoopShapeError,
+        NonDeterminismError,
+        RecordTooLarge,
+        ResumableError,
+        SecretKeyRequired,
+        StoreDamaged,
+        StorePermissionDenied,
+        StoreReadOnly,
+        StoreUnavailable,
+        UnsupportedBytecode,
+    )
+    from resumable.runtime.events import subscribe
+    from resumable.runtime.loop import AUTO
+    from resumable.runtime.retry import Retry
+    from resumable.runtime.wire import FanoutProgress, LoopProgress
+    from resumable.stores import MemoryStore, SQLiteStore, Store, open_store
 
 __all__ = [
     "AMap",
@@ -110,3 +114,79 @@ __all__ = [
     "subscribe",
     "uuid4",
 ]
+
+# Where each public name lives. Imported on first use (PEP 562), so that
+# `import resumable` costs next to nothing: the command line's `--help` and
+# `list` need a sliver of the library, and a program pays for what it uses.
+_HOMES: dict[str, str] = {
+    "AMap": "resumable._fanout",
+    "AUTO": "resumable.runtime.loop",
+    "BoundResumable": "resumable._decorator",
+    "CarryAuditError": "resumable.errors",
+    "CheckpointError": "resumable.errors",
+    "CodeChangedError": "resumable.errors",
+    "Compacted": "resumable._gc",
+    "CorruptCheckpoint": "resumable.errors",
+    "Current": "resumable._journal",
+    "Execution": "resumable._decorator",
+    "ExecutionCancelled": "resumable.errors",
+    "ExecutionLocked": "resumable.errors",
+    "ExecutionNotFound": "resumable.errors",
+    "ExecutionStatus": "resumable._executions",
+    "FanoutProgress": "resumable.runtime.wire",
+    "FormatVersionError": "resumable.errors",
+    "GcReport": "resumable._gc",
+    "KeyFileError": "resumable.errors",
+    "LeaseLost": "resumable.errors",
+    "LoopProgress": "resumable.runtime.wire",
+    "LoopShapeError": "resumable.errors",
+    "MemoryStore": "resumable.stores",
+    "MigrationReport": "resumable._migrate",
+    "NonDeterminismError": "resumable.errors",
+    "RecordTooLarge": "resumable.errors",
+    "ResumableError": "resumable.errors",
+    "ResumableFunction": "resumable._decorator",
+    "Retry": "resumable.runtime.retry",
+    "SQLiteStore": "resumable.stores",
+    "SecretKeyRequired": "resumable.errors",
+    "Step": "resumable._step",
+    "Store": "resumable.stores",
+    "StoreDamaged": "resumable.errors",
+    "StorePermissionDenied": "resumable.errors",
+    "StoreReadOnly": "resumable.errors",
+    "StoreUnavailable": "resumable.errors",
+    "UnsupportedBytecode": "resumable.errors",
+    "agather": "resumable._fanout",
+    "aiter_checkpointed": "resumable._checkpointed",
+    "amap": "resumable._fanout",
+    "cancel": "resumable._executions",
+    "configure": "resumable._config",
+    "current": "resumable._journal",
+    "gc": "resumable._gc",
+    "list_executions": "resumable._executions",
+    "now": "resumable._journal",
+    "open_store": "resumable.stores",
+    "random": "resumable._journal",
+    "recover": "resumable._executions",
+    "resumable": "resumable._decorator",
+    "resume": "resumable._executions",
+    "sign_unsigned": "resumable._migrate",
+    "sleep": "resumable._journal",
+    "status": "resumable._executions",
+    "step": "resumable._step",
+    "subscribe": "resumable.runtime.events",
+    "uuid4": "resumable._journal",
+}
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'resumable' has no attribute {name!r}")
+    value = getattr(importlib.import_module(home), name)
+    globals()[name] = value  # found once; later lookups do not come here
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

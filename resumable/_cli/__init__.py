@@ -16,15 +16,12 @@ arguments without running code), `progress` (bars), `show` (show and
 from __future__ import annotations
 
 import argparse
-import asyncio
 import io
 import logging
 import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-
-import structlog
 
 from resumable._cli import parsing, safe
 from resumable._cli.exitcodes import CommandError, ExitCode, for_error
@@ -36,6 +33,8 @@ _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARN
 def _configure_logging() -> None:
     """The library's structlog lines go to stderr, so stdout stays clean for
     tables and --json; left alone if the application configured structlog."""
+    import structlog  # not for `--help`: see parsing's docstring
+
     if structlog.is_configured():
         return
     level = _LEVELS.get(os.environ.get("RESUMABLE_LOG_LEVEL", "").lower(), logging.INFO)
@@ -87,6 +86,8 @@ def _run(args: argparse.Namespace) -> int:
         return demo()
     if args.command == "keygen":
         return _keygen(args.file)
+    import asyncio
+
     from resumable._cli import commands
 
     _configure_logging()
