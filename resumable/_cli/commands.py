@@ -99,7 +99,7 @@ async def list_(args: argparse.Namespace, store: Store, out: TextIO) -> int:
             view.name,
             fmt.state(view),
             fmt.ago(view.created_at, now),
-            fmt.span(fmt.ran_for(view, now)),
+            fmt.ran_text(view, now),
             str(view.attempts),
             fmt.error_line(view.error) or "",
         )
