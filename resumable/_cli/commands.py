@@ -1,5 +1,5 @@
-"""The commands that read or change executions: list, resume, cancel,
-recover and gc (`show` has a module of its own).
+"""The commands that read or change executions: list, resume, cancel and
+recover (`show`, `gc` and `migrate` have modules of their own).
 
 What they print from the store goes through `safe.text`: table cells in
 `formatting.table`, the rest here; error messages in `_cli.main`.
@@ -8,6 +8,7 @@ What they print from the store goes through `safe.text`: table cells in
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import pprint
@@ -18,13 +19,10 @@ from resumable import _config, _executions
 from resumable._cli import formatting as fmt
 from resumable._cli import safe
 from resumable._cli.exitcodes import CommandError, ExitCode, for_error
-from resumable._cli.migrate import migrate
-from resumable._cli.show import show
-from resumable._gc import gc as collect_garbage
 from resumable.errors import ExecutionLocked, ExecutionNotFound, ResumableError
-from resumable.runtime import engine, identity
+from resumable.runtime import identity
 from resumable.stores.base import ExecutionRecord, Store
-from resumable.stores.url import parse_store_url, redact_url
+from resumable.stores.url import parse_store_url
 
 
 def open_store(url: str | None) -> Store:
@@ -35,7 +33,9 @@ def open_store(url: str | None) -> Store:
     that may exist but cannot be looked at (a directory this user may not
     enter) is left to the store, which says "permission denied".
     """
-    chosen = url or os.environ.get("RESUMABLE_STORE") or _config.DEFAULT_STORE_URL
+    chosen = _config.store_choice(url)
+    if not isinstance(chosen, str):  # configured in this process with a Store object
+        return chosen
     try:
         parsed = parse_store_url(chosen)
     except ValueError as exc:
@@ -69,10 +69,11 @@ def _missing(path: str) -> bool:
 
 
 async def run(args: argparse.Namespace, out: TextIO) -> int:
+    module, name = COMMANDS[args.command]
+    command = getattr(importlib.import_module(module), name)
     store = open_store(args.store)
     try:
-        command = COMMANDS[args.command]
-        return await command(args, store, out)
+        return int(await command(args, store, out))
     finally:
         await store.close()
 
@@ -118,6 +119,8 @@ async def list_(args: argparse.Namespace, store: Store, out: TextIO) -> int:
 def _importable(record: ExecutionRecord) -> None:
     """Import the function now, so that a failing import is reported as
     such, not as the execution failing."""
+    from resumable.runtime import engine
+
     try:
         engine.resolve_target(record)
     except Exception as exc:
@@ -223,62 +226,14 @@ async def recover(args: argparse.Namespace, store: Store, out: TextIO) -> int:
     return ExitCode.EXECUTION_FAILED if failed else ExitCode.OK
 
 
-async def gc(args: argparse.Namespace, store: Store, out: TextIO) -> int:
-    report = await collect_garbage(
-        older_than=args.older_than, dry_run=args.dry_run, compact=args.compact, store=store
-    )
-    deleted, compacted, skipped = report.deleted, report.compacted, report.skipped
-    if args.json:
-        fmt.dump(
-            {
-                "store": store.url,
-                "cutoff": report.cutoff,
-                "dry_run": report.dry_run,
-                "executions": [_gc_json(r) for r in deleted],
-                "compacted": [
-                    {**_gc_json(c.record), "records_removed": c.records_removed} for c in compacted
-                ],
-                "skipped": [_gc_json(r) for r in skipped],
-            },
-            out,
-        )
-        return ExitCode.OK
-    verb = "would delete" if args.dry_run else "deleted"
-    if deleted:
-        rows = [(r.id, r.name, r.status, fmt.when(r.finished_at or r.updated_at)) for r in deleted]
-        fmt.table(rows, ("ID", "FUNCTION", "STATUS", "ENDED"), out)
-    summary = (
-        f"{verb} {len(deleted)} execution{'' if len(deleted) == 1 else 's'} that ended before "
-        f"{fmt.when(report.cutoff)} ({redact_url(store.url)})"
-    )
-    out.write(safe.text(summary) + "\n")
-    if args.compact:
-        removed = sum(c.records_removed for c in compacted)
-        out.write(
-            f"{'would compact' if args.dry_run else 'compacted'} {len(compacted)} failed or "
-            f"cancelled execution{'' if len(compacted) == 1 else 's'} (still resumable): "
-            f"{removed} record{'' if removed == 1 else 's'} that no resume reads\n"
-        )
-    if skipped:
-        out.write(f"skipped {len(skipped)} that another process is resuming\n")
-    return ExitCode.OK
-
-
-def _gc_json(record: ExecutionRecord) -> dict[str, Any]:
-    return {
-        "id": record.id,
-        "name": record.name,
-        "status": record.status,
-        "finished_at": record.finished_at,
-    }
-
-
+# Each command's module and function, imported when it runs: `list` does
+# not pay for show's rendering, migrate's signing or the engine.
 COMMANDS = {
-    "list": list_,
-    "show": show,
-    "resume": resume,
-    "cancel": cancel,
-    "recover": recover,
-    "gc": gc,
-    "migrate": migrate,
+    "list": ("resumable._cli.commands", "list_"),
+    "show": ("resumable._cli.show", "show"),
+    "resume": ("resumable._cli.commands", "resume"),
+    "cancel": ("resumable._cli.commands", "cancel"),
+    "recover": ("resumable._cli.commands", "recover"),
+    "gc": ("resumable._cli.gc", "gc"),
+    "migrate": ("resumable._cli.migrate", "migrate"),
 }
