@@ -206,7 +206,8 @@ class TestActions:
         assert swept.returncode == 0, swept.stderr
         assert_clean(swept)
         _header, *rows, summary = swept.stdout.splitlines()
-        assert len(rows) == len(planted) and summary.startswith(f"would delete {len(planted)} executions")
+        assert len(rows) == len(planted)
+        assert summary.startswith(f"would delete {len(planted)} executions")
         recovered = cli("recover", store=url)
         assert_clean(recovered)
 
