@@ -8,7 +8,13 @@ continues from the last finished iteration, in any process.
 from __future__ import annotations
 
 import importlib
+import os
 from typing import TYPE_CHECKING, Any
+
+if any(name.startswith("RESUMABLE_FAULT_") for name in os.environ):
+    # Fault injection (runtime/faults.py) reads its variables when imported:
+    # a bad value is refused at `import resumable`, not at the first write.
+    importlib.import_module("resumable.runtime.faults")
 
 if TYPE_CHECKING:  # the names, for type checkers and editors; at run time see __getattr__
     from resumable._checkpointed import aiter_checkpointed
