@@ -23,8 +23,19 @@ SCRIPTS = [
     "bench_memory",
     "bench_agent",
     "bench_watch",
+    "bench_cli",
 ]
-RESULT_FILES = ["batching", "checkpoint", "steps", "bytes", "resume", "memory", "agent", "watch"]
+RESULT_FILES = [
+    "batching",
+    "checkpoint",
+    "steps",
+    "bytes",
+    "resume",
+    "memory",
+    "agent",
+    "watch",
+    "cli",
+]
 
 
 def main() -> int:

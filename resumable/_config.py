@@ -134,10 +134,17 @@ def reset() -> None:
     _set_analysis_cache(None)
 
 
-def resolve_store(store: Store | str | None = None) -> Store:
+def store_choice(store: Store | str | None = None) -> Store | str:
+    """The store an operation uses: `store`, else configure(store=...), else
+    $RESUMABLE_STORE, else the default SQLite file (the one order of choice)."""
     chosen = store if store is not None else _config.store
     if chosen is None:
         chosen = os.environ.get("RESUMABLE_STORE") or DEFAULT_STORE_URL
+    return chosen
+
+
+def resolve_store(store: Store | str | None = None) -> Store:
+    chosen = store_choice(store)
     if isinstance(chosen, str):
         opened = _opened.get(chosen)
         if opened is None:

@@ -65,32 +65,37 @@ async def _watch(
 ) -> int:
     """Draw the child's progress as `resumable show --follow` does (read
     from the store, by another process) until `stop` API calls were made."""
+    from rich.live import Live
+
     from resumable._cli import progress
+    from resumable._cli.console import console_for
     from resumable._executions import snapshot
     from resumable.errors import ExecutionNotFound
     from resumable.stores import open_store
 
     store = open_store(store_url)
-    glyphs = progress.Glyphs.for_encoding(sys.stdout.encoding)
-    tty = sys.stdout.isatty()
+    console = console_for(sys.stdout)
+    bars = progress.Bars(show_location=False)
     deadline = time.monotonic() + 60
     done = 0
+    # On a terminal the bar is redrawn in place; into a pipe, only the end is told.
+    live = Live(console=console, auto_refresh=False, redirect_stdout=False, redirect_stderr=False)
     try:
-        while _count_lines(calls_log) < stop and child.poll() is None:
-            if time.monotonic() > deadline:
-                return -1
-            with contextlib.suppress(ExecutionNotFound):  # not created yet
-                loops = (await snapshot(execution_id, store)).status.progress
-                if loops and loops[0].done != done:
-                    done = loops[0].done
-                    if tty:
-                        bar = progress.bar(loops[0], 40, glyphs)
-                        sys.stdout.write(f"\r   {bar} {done}/{DOCUMENTS} checkpointed")
-                        sys.stdout.flush()
-            await asyncio.sleep(0.005)
+        with live if console.is_terminal else contextlib.nullcontext():
+            while _count_lines(calls_log) < stop and child.poll() is None:
+                if time.monotonic() > deadline:
+                    return -1
+                with contextlib.suppress(ExecutionNotFound):  # not created yet
+                    snap = await snapshot(execution_id, store)
+                    loops = snap.status.progress
+                    if loops and loops[0].done != done:
+                        done = loops[0].done
+                        if console.is_terminal:
+                            live.update(bars.view(snap.progress), refresh=True)
+                await asyncio.sleep(0.005)
     finally:
         await store.close()
-    sys.stdout.write("\n" if tty else f"   {done}/{DOCUMENTS} checkpointed (read from the store)\n")
+    print(f"   {done}/{DOCUMENTS} checkpointed (read from the store)")
     return done
 
 

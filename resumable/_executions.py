@@ -23,7 +23,7 @@ from resumable.runtime.wire import (
     Progress,
     read_progress,
 )
-from resumable.stores.base import ExecutionRecord, ExecutionUpdate, Status, Store
+from resumable.stores.base import EVERYTHING, ExecutionRecord, ExecutionUpdate, Status, Store
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +104,7 @@ async def cancel(execution_id: str, *, store: Store | str | None = None) -> None
     else:
         await _cancel_elsewhere(execution_id, settings)
     for child in await settings.store.list(
-        parent_id=execution_id, status="running", limit=engine.EVERYTHING
+        parent_id=execution_id, status="running", limit=EVERYTHING
     ):
         await cancel(child.id, store=settings.store)
 
@@ -141,7 +141,7 @@ async def recover(
     now = time.time()
     orphans = [
         record
-        for record in await settings.store.list(status="running", limit=engine.EVERYTHING)
+        for record in await settings.store.list(status="running", limit=EVERYTHING)
         if REGISTRY.is_orphan(record, now) and not await _parent_runs(settings.store, record)
     ]
 
@@ -206,7 +206,7 @@ async def snapshot(execution_id: str, store: Store, *, relations: bool = False) 
     if not relations:
         return Snapshot(record, view, progress)
     parent = None if record.parent_id is None else await store.get(record.parent_id)
-    children = await store.list(parent_id=execution_id, limit=engine.EVERYTHING)
+    children = await store.list(parent_id=execution_id, limit=EVERYTHING)
     return Snapshot(
         record,
         view,

@@ -43,7 +43,7 @@ from resumable.errors import (
 )
 from resumable.runtime import deltas, engine, wire
 from resumable.runtime.registry import REGISTRY
-from resumable.stores.base import ExecutionRecord, ExecutionUpdate, Store
+from resumable.stores.base import EVERYTHING, ExecutionRecord, ExecutionUpdate, Store
 from resumable.stores.codec import Codec
 
 __all__ = ["ExecutionMigration", "MigrationReport", "RecordProblem", "sign_unsigned"]
@@ -149,7 +149,7 @@ async def _executions(store: Store, ids: Iterable[str] | None) -> list[Execution
     given id brings its child executions along: resuming the parent
     resumes them, and they were written by the same release."""
     if ids is None:
-        everything = await store.list(limit=engine.EVERYTHING)
+        everything = await store.list(limit=EVERYTHING)
         return [*sorted(everything, key=lambda r: r.created_at)]
     found: list[ExecutionRecord | str] = []
     seen: set[str] = set()
@@ -164,7 +164,7 @@ async def _executions(store: Store, ids: Iterable[str] | None) -> list[Execution
             found.append(execution_id)
             continue
         found.append(record)
-        children = await store.list(parent_id=execution_id, limit=engine.EVERYTHING)
+        children = await store.list(parent_id=execution_id, limit=EVERYTHING)
         pending += [child.id for child in reversed(children)]
     return found
 

@@ -48,7 +48,7 @@ from resumable.runtime import (
 )
 from resumable.runtime.context import ExecutionContext, enter_execution
 from resumable.runtime.registry import REGISTRY
-from resumable.stores.base import ExecutionRecord, ExecutionUpdate, Lease, Store
+from resumable.stores.base import EVERYTHING, ExecutionRecord, ExecutionUpdate, Lease, Store
 from resumable.stores.codec import Codec, UnserializableValue
 
 OnCodeChange = Literal["error", "continue", "restart"]
@@ -65,7 +65,6 @@ def check_on_code_change(value: object) -> OnCodeChange:
 log = get_logger()
 
 CANCEL_POLL = 0.5  # seconds between checks for a cancel requested elsewhere
-EVERYTHING = 1_000_000_000  # a store `limit` that means "all of them"
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,6 +25,7 @@ STATUSES: tuple[Status, ...] = ("queued", "running", "waiting", "completed", "fa
 FINISHED: tuple[Status, ...] = ("completed", "failed", "cancelled")
 
 DEFAULT_MAX_RECORD_BYTES = 16 * 1024 * 1024
+EVERYTHING = 1_000_000_000  # a `list` limit that means "all of them"
 
 # Who else could write a store's records, which decides the key that signs
 # them when none is configured (README, "Security"): "process" (only this

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
-from clirun import cli, cli_env
+from clirun import cli, cli_env, kill, start_job, wait_for_loop
 from jobs import carry, waiting, watched
 
 from resumable import ExecutionCancelled, _config
@@ -299,3 +299,34 @@ class TestDemo:
         assert [(e["name"], e["status"], e["attempts"]) for e in listed] == [
             ("digest", "completed", 2)
         ]
+
+
+def _seconds(shown: str) -> float:
+    """'3.2s', '1m 05s' -> seconds (what `formatting.span` prints under an hour)."""
+    minutes, _, seconds = shown.rpartition("m ")
+    return float(minutes or 0) * 60 + float(seconds.removesuffix("s"))
+
+
+class TestKilledRun:
+    """`show` on a run killed with SIGKILL says how long it ran, not "0.0s"."""
+
+    def test_ran_covers_the_real_elapsed_time(self, url):
+        job = start_job(url, "killed", 1000, 0.02)
+        wait_for_loop(url, "killed", 1)
+        time.sleep(3)
+        kill(job)
+        killed_at = time.time()
+        data = json.loads(cli("show", "killed", "--json", store=url).stdout)
+        assert data["status"] == "running" and data["orphaned"]
+        really = killed_at - data["started_at"]
+        shown = cli("show", "killed", store=url)
+        assert shown.returncode == 0, shown.stderr
+        ran = re.search(
+            r"^ran\s+(\S+(?: \S+s)?) to (\S+(?: \S+s)?) \(latest attempt\)", shown.stdout, re.M
+        )
+        assert ran, shown.stdout
+        low, high = _seconds(ran[1]), _seconds(ran[2])
+        assert low <= really <= high + 0.1, (low, really, high)
+        assert high >= 3.0
+        listed = cli("list", store=url).stdout
+        assert re.search(r"^killed\s.*\s\d\S* to \d", listed, re.M), listed

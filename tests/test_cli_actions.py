@@ -11,7 +11,7 @@ import time
 import uuid
 
 import pytest
-from clirun import cli, cli_env, kill, start_job, wait_for_loop
+from clirun import cli, cli_env, kill, paused, start_job, wait_for_loop
 from jobs import carry, compaction, watched
 
 from resumable import ExecutionCancelled, resume
@@ -132,7 +132,8 @@ class TestCancel:
     def test_running_elsewhere(self, url):
         process = start_job(url, "c1", 60, 0.05)
         wait_for_loop(url, "c1", 3)
-        result = cli("cancel", "c1", store=url)
+        with paused(process):  # the command's start-up must not outlast the job's loop
+            result = cli("cancel", "c1", store=url)
         assert result.returncode == 0, result.stderr
         assert result.stdout.startswith("cancel requested:")
         _, err = process.communicate(timeout=30)

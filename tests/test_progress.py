@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import pickle
+import re
 import time
 import uuid
 from collections import OrderedDict
@@ -17,8 +18,9 @@ from jobs import batch, counted, watched
 
 from resumable import FanoutProgress, MemoryStore, _config, resume, status
 from resumable._cli import progress, values
+from resumable._cli.console import render_text
 from resumable.runtime import wire
-from resumable.runtime.wire import read_progress
+from resumable.runtime.wire import LoopProgress, Progress, read_progress
 from resumable.stores.codec import Codec
 from resumable.testing import SimulatedCrash, crash_after
 
@@ -78,48 +80,64 @@ class TestFanoutProgress:
         signed = _config.codec_for(store).signed
         reason = "signature does not match" if signed else "not signed"
         assert reason in (found.first_error or "")
-        lines = progress.lines(found, 100, progress.Glyphs.for_encoding("utf-8"))
+        lines = drawn(found, 100)
         assert lines[0].startswith("  progress unreadable: 1 record(s)")
+
+
+def drawn(found, width, bars=None, **options):
+    """The rows `show` prints for `found` on a plain terminal `width` wide."""
+    view = (bars or progress.Bars(**options)).view(found)
+    return render_text(view, width).splitlines()
 
 
 class TestBars:
     """Bars, counts and the choice of what to show."""
 
-    glyphs = progress.Glyphs.for_encoding("utf-8")
-
-    def test_bar_segments(self):
+    def test_bar_is_rich_and_ascii_without_unicode(self):
         entry = FanoutProgress("#0", "amap", "amap(f)", "f.py:1", 10, 5, 1, 2)
-        assert progress.bar(entry, 10, self.glyphs) == "[█████x▒▒░░]"
-        ascii_glyphs = progress.Glyphs.for_encoding("ascii")
-        assert progress.bar(entry, 10, ascii_glyphs) == "[#####x~~..]"
+        found = Progress(fanouts=(entry,))
+        [line] = drawn(found, 200)
+        assert "━" in line and "5/10   60%" in line
+        [plain] = render_text(progress.Bars().view(found), 200, encoding="ascii").splitlines()
+        assert "━" not in plain and "-" in plain and "5/10   60%" in plain
 
-    def test_lines_fit_the_width_and_drop_extras_first(self):
+    def test_lines_fit_the_width_and_cut_extras_first(self):
         entry = FanoutProgress("#0", "amap", "amap(embed)", "/x/f.py:9", 200, 104, 0, 8)
-        found = read_progress("x", {}, Codec(), live=True)
-        found = type(found)(fanouts=(entry,))
-        wide = progress.lines(found, 200, self.glyphs)[0]
+        found = Progress(fanouts=(entry,))
+        [wide] = drawn(found, 200)
         assert "104/200   52%  8 running, 88 pending, 0 failed" in wide
-        narrow = progress.lines(found, 70, self.glyphs, show_location=False)[0]
-        assert len(narrow) < 70 and "[" in narrow and "104/200" in narrow
+        [narrow] = drawn(found, 70, show_location=False)
+        assert len(narrow) <= 70 and "━" in narrow and "104/200" in narrow
 
     def test_finished_nested_entries_are_summarised(self):
-        from resumable.runtime.wire import LoopProgress, Progress
-
         loops = [LoopProgress("#0", "f:loop0(i)", "f.py:1", 50, 50, True)]
         loops += [
             LoopProgress(f"#0[{i}]/#0", "f:loop1(j)", "f.py:3", 4, 4, True) for i in range(50)
         ]
         loops.append(LoopProgress("#0[50]/#0", "f:loop1(j)", "f.py:3", 2, 4, False))
-        drawn = progress.lines(Progress(loops=tuple(loops)), 120, self.glyphs)
-        assert len(drawn) == 3
-        assert "#0[50]/#0" in drawn[1]
-        assert drawn[2] == "  ... and 50 more (finished nested loops and maps: see --json)"
+        lines = drawn(Progress(loops=tuple(loops)), 120)
+        assert len(lines) == 3
+        assert "#0[50]/#0" in lines[1]
+        assert lines[2] == "  ... and 50 more (finished nested loops and maps: see --json)"
 
-    def test_rates(self):
-        rates = progress.Rates()
-        assert rates.observe("#0", 10, now=100.0) is None
-        assert rates.observe("#0", 10, now=102.0) is None  # no progress
-        assert rates.observe("#0", 30, now=104.0) == 5.0
+    def test_rate_and_eta_once_measured(self):
+        """rich measures the speed from the counts it was given over time."""
+        bars = progress.Bars()
+        entry = LoopProgress("#0", "f:loop0(i)", "f.py:1", 10, 100, False)
+        [first] = drawn(Progress(loops=(entry,)), 200, bars)
+        assert "/s" not in first
+        time.sleep(0.2)
+        middle = LoopProgress("#0", "f:loop0(i)", "f.py:1", 20, 100, False)
+        drawn(Progress(loops=(middle,)), 200, bars)
+        time.sleep(0.2)
+        later = LoopProgress("#0", "f:loop0(i)", "f.py:1", 30, 100, False)
+        [measured] = drawn(Progress(loops=(later,)), 200, bars)
+        assert re.search(r"\d+\.\d/s  eta \d", measured), measured
+
+    def test_unknown_total_has_no_bar(self):
+        entry = LoopProgress("#0", "f:loop0(i)", "f.py:1", 7, None, False)
+        [line] = drawn(Progress(loops=(entry,)), 200)
+        assert "7 done" in line and "━" not in line
 
 
 @dataclass

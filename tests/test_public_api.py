@@ -35,6 +35,8 @@ class TestExports:
         assert resumable.__all__ == sorted(resumable.__all__)
         for name in resumable.__all__:
             assert hasattr(resumable, name), name
+        # Names load on first use from where _HOMES says: one entry per name.
+        assert sorted(resumable._HOMES) == resumable.__all__
 
     def test_every_public_module_has_all(self):
         for info in pkgutil.iter_modules(resumable.__path__):

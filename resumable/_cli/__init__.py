@@ -16,7 +16,6 @@ arguments without running code), `progress` (bars), `show` (show and
 from __future__ import annotations
 
 import argparse
-import asyncio
 import io
 import logging
 import os
@@ -99,6 +98,8 @@ def _run(args: argparse.Namespace) -> int:
         return demo()
     if args.command == "keygen":
         return _keygen(args.file)
+    import asyncio
+
     from resumable._cli import commands
 
     _configure_logging()

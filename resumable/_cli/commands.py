@@ -1,5 +1,5 @@
-"""The commands that read or change executions: list, resume, cancel,
-recover and gc (`show` has a module of its own).
+"""The commands that read or change executions: list, resume, cancel and
+recover (`show`, `gc` and `migrate` have modules of their own).
 
 What they print from the store goes through `safe.text`: table cells in
 `formatting.table`, the rest here; error messages in `_cli.main`.
@@ -8,6 +8,7 @@ What they print from the store goes through `safe.text`: table cells in
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import pprint
@@ -18,8 +19,6 @@ from resumable import _config, _executions
 from resumable._cli import formatting as fmt
 from resumable._cli import safe
 from resumable._cli.exitcodes import CommandError, ExitCode, for_error
-from resumable._cli.migrate import migrate
-from resumable._cli.show import show
 from resumable.errors import (
     ExecutionLocked,
     ExecutionNotFound,
@@ -27,12 +26,8 @@ from resumable.errors import (
     ResumableError,
     describe_owner,
 )
-from resumable.runtime import engine, identity, wire
-from resumable.stores.base import ExecutionRecord, Lease, Status, Store
-from resumable.stores.url import parse_store_url, redact_url
-
-ENDED: tuple[Status, ...] = ("completed", "failed", "cancelled")
-EVERYTHING = 1_000_000_000  # a `limit` that means "all of them"
+from resumable.stores.base import ExecutionRecord, Store
+from resumable.stores.url import parse_store_url
 
 
 def open_store(url: str | None) -> Store:
@@ -43,7 +38,9 @@ def open_store(url: str | None) -> Store:
     that may exist but cannot be looked at (a directory this user may not
     enter) is left to the store, which says "permission denied".
     """
-    chosen = url or os.environ.get("RESUMABLE_STORE") or _config.DEFAULT_STORE_URL
+    chosen = _config.store_choice(url)
+    if not isinstance(chosen, str):  # configured in this process with a Store object
+        return chosen
     try:
         parsed = parse_store_url(chosen)
     except ValueError as exc:
@@ -77,10 +74,11 @@ def _missing(path: str) -> bool:
 
 
 async def run(args: argparse.Namespace, out: TextIO) -> int:
+    module, name = COMMANDS[args.command]
+    command = getattr(importlib.import_module(module), name)
     store = open_store(args.store)
     try:
-        command = COMMANDS[args.command]
-        return await command(args, store, out)
+        return int(await command(args, store, out))
     finally:
         await store.close()
 
@@ -107,7 +105,7 @@ async def list_(args: argparse.Namespace, store: Store, out: TextIO) -> int:
             view.name,
             fmt.state(view),
             fmt.ago(view.created_at, now),
-            fmt.span(fmt.ran_for(view, now)),
+            fmt.ran_text(view, now),
             str(view.attempts),
             fmt.error_line(view.error) or "",
         )
@@ -126,6 +124,8 @@ async def list_(args: argparse.Namespace, store: Store, out: TextIO) -> int:
 def _importable(record: ExecutionRecord) -> None:
     """Import the function now, so that a failing import is reported as
     such, not as the execution failing."""
+    from resumable.runtime import engine
+
     try:
         engine.resolve_target(record)
     except ModuleRunsOnImport as exc:
@@ -233,149 +233,14 @@ async def recover(args: argparse.Namespace, store: Store, out: TextIO) -> int:
     return ExitCode.EXECUTION_FAILED if failed else ExitCode.OK
 
 
-def _ended_before(record: ExecutionRecord, cutoff: float) -> bool:
-    ended = record.finished_at if record.finished_at is not None else record.updated_at
-    return record.status in ENDED and ended < cutoff
-
-
-async def _collect(store: Store, cutoff: float) -> list[ExecutionRecord]:
-    found: list[ExecutionRecord] = []
-    for status in ENDED:
-        records = await store.list(status=status, limit=EVERYTHING)
-        found.extend(r for r in records if _ended_before(r, cutoff))
-    found = await _without_kept_parents(store, found)
-    return sorted(found, key=lambda r: r.finished_at or r.updated_at)
-
-
-async def _without_kept_parents(
-    store: Store, found: list[ExecutionRecord]
-) -> list[ExecutionRecord]:
-    """A child execution goes with its parent, never before it: a parent
-    that stays (running, or failed and resumable) would otherwise find its
-    child gone on replay and run the child's work again."""
-    candidates = {r.id for r in found}
-    gone = {
-        parent
-        for parent in {r.parent_id for r in found} - candidates
-        if parent is not None and await store.get(parent) is None
-    }
-    while True:
-        ids = {r.id for r in found}
-        kept = [r for r in found if r.parent_id is None or r.parent_id in ids | gone]
-        if len(kept) == len(found):
-            return kept
-        found = kept
-
-
-async def _take_ended(store: Store, record: ExecutionRecord, cutoff: float) -> Lease | None:
-    """The lease of an execution that still ended before `cutoff`, or None:
-    holding it means no `resume` runs it while gc changes it."""
-    try:
-        lease = await store.acquire(record.id, identity.this_owner(), 30.0)
-    except (ExecutionLocked, ExecutionNotFound):
-        return None
-    again = await store.get(record.id)
-    if again is not None and _ended_before(again, cutoff):
-        return lease
-    await store.release(lease)  # resumed and ended again meanwhile: leave it
-    return None
-
-
-async def _delete(store: Store, record: ExecutionRecord, cutoff: float) -> bool:
-    """Delete one execution unless someone resumed it meanwhile."""
-    lease = await _take_ended(store, record, cutoff)
-    return lease is not None and await store.delete(record.id)  # the lease goes with it
-
-
-async def _compact(
-    store: Store, record: ExecutionRecord, cutoff: float, dry_run: bool
-) -> int | None:
-    """Delete the records of a failed or cancelled execution that no resume
-    reads (those of finished iterations and items, which releases before
-    format 3 left behind), under its lease; it stays resumable. The number
-    of records removed, or None when someone resumed it meanwhile."""
-    codec = _config.codec_for(store)
-    if dry_run:
-        return len(wire.finished_scope_keys(record.id, await store.load(record.id), codec))
-    lease = await _take_ended(store, record, cutoff)
-    if lease is None:
-        return None
-    try:
-        dead = wire.finished_scope_keys(record.id, await store.load(record.id), codec)
-        for start in range(0, len(dead), _COMPACT_BATCH):
-            await store.write(lease, {}, dead[start : start + _COMPACT_BATCH])
-        return len(dead)
-    finally:
-        await store.release(lease)
-
-
-_COMPACT_BATCH = 1000  # deletes per transaction
-
-
-async def gc(args: argparse.Namespace, store: Store, out: TextIO) -> int:
-    cutoff = time.time() - args.older_than
-    candidates = await _collect(store, cutoff)
-    deleted, skipped, compacted = [], [], []
-    for record in candidates:
-        if args.compact and record.status in ("failed", "cancelled"):
-            removed = await _compact(store, record, cutoff, args.dry_run)
-            if removed is None:
-                skipped.append(record)
-            else:
-                compacted.append((record, removed))
-        elif args.dry_run or await _delete(store, record, cutoff):
-            deleted.append(record)
-        else:
-            skipped.append(record)
-    if args.json:
-        fmt.dump(
-            {
-                "store": store.url,
-                "cutoff": cutoff,
-                "dry_run": args.dry_run,
-                "executions": [_gc_json(r) for r in deleted],
-                "compacted": [{**_gc_json(r), "records_removed": n} for r, n in compacted],
-                "skipped": [_gc_json(r) for r in skipped],
-            },
-            out,
-        )
-        return ExitCode.OK
-    verb = "would delete" if args.dry_run else "deleted"
-    if deleted:
-        rows = [(r.id, r.name, r.status, fmt.when(r.finished_at or r.updated_at)) for r in deleted]
-        fmt.table(rows, ("ID", "FUNCTION", "STATUS", "ENDED"), out)
-    summary = (
-        f"{verb} {len(deleted)} execution{'' if len(deleted) == 1 else 's'} that ended before "
-        f"{fmt.when(cutoff)} ({redact_url(store.url)})"
-    )
-    out.write(safe.text(summary) + "\n")
-    if args.compact:
-        removed = sum(n for _, n in compacted)
-        out.write(
-            f"{'would compact' if args.dry_run else 'compacted'} {len(compacted)} failed or "
-            f"cancelled execution{'' if len(compacted) == 1 else 's'} (still resumable): "
-            f"{removed} record{'' if removed == 1 else 's'} that no resume reads\n"
-        )
-    if skipped:
-        out.write(f"skipped {len(skipped)} that another process is resuming\n")
-    return ExitCode.OK
-
-
-def _gc_json(record: ExecutionRecord) -> dict[str, Any]:
-    return {
-        "id": record.id,
-        "name": record.name,
-        "status": record.status,
-        "finished_at": record.finished_at,
-    }
-
-
+# Each command's module and function, imported when it runs: `list` does
+# not pay for show's rendering, migrate's signing or the engine.
 COMMANDS = {
-    "list": list_,
-    "show": show,
-    "resume": resume,
-    "cancel": cancel,
-    "recover": recover,
-    "gc": gc,
-    "migrate": migrate,
+    "list": ("resumable._cli.commands", "list_"),
+    "show": ("resumable._cli.show", "show"),
+    "resume": ("resumable._cli.commands", "resume"),
+    "cancel": ("resumable._cli.commands", "cancel"),
+    "recover": ("resumable._cli.commands", "recover"),
+    "gc": ("resumable._cli.gc", "gc"),
+    "migrate": ("resumable._cli.migrate", "migrate"),
 }

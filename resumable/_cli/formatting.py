@@ -13,7 +13,11 @@ import time
 from collections.abc import Sequence
 from typing import Any, TextIO
 
+from rich.table import Table
+from rich.text import Text
+
 from resumable._cli import safe
+from resumable._cli.console import emit
 from resumable._executions import ExecutionStatus
 from resumable.runtime.wire import FanoutProgress, LoopProgress
 
@@ -61,7 +65,8 @@ def where(location: str) -> str:
 
 def ran_for(view: ExecutionStatus, now: float | None = None) -> float | None:
     """How long the latest attempt ran: so far, if it still runs; until its
-    last sign of life (a write or a lease renewal), if its owner is gone."""
+    last sign of life (a write or a lease renewal), if its owner is gone.
+    For a gone owner that is a lower bound: see `ran_text`."""
     if view.started_at is None:
         return None
     if view.status != "running":
@@ -71,6 +76,23 @@ def ran_for(view: ExecutionStatus, now: float | None = None) -> float | None:
     else:
         end = None
     return (end or now or time.time()) - view.started_at
+
+
+def ran_text(view: ExecutionStatus, now: float | None = None) -> str:
+    """`ran_for` for people. An owner that died unseen (SIGKILL, a lost
+    host) was last heard of at its latest lease renewal (`updated_at`);
+    renewals come every third of the lease's time to live, and checkpoint
+    writes leave no time in the store, so it died somewhere in the window
+    up to the next renewal: shown as that range, not as the lower bound
+    alone (which reads "0.0s" for a run killed before its first renewal)."""
+    ran = ran_for(view, now)
+    if ran is None or not (view.status == "running" and view.orphaned):
+        return span(ran)
+    ttl = view.lease_expires_at - view.updated_at
+    if ttl <= 0:  # released without an end (an old store): all we know is the bound
+        return f"at least {span(ran)}"
+    latest = min(ran + ttl / 3, (now or time.time()) - (view.started_at or 0.0))
+    return f"{span(ran)} to {span(latest)}"
 
 
 def state(view: ExecutionStatus) -> str:
@@ -113,16 +135,16 @@ def error_line(text: str | None) -> str | None:
 
 
 def table(rows: Sequence[Sequence[str]], headers: Sequence[str], out: TextIO) -> None:
-    """Columns padded to their widest cell, two spaces apart; the last
-    column is not padded, so long values do not push trailing blanks. Cells
-    are escaped (`safe.text`): one may hold anything a store holds."""
-    rows = [[safe.text(cell) for cell in row] for row in rows]
-    widths = [len(h) for h in headers]
+    """A rich table without borders, columns two spaces apart. Cells are
+    escaped (`safe.text`) and shown as plain text: one may hold anything a
+    store holds, markup included."""
+    grid = Table(box=None, pad_edge=False, padding=(0, 1), show_edge=False, header_style="bold")
+    for header in headers[:-1]:
+        grid.add_column(header, no_wrap=True, overflow="ellipsis")
+    grid.add_column(headers[-1], overflow="fold")
     for row in rows:
-        widths = [max(w, len(cell)) for w, cell in zip(widths, row, strict=True)]
-    for row in (headers, *rows):
-        cells = [cell.ljust(width) for cell, width in zip(row[:-1], widths, strict=False)]
-        out.write("  ".join([*cells, row[-1]]).rstrip() + "\n")
+        grid.add_row(*(Text(safe.text(cell)) for cell in row))
+    emit(out, grid)
 
 
 def dump(data: object, out: TextIO) -> None:

@@ -1,4 +1,9 @@
-"""The command line's grammar: commands, options, and durations like "7d"."""
+"""The command line's grammar: commands, options, and durations like "7d".
+
+Imported for every command, `--help` included, so it imports next to
+nothing of the library: the engine (for --on-code-change) only when an
+option that needs it is parsed, by which time the command will run.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,6 @@ from pathlib import Path
 
 from resumable._cli.exitcodes import epilog
 from resumable.runtime import ids
-from resumable.runtime.engine import ON_CODE_CHANGE
 from resumable.stores.base import STATUSES
 
 DESCRIPTION = """\
@@ -211,10 +215,21 @@ def build() -> argparse.ArgumentParser:
     return parser
 
 
+def _code_change_policy(text: str) -> str:
+    from resumable.runtime.engine import ON_CODE_CHANGE
+
+    if text not in ON_CODE_CHANGE:
+        raise argparse.ArgumentTypeError(
+            f"invalid choice {text!r} (choose from {', '.join(ON_CODE_CHANGE)})"
+        )
+    return text
+
+
 def _on_code_change(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--on-code-change",
-        choices=ON_CODE_CHANGE,
+        type=_code_change_policy,
+        metavar="POLICY",
         default="error",
         help="if the function's code changed since the execution started: error "
         "(default), continue while the checkpoints still line up, or restart",

@@ -13,26 +13,25 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import shutil
 import time
 from collections import Counter
 from collections.abc import Callable
 from typing import Any, TextIO
 
+from rich.console import Console, Group, RenderableType
+from rich.live import Live
+from rich.text import Text
+
 from resumable import _config
 from resumable._cli import formatting as fmt
 from resumable._cli import progress, safe, values
+from resumable._cli.console import console_for, emit, render_text
 from resumable._cli.exitcodes import CommandError, ExitCode
 from resumable._executions import ExecutionStatus, Snapshot, snapshot
 from resumable.errors import ResumableError
 from resumable.stores.base import STATUSES, Store
 
 LABEL = 11  # width of the field names in `show`
-
-
-def _width(out: TextIO) -> int:
-    """The terminal's width; into a pipe or file, enough for 30-cell bars."""
-    return shutil.get_terminal_size((100, 24)).columns if out.isatty() else 160
 
 
 async def show(args: argparse.Namespace, store: Store, out: TextIO) -> int:
@@ -47,8 +46,7 @@ async def show(args: argparse.Namespace, store: Store, out: TextIO) -> int:
             data["values_error"] = None if failure is None else str(failure)
         fmt.dump(data, out)
     else:
-        for line in show_lines(snap, _width(out), progress.Glyphs.for_encoding(out.encoding)):
-            out.write(line + "\n")
+        emit(out, *show_view(snap))
         if args.values:
             out.write("values\n")
             for name, text in decoded:
@@ -86,7 +84,17 @@ def _arguments(snap: Snapshot) -> tuple[list[tuple[str, str]], str | None]:
         return [], f"cannot describe them: {exc}"
 
 
-def show_lines(snap: Snapshot, width: int, glyphs: progress.Glyphs) -> list[str]:
+def show_view(snap: Snapshot) -> list[RenderableType]:
+    """What `show` prints: one line per field, the progress rows, the
+    children and the error. Lines are printed as they are (a terminal wraps
+    a long one); only the progress rows are fitted to the width."""
+    before, after = _show_lines(snap)
+    lines = [Text(line, no_wrap=True, overflow="ignore") for line in before]
+    rest = [Text(line, no_wrap=True, overflow="ignore") for line in after]
+    return [*lines, progress.Bars().view(snap.progress), *rest]
+
+
+def _show_lines(snap: Snapshot) -> tuple[list[str], list[str]]:
     view = snap.status
     now = time.time()
 
@@ -136,18 +144,18 @@ def show_lines(snap: Snapshot, width: int, glyphs: progress.Glyphs) -> list[str]
     out.append(field("started", fmt.when(view.started_at)))
     finished = view.finished_at if view.status != "running" else None
     out.append(field("finished", fmt.when(finished)))
-    ran = fmt.span(fmt.ran_for(view, now))
+    ran = fmt.ran_text(view, now)
     total = fmt.span((finished or now) - view.created_at)
     out.append(field("ran", f"{ran} (latest attempt), {total} since created"))
     out.append("progress")
-    out.extend(progress.lines(snap.progress, width, glyphs, cut=False))
+    after: list[str] = []
     if snap.children:
-        out.extend(_children_lines(snap.children, field))
+        after.extend(_children_lines(snap.children, field))
     if view.error:
-        out.append(field("error", fmt.error_line(view.error) or ""))
+        after.append(field("error", fmt.error_line(view.error) or ""))
         # Split at newlines only: any other line break is escaped, not obeyed.
-        out.extend("  " + safe.text(line) for line in view.error.rstrip().split("\n"))
-    return out
+        after.extend("  " + safe.text(line) for line in view.error.rstrip().split("\n"))
+    return out, after
 
 
 SHOWN_CHILDREN = 20  # child executions listed by `show`; --json lists them all
@@ -192,21 +200,9 @@ def show_json(snap: Snapshot) -> dict[str, Any]:
 
 # -- --follow ------------------------------------------------------------------
 
-HIDE_CURSOR, SHOW_CURSOR, CLEAR_BELOW = "\x1b[?25l", "\x1b[?25h", "\x1b[J"
 
-
-def _up(lines: int) -> str:
-    return f"\r\x1b[{lines}A" if lines else "\r"
-
-
-def frame(
-    snap: Snapshot,
-    width: int,
-    glyphs: progress.Glyphs,
-    rates: progress.Rates,
-    *,
-    tty: bool = True,
-) -> list[str]:
+def frame(snap: Snapshot, bars: progress.Bars) -> RenderableType:
+    """One frame of `--follow`: a head line, the progress rows, and how it ended."""
     view = snap.status
     head = f"{safe.text(view.name)}  {safe.text(view.id)}  {safe.text(fmt.state(view))}"
     if view.attempts > 1:
@@ -214,21 +210,23 @@ def frame(
     if view.status == "running":
         if not view.orphaned:
             head += f"  {safe.text(fmt.owner(view))}"
-        head += f"  ran {fmt.span(fmt.ran_for(view))}"
-    lines = [head[: max(width - 1, 20)] if tty else head]
-    lines.extend(progress.lines(snap.progress, width, glyphs, rates, show_location=False, cut=tty))
-    ran = fmt.span(fmt.ran_for(view))
+        head += f"  ran {fmt.ran_text(view)}"
+    rows: list[RenderableType] = [Text(head, no_wrap=True, overflow="ellipsis")]
+    rows.append(bars.view(snap.progress))
+    ran = fmt.ran_text(view)
     if view.status == "completed":
-        lines.append(f"completed in {ran}")
+        rows.append(Text(f"completed in {ran}"))
     elif view.status in ("failed", "cancelled"):
         why = fmt.error_line(view.error)
         ended = f"{safe.text(view.status)} after {ran}"
-        lines.append(ended + (f": {safe.text(why)}" if why else ""))
+        rows.append(Text(ended + (f": {safe.text(why)}" if why else "")))
     elif view.orphaned:
-        lines.append(
-            f"waiting: its owner is gone; `resumable resume {safe.text(view.id)}` continues it"
+        rows.append(
+            Text(
+                f"waiting: its owner is gone; `resumable resume {safe.text(view.id)}` continues it"
+            )
         )
-    return lines
+    return Group(*rows)
 
 
 def _change_key(snap: Snapshot) -> tuple[object, ...]:
@@ -245,37 +243,62 @@ async def follow(
     store: Store, execution_id: str, out: TextIO, interval: float, *, as_json: bool = False
 ) -> int:
     """Redraw the frame every `interval` seconds until the execution ends.
-    On a terminal the frame is redrawn in place; into a pipe or a file, a
-    frame is printed only when the progress changed; with `as_json`, one
-    line of JSON (the `show --json` object) per change. Exit code: 0 if the
-    execution completed, 1 if it failed or was cancelled."""
-    tty = out.isatty() and not as_json
-    glyphs = progress.Glyphs.for_encoding(out.encoding)
-    rates = progress.Rates()
-    drawn = 0
-    last: tuple[object, ...] | None = None
-    if tty:
-        out.write(HIDE_CURSOR)
-    try:
-        while True:
-            snap = await snapshot(execution_id, store)
-            lines = frame(snap, _width(out), glyphs, rates, tty=tty)
-            if tty:
-                out.write(_up(drawn) + CLEAR_BELOW + "\n".join(lines) + "\n")
-                drawn = len(lines)
-            elif (key := _change_key(snap)) != last:
-                last = key
-                if as_json:
-                    out.write(safe.json(show_json(snap), indent=None) + "\n")
-                else:
-                    stamp = time.strftime("%H:%M:%S")
-                    out.write(f"[{stamp}] " + "\n".join(lines) + "\n")
-            out.flush()
-            if snap.status.status != "running":
-                completed = snap.status.status == "completed"
-                return ExitCode.OK if completed else ExitCode.EXECUTION_FAILED
-            await asyncio.sleep(interval)
-    finally:
-        if tty:
-            out.write(SHOW_CURSOR)
-            out.flush()
+    On a terminal the frame is redrawn in place (rich's `Live`); into a
+    pipe or a file, a frame is printed only when the progress changed; with
+    `as_json`, one line of JSON (the `show --json` object) per change. Exit
+    code: 0 if the execution completed, 1 if it failed or was cancelled."""
+    console = console_for(out)
+    bars = progress.Bars(show_location=False)
+    if console.is_terminal and not as_json:
+        # Redrawn when we say, not by rich's own thread: each frame is a
+        # fresh read of the store. redirect_*: the library's log lines on
+        # stderr are the application's business, not ours to capture.
+        live = Live(
+            console=console,
+            auto_refresh=False,
+            redirect_stdout=False,
+            redirect_stderr=False,
+            vertical_overflow="visible",
+        )
+        with live:
+            # The last frame is drawn by the Live's exit, once.
+            return await _poll(
+                store,
+                execution_id,
+                interval,
+                lambda snap: live.update(
+                    frame(snap, bars), refresh=snap.status.status == "running"
+                ),
+            )
+    last: list[tuple[object, ...]] = []
+
+    def printed(snap: Snapshot) -> None:
+        key = _change_key(snap)
+        if last and key == last[0]:
+            return
+        last[:] = [key]
+        if as_json:
+            out.write(safe.json(show_json(snap), indent=None) + "\n")
+        else:
+            _print_stamped(console, frame(snap, bars))
+        out.flush()
+
+    return await _poll(store, execution_id, interval, printed)
+
+
+def _print_stamped(console: Console, drawn: RenderableType) -> None:
+    """A frame into a pipe or a file, behind the time it was read."""
+    text = render_text(drawn, console.width, console.encoding).rstrip("\n")
+    console.file.write(f"[{time.strftime('%H:%M:%S')}] {text}\n")
+
+
+async def _poll(
+    store: Store, execution_id: str, interval: float, draw: Callable[[Snapshot], None]
+) -> int:
+    while True:
+        snap = await snapshot(execution_id, store)
+        draw(snap)
+        if snap.status.status != "running":
+            completed = snap.status.status == "completed"
+            return ExitCode.OK if completed else ExitCode.EXECUTION_FAILED
+        await asyncio.sleep(interval)

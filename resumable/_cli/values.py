@@ -20,11 +20,10 @@ import pickle
 import reprlib
 from typing import Any, ClassVar
 
-from resumable.errors import CorruptCheckpoint
-from resumable.stores.codec import Codec
+from rich.filesize import decimal
 
-_SIGNED, _MSGPACK, _PICKLE = b"s", b"m", b"p"
-_MAC_SIZE = 32
+from resumable.errors import CorruptCheckpoint
+from resumable.stores.codec import _MAC_SIZE, _MSGPACK_TAG, _PICKLE_TAG, _SIGNED_TAG, Codec
 
 # Callables that build an object of the class they are given (copyreg's
 # reconstructors, getattr(EnumClass, "RED")): the stand-in takes that class.
@@ -95,11 +94,11 @@ def _inert_loads(payload: bytes) -> Any:
 
 def decode_for_summary(blob: bytes) -> Any:
     """The value in a codec blob, with pickled objects as inert stand-ins."""
-    if blob[:1] == _SIGNED:
+    if blob[:1] == _SIGNED_TAG:
         blob = blob[1 + _MAC_SIZE :]
-    if blob[:1] == _MSGPACK:
+    if blob[:1] == _MSGPACK_TAG:
         return Codec().loads(blob)  # msgpack never runs code
-    if blob[:1] == _PICKLE:
+    if blob[:1] == _PICKLE_TAG:
         return _inert_loads(blob[1:])
     raise ValueError(f"unknown format tag {blob[:1]!r}")
 
@@ -165,9 +164,5 @@ def _shown(value: Any) -> str:
 
 
 def size(blob: bytes) -> str:
-    count = len(blob)
-    if count < 1024:
-        return f"{count} bytes"
-    if count < 1024 * 1024:
-        return f"{count / 1024:.1f} KiB"
-    return f"{count / 1024 / 1024:.1f} MiB"
+    """'59 bytes', '4.1 kB' (rich's decimal units, as `ls -h --si`)."""
+    return decimal(len(blob))
