@@ -23,7 +23,8 @@ from resumable.runtime.wire import (
     Progress,
     read_progress,
 )
-from resumable.stores.base import EVERYTHING, ExecutionRecord, ExecutionUpdate, Status, Store
+from resumable.stores.base import EVERYTHING, ExecutionRecord, ExecutionUpdate, Store
+from resumable.stores.statuses import Status
 
 
 @dataclass(frozen=True, slots=True)

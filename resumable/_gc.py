@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from resumable import _config
 from resumable.errors import ExecutionLocked, ExecutionNotFound
 from resumable.runtime import identity, wire
-from resumable.stores.base import EVERYTHING, FINISHED, ExecutionRecord, Lease, Store
+from resumable.stores.base import EVERYTHING, ExecutionRecord, Lease, Store
+from resumable.stores.statuses import FINISHED
 
 __all__ = ["Compacted", "GcReport", "gc"]
 

@@ -14,15 +14,24 @@ to unsigned because a key could not be read.
 from __future__ import annotations
 
 import os
-import secrets
 import stat
 import time
 from pathlib import Path
 
+from resumable._keypath import KEY_FILE_NAME, default_key_path
 from resumable.errors import KeyFileError
 
+__all__ = [
+    "KEY_BYTES",
+    "KEY_FILE_NAME",
+    "default_key_path",
+    "new_key",
+    "read_key_file",
+    "user_key",
+    "write_key_file",
+]
+
 KEY_BYTES = 32
-KEY_FILE_NAME = "secret-key"
 # How long a reader waits for a key file another process is writing (it was
 # created empty by O_EXCL and is written just after): a few milliseconds in
 # practice; past this an empty file is refused.
@@ -39,6 +48,8 @@ _user_keys: dict[Path, bytes] = {}
 
 def new_key() -> str:
     """A fresh random key, as text."""
+    import secrets  # ~9 ms, only to make a key (not for `--help`'s key path)
+
     return secrets.token_urlsafe(KEY_BYTES)
 
 
@@ -52,17 +63,6 @@ def write_key_file(path: Path, key: str) -> None:
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(descriptor, "w", encoding="ascii") as file:
         file.write(key + "\n")
-
-
-def default_key_path() -> Path:
-    """Where the per-user key of local stores lives (not created here):
-    $RESUMABLE_KEY_DIR/secret-key, else $XDG_CONFIG_HOME/resumable/secret-key,
-    else ~/.config/resumable/secret-key."""
-    directory = os.environ.get("RESUMABLE_KEY_DIR")
-    if directory:
-        return Path(directory).expanduser() / KEY_FILE_NAME
-    config = os.environ.get("XDG_CONFIG_HOME") or os.path.join("~", ".config")
-    return Path(config).expanduser() / "resumable" / KEY_FILE_NAME
 
 
 def read_key_file(path: Path) -> bytes:

@@ -31,22 +31,21 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
-from resumable.stores.base import (
-    DEFAULT_MAX_RECORD_BYTES,
-    ExecutionRecord,
-    ExecutionUpdate,
-    Lease,
-    Status,
-    Store,
-    StoreStats,
-)
-from resumable.stores.codec import Codec
-from resumable.stores.registry import open_store, register_store
-from resumable.stores.url import StoreURL, parse_store_url, redact_url
-
 if TYPE_CHECKING:
+    from resumable.stores.base import (
+        DEFAULT_MAX_RECORD_BYTES,
+        ExecutionRecord,
+        ExecutionUpdate,
+        Lease,
+        Store,
+        StoreStats,
+    )
+    from resumable.stores.codec import Codec
     from resumable.stores.memory import MemoryStore
+    from resumable.stores.registry import open_store, register_store
     from resumable.stores.sqlite import SQLiteStore
+    from resumable.stores.statuses import Status
+    from resumable.stores.url import StoreURL, parse_store_url, redact_url
 
 __all__ = [
     "Codec",
@@ -66,10 +65,24 @@ __all__ = [
     "register_store",
 ]
 
-# Store classes imported on first use (PEP 562), like the registry's schemes.
+# Imported on first use (PEP 562), like the registry's schemes: the command
+# line's `--help` reads `base` and must not pay for the codec or a store.
 _LAZY = {
+    "DEFAULT_MAX_RECORD_BYTES": "resumable.stores.base",
+    "ExecutionRecord": "resumable.stores.base",
+    "ExecutionUpdate": "resumable.stores.base",
+    "Lease": "resumable.stores.base",
+    "Status": "resumable.stores.statuses",
+    "Store": "resumable.stores.base",
+    "StoreStats": "resumable.stores.base",
+    "StoreURL": "resumable.stores.url",
+    "parse_store_url": "resumable.stores.url",
+    "redact_url": "resumable.stores.url",
+    "Codec": "resumable.stores.codec",
     "MemoryStore": "resumable.stores.memory",
     "SQLiteStore": "resumable.stores.sqlite",
+    "open_store": "resumable.stores.registry",
+    "register_store": "resumable.stores.registry",
 }
 
 

@@ -24,7 +24,8 @@ from collections.abc import Collection, Mapping
 from typing import Any
 
 from resumable.stores import checks, leases
-from resumable.stores.base import ExecutionRecord, ExecutionUpdate, Lease, Status
+from resumable.stores.base import ExecutionRecord, ExecutionUpdate, Lease
+from resumable.stores.statuses import Status
 
 SCHEMA_VERSION = 3
 

@@ -14,15 +14,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Literal, Protocol, runtime_checkable
 
-# "queued" (recorded for a worker to take) and "waiting" (suspended in a
-# durable wait, its lease released) are written by the queue and the durable
-# waits of a later release. This one stores, lists and shows them, and
-# neither recovers nor collects them (`resume(id)` runs one, as it would an
-# interrupted run): a store a newer process wrote stays intact here.
-Status = Literal["queued", "running", "waiting", "completed", "failed", "cancelled"]
-STATUSES: tuple[Status, ...] = ("queued", "running", "waiting", "completed", "failed", "cancelled")
-# Final: what `gc` may delete once old enough.
-FINISHED: tuple[Status, ...] = ("completed", "failed", "cancelled")
+from resumable.stores.statuses import Status
 
 DEFAULT_MAX_RECORD_BYTES = 16 * 1024 * 1024
 EVERYTHING = 1_000_000_000  # a `list` limit that means "all of them"

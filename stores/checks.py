@@ -13,8 +13,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from resumable.errors import RecordTooLarge
-from resumable.stores.base import ExecutionRecord, ExecutionUpdate, Status
+from resumable.stores.base import ExecutionRecord, ExecutionUpdate
 from resumable.stores.leases import check_ttl
+from resumable.stores.statuses import Status
 
 __all__ = [
     "DELTA_MARK",

@@ -21,9 +21,9 @@ from resumable.stores.base import (
     ExecutionUpdate,
     KeyScope,
     Lease,
-    Status,
     StoreStats,
 )
+from resumable.stores.statuses import Status
 from resumable.stores.url import StoreURL
 
 __all__ = ["MemoryStore"]

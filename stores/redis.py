@@ -55,9 +55,9 @@ from resumable.stores.base import (
     ExecutionUpdate,
     KeyScope,
     Lease,
-    Status,
     StoreStats,
 )
+from resumable.stores.statuses import Status
 from resumable.stores.url import StoreURL, parse_store_url, redact_url
 
 __all__ = ["DEFAULT_PREFIX", "RedisStore"]

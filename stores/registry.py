@@ -23,7 +23,6 @@ import importlib
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from importlib.metadata import entry_points
 from typing import Any
 
 from resumable.stores.base import Store
@@ -105,6 +104,8 @@ def open_store(url: str) -> Store:
 
 def _from_entry_point(scheme: str) -> _Entry | None:
     """The entry point named `scheme` in our group, registered as found."""
+    from importlib.metadata import entry_points  # ~10 ms: only for an unknown scheme
+
     for point in entry_points(group=ENTRY_POINT_GROUP, name=scheme):
         entry = _registry[scheme] = _Entry(point.value)
         return entry

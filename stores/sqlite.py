@@ -41,9 +41,9 @@ from resumable.stores.base import (
     ExecutionUpdate,
     KeyScope,
     Lease,
-    Status,
     StoreStats,
 )
+from resumable.stores.statuses import Status
 from resumable.stores.url import StoreURL, sqlite_url
 
 __all__ = ["DEFAULT_BUSY_TIMEOUT", "SQLiteStore", "Synchronous"]

@@ -21,18 +21,6 @@ import sys
 import traceback
 from typing import Any
 
-import structlog
-
-
-class _CurrentStderr:
-    """Writes to whatever sys.stderr is now (the capture of the command)."""
-
-    def write(self, text: str) -> int:
-        return sys.stderr.write(text)
-
-    def flush(self) -> None:
-        sys.stderr.flush()
-
 
 def run(argv: list[str], marker: str | None) -> dict[str, Any]:
     from resumable import _config
@@ -61,9 +49,8 @@ def run(argv: list[str], marker: str | None) -> dict[str, Any]:
 
 
 def main() -> None:
-    # As the CLI configures it (resumable._cli._configure_logging), but to the
-    # stderr of the command running at the time.
-    structlog.configure(logger_factory=structlog.PrintLoggerFactory(_CurrentStderr()))
+    # Each command configures logging as the CLI does (resumable/_cli/logsetup.py),
+    # whose handler writes to the stderr of the command running at the time.
     commands = json.load(sys.stdin)
     results = [run(command["argv"], command.get("marker")) for command in commands]
     sys.__stdout__.write(json.dumps(results))

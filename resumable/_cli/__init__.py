@@ -17,43 +17,13 @@ from __future__ import annotations
 
 import argparse
 import io
-import logging
 import os
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
 from resumable._cli import parsing, safe
 from resumable._cli.exitcodes import CommandError, ExitCode, for_error
-from resumable.errors import ResumableError
-
-_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING}
-
-
-class _ToStderr(logging.Handler):
-    """Each record as one line on the stderr of the moment (a command run
-    in-process may have swapped it), flushed at once, in the look the CLI
-    always had: "2026-01-31 12:00:00 [warning  ] event key=value"."""
-
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(record.created))
-            sys.stderr.write(f"{when} [{record.levelname.lower():<9}] {record.getMessage()}\n")
-            sys.stderr.flush()
-        except Exception:
-            self.handleError(record)
-
-
-def _configure_logging() -> None:
-    """The CLI is the application here, so it configures logging, on
-    stderr: stdout stays clean for tables and --json. The library's records
-    at RESUMABLE_LOG_LEVEL (info unless set), others (the user's code that
-    `resume` runs) at warning. A root logger that already has a handler is
-    left as it is (basicConfig adds none then)."""
-    logging.basicConfig(level=logging.WARNING, handlers=[_ToStderr()])
-    level = _LEVELS.get(os.environ.get("RESUMABLE_LOG_LEVEL", "").lower(), logging.INFO)
-    logging.getLogger("resumable").setLevel(level)
 
 
 def _import_from_cwd() -> None:
@@ -67,6 +37,8 @@ def _import_from_cwd() -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command; returns its exit code (see exitcodes.MEANINGS)."""
     args = parsing.build().parse_args(argv)  # exits with 2 on bad usage
+    from resumable.errors import ResumableError  # after parsing: `--help` needs none
+
     _never_fail_to_print()
     try:
         return _run(args)
@@ -101,8 +73,9 @@ def _run(args: argparse.Namespace) -> int:
     import asyncio
 
     from resumable._cli import commands
+    from resumable._cli.logsetup import configure_logging
 
-    _configure_logging()
+    configure_logging()
     _import_from_cwd()
     return asyncio.run(commands.run(args, sys.stdout))
 

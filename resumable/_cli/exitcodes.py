@@ -10,19 +10,6 @@ from __future__ import annotations
 
 import enum
 
-from resumable.errors import (
-    CodeChangedError,
-    CorruptCheckpoint,
-    ExecutionLocked,
-    ExecutionNotFound,
-    KeyFileError,
-    NonDeterminismError,
-    SecretKeyRequired,
-    StoreDamaged,
-    StorePermissionDenied,
-    StoreUnavailable,
-)
-
 
 class ExitCode(enum.IntEnum):
     OK = 0
@@ -64,6 +51,19 @@ MEANINGS: dict[ExitCode, str] = {
 def for_error(error: BaseException) -> ExitCode:
     """The exit code for an error of `resumable` (or EXECUTION_FAILED for
     anything else: the user's own exception ended the execution)."""
+    from resumable.errors import (  # not at import: `resumable --help` needs none of them
+        CodeChangedError,
+        CorruptCheckpoint,
+        ExecutionLocked,
+        ExecutionNotFound,
+        KeyFileError,
+        NonDeterminismError,
+        SecretKeyRequired,
+        StoreDamaged,
+        StorePermissionDenied,
+        StoreUnavailable,
+    )
+
     if isinstance(error, ExecutionNotFound):
         return ExitCode.NOT_FOUND
     if isinstance(error, ExecutionLocked):  # LeaseLost too
@@ -87,7 +87,7 @@ def for_error(error: BaseException) -> ExitCode:
 def epilog() -> str:
     """The table for `resumable --help`, and where the default key is (its
     path only: nothing is created, or even read, to print help)."""
-    from resumable._keys import default_key_path
+    from resumable._keypath import default_key_path
 
     lines = ["exit codes:"]
     lines.extend(f"  {int(code):>3}  {text.replace('`', '')}" for code, text in MEANINGS.items())

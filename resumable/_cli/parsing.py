@@ -13,7 +13,7 @@ from pathlib import Path
 
 from resumable._cli.exitcodes import epilog
 from resumable.runtime import ids
-from resumable.stores.base import STATUSES
+from resumable.stores.statuses import STATUSES
 
 DESCRIPTION = """\
 Inspect and drive resumable executions: list them, watch their progress,

@@ -29,7 +29,8 @@ from resumable._cli.console import console_for, emit, render_text
 from resumable._cli.exitcodes import CommandError, ExitCode
 from resumable._executions import ExecutionStatus, Snapshot, snapshot
 from resumable.errors import ResumableError
-from resumable.stores.base import STATUSES, Store
+from resumable.stores.base import Store
+from resumable.stores.statuses import STATUSES
 
 LABEL = 11  # width of the field names in `show`
 
