@@ -18,8 +18,7 @@ from typing import Literal
 from resumable import _keys
 from resumable._logs import get_logger
 from resumable.errors import SecretKeyRequired
-from resumable.runtime import analysis_cache, audit
-from resumable.runtime.engine import OnCodeChange, Settings, check_on_code_change
+from resumable.runtime.settings import OnCodeChange, Settings, check_on_code_change
 from resumable.stores import Codec, Store, open_store
 from resumable.stores.base import key_scope
 
@@ -44,8 +43,20 @@ _opened: dict[str, Store] = {}
 # Stores (by URL) already warned about in this process: the warning that
 # records are unsigned is said once per store, not at every execution.
 _warned_unsigned: set[str] = set()
-# configure()'s parameter of the same name shadows the module inside it.
-_set_analysis_cache = analysis_cache.configure
+
+
+# The carry audit and the analysis cache load the bytecode machinery: only
+# when configured (a process that only reads a store never needs them).
+def _set_audit(enabled: bool | None) -> None:
+    from resumable.runtime import audit
+
+    audit.configure(enabled)
+
+
+def _set_analysis_cache(setting: bool | str | os.PathLike[str] | None) -> None:
+    from resumable.runtime import analysis_cache
+
+    analysis_cache.configure(setting)
 
 
 def configure(
@@ -111,7 +122,7 @@ def configure(
     if audit_carry is not None:
         if not isinstance(audit_carry, bool):
             raise TypeError(f"configure(audit_carry={audit_carry!r}): expected True or False")
-        audit.configure(audit_carry)
+        _set_audit(audit_carry)
     if analysis_cache is not None:
         if not isinstance(analysis_cache, bool | str | os.PathLike):
             raise TypeError(
@@ -130,7 +141,7 @@ def reset() -> None:
     _config = _Configuration()
     _opened.clear()
     _warned_unsigned.clear()
-    audit.configure(None)
+    _set_audit(None)
     _set_analysis_cache(None)
 
 

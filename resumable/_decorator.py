@@ -21,6 +21,7 @@ from resumable import _config
 from resumable.runtime import engine, fingerprint, ids, references
 from resumable.runtime.context import current_execution
 from resumable.runtime.registry import REGISTRY
+from resumable.runtime.settings import OnCodeChange, check_on_code_change
 
 if TYPE_CHECKING:
     from resumable._executions import ExecutionStatus
@@ -80,7 +81,7 @@ class _Configured(Generic[P, R]):
         function: ResumableFunction[..., R],
         execution_id: str | None,
         store: Store | str | None,
-        on_code_change: engine.OnCodeChange,
+        on_code_change: OnCodeChange,
         bound: tuple[object, ...] = (),
     ) -> None:
         self._function = function
@@ -88,7 +89,7 @@ class _Configured(Generic[P, R]):
         self._store = store
         self._on_code_change = on_code_change
         self._bound = bound
-        engine.check_on_code_change(on_code_change)
+        check_on_code_change(on_code_change)
 
     async def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         execution = await self.start(*args, **kwargs)
@@ -157,7 +158,7 @@ class ResumableFunction(Generic[P, R]):
         store: Store | str | None = None,
         name: str | None = None,
         version: str | None = None,
-        on_code_change: engine.OnCodeChange = "error",
+        on_code_change: OnCodeChange = "error",
         keep_checkpoints: bool = False,
     ) -> None:
         if isinstance(function, staticmethod | classmethod):
@@ -194,7 +195,7 @@ class ResumableFunction(Generic[P, R]):
         *,
         execution_id: str | None = None,
         store: Store | str | None = None,
-        on_code_change: engine.OnCodeChange | None = None,
+        on_code_change: OnCodeChange | None = None,
     ) -> _Configured[P, R]:
         self._refuse_classmethod()
         return self._configure(execution_id, store, on_code_change, ())
@@ -203,7 +204,7 @@ class ResumableFunction(Generic[P, R]):
         self,
         execution_id: str | None,
         store: Store | str | None,
-        on_code_change: engine.OnCodeChange | None,
+        on_code_change: OnCodeChange | None,
         bound: tuple[object, ...],
     ) -> _Configured[Any, R]:
         if execution_id is not None:
@@ -280,7 +281,7 @@ class BoundResumable(Generic[P, R]):
         *,
         execution_id: str | None = None,
         store: Store | str | None = None,
-        on_code_change: engine.OnCodeChange | None = None,
+        on_code_change: OnCodeChange | None = None,
     ) -> _Configured[P, R]:
         return self.__func__._configure(execution_id, store, on_code_change, (self.__self__,))
 
@@ -328,7 +329,7 @@ def resumable(
     store: Store | str | None = None,
     name: str | None = None,
     version: str | None = None,
-    on_code_change: engine.OnCodeChange = "error",
+    on_code_change: OnCodeChange = "error",
     keep_checkpoints: bool = False,
 ) -> Callable[[Callable[P, Awaitable[R]]], ResumableFunction[P, R]]: ...
 
@@ -340,7 +341,7 @@ def resumable(
     store: Store | str | None = None,
     name: str | None = None,
     version: str | None = None,
-    on_code_change: engine.OnCodeChange = "error",
+    on_code_change: OnCodeChange = "error",
     keep_checkpoints: bool = False,
 ) -> ResumableFunction[P, R] | Callable[[Callable[P, Awaitable[R]]], ResumableFunction[P, R]]:
     """Make an `async def` durable: its checkpointed loops survive crashes and

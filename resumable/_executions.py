@@ -15,8 +15,9 @@ from resumable.errors import (
     ResumableError,
     describe_owner,
 )
-from resumable.runtime import engine, ids, wire
+from resumable.runtime import ids, wire
 from resumable.runtime.registry import REGISTRY
+from resumable.runtime.settings import OnCodeChange, Settings
 from resumable.runtime.wire import (
     FanoutProgress,
     LoopProgress,
@@ -69,7 +70,7 @@ async def resume(
     execution_id: str,
     *,
     store: Store | str | None = None,
-    on_code_change: engine.OnCodeChange = "error",
+    on_code_change: OnCodeChange = "error",
 ) -> Any:
     """Continue an unfinished execution from its last checkpoint (in this
     process) and return its result; a completed one returns its stored result.
@@ -80,6 +81,8 @@ async def resume(
     invalid id (see README, "Execution ids").
     """
     ids.check(execution_id, "resume()")
+    from resumable.runtime import engine  # not for reading: `list` and `status` skip it
+
     settings = _config.settings(store, on_code_change)
     started = await engine.start_or_resume(settings, execution_id=execution_id)
     return await started.outcome
@@ -99,7 +102,7 @@ async def cancel(execution_id: str, *, store: Store | str | None = None) -> None
     ids.check(execution_id, "cancel()")
     here = REGISTRY.running.get(execution_id)
     settings = here.settings if here is not None else _config.settings(store)
-    task = engine.cancel_local(execution_id)
+    task = REGISTRY.cancel(execution_id)
     if task is not None:
         await asyncio.wait([task])
     else:
@@ -110,7 +113,9 @@ async def cancel(execution_id: str, *, store: Store | str | None = None) -> None
         await cancel(child.id, store=settings.store)
 
 
-async def _cancel_elsewhere(execution_id: str, settings: engine.Settings) -> None:
+async def _cancel_elsewhere(execution_id: str, settings: Settings) -> None:
+    from resumable.runtime import engine
+
     chosen = settings.store
     if not await chosen.request_cancel(execution_id):
         raise ExecutionNotFound(execution_id, chosen.url)
@@ -126,7 +131,7 @@ async def _cancel_elsewhere(execution_id: str, settings: engine.Settings) -> Non
 
 
 async def recover(
-    *, store: Store | str | None = None, on_code_change: engine.OnCodeChange = "error"
+    *, store: Store | str | None = None, on_code_change: OnCodeChange = "error"
 ) -> dict[str, Any]:
     """Resume, in this process, every execution whose owner is gone (its
     lease expired, or it was a process of this host that died): what a
@@ -145,6 +150,8 @@ async def recover(
         for record in await settings.store.list(status="running", limit=EVERYTHING)
         if REGISTRY.is_orphan(record, now) and not await _parent_runs(settings.store, record)
     ]
+
+    from resumable.runtime import engine
 
     async def one(execution_id: str) -> Any:
         try:

@@ -48,19 +48,9 @@ from resumable.runtime import (
 )
 from resumable.runtime.context import ExecutionContext, enter_execution
 from resumable.runtime.registry import REGISTRY
+from resumable.runtime.settings import OnCodeChange, Settings
 from resumable.stores.base import EVERYTHING, ExecutionRecord, ExecutionUpdate, Lease, Store
 from resumable.stores.codec import Codec, UnserializableValue
-
-OnCodeChange = Literal["error", "continue", "restart"]
-ON_CODE_CHANGE: tuple[OnCodeChange, ...] = ("error", "continue", "restart")
-
-
-def check_on_code_change(value: object) -> OnCodeChange:
-    """`value` if it is a valid `on_code_change`, else ValueError saying what is."""
-    if value not in ON_CODE_CHANGE:
-        raise ValueError(f"on_code_change={value!r}: expected one of {', '.join(ON_CODE_CHANGE)}")
-    return value
-
 
 log = get_logger()
 
@@ -79,14 +69,6 @@ class Target:
     # Keep every checkpoint record after completion (for debugging) instead
     # of compacting them into a summary.
     keep_checkpoints: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class Settings:
-    store: Store
-    codec: Codec
-    lease_ttl: float
-    on_code_change: OnCodeChange
 
 
 @dataclass(eq=False, slots=True)
@@ -545,7 +527,7 @@ def _cancel_children(parent_id: str) -> None:
     those it started (`.start()`) and did not await. Awaited ones were
     cancelled with the await."""
     for child in [run for run in REGISTRY.running.values() if run.parent_id == parent_id]:
-        cancel_local(child.context.execution_id)
+        REGISTRY.cancel(child.context.execution_id)
 
 
 def _failed(record: ExecutionRecord, began: float, error: BaseException) -> None:
@@ -594,16 +576,6 @@ async def _finish(
     )
     await context.store.update(context.lease, update)
     await context.store.release(context.lease)
-
-
-def cancel_local(execution_id: str) -> asyncio.Task[Any] | None:
-    """Cancel a run of this process at its next await; None if not here."""
-    found = REGISTRY.running.get(execution_id)
-    if found is None:
-        return None
-    found.context.cancel_requested = True
-    found.task.cancel()
-    return found.task
 
 
 async def _watch(

@@ -8,9 +8,10 @@ object), so there is one `REGISTRY`. The engine writes it; `status`,
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from resumable.runtime import identity
 
@@ -44,6 +45,15 @@ class Registry:
     # latest definition wins, as when a notebook cell is run again). Lets a
     # process resume functions it defined locally, which no import could find.
     defined: dict[str, Target] = field(default_factory=dict)
+
+    def cancel(self, execution_id: str) -> asyncio.Task[Any] | None:
+        """Cancel a run of this process at its next await; None if not here."""
+        found = self.running.get(execution_id)
+        if found is None:
+            return None
+        found.context.cancel_requested = True
+        found.task.cancel()
+        return found.task
 
     def is_orphan(self, record: Owned, now: float | None = None) -> bool:
         """Running, but nobody runs it: its lease expired, its owner is a

@@ -216,7 +216,7 @@ def build() -> argparse.ArgumentParser:
 
 
 def _code_change_policy(text: str) -> str:
-    from resumable.runtime.engine import ON_CODE_CHANGE
+    from resumable.runtime.settings import ON_CODE_CHANGE
 
     if text not in ON_CODE_CHANGE:
         raise argparse.ArgumentTypeError(
