@@ -22,8 +22,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from clirun import cli
-from crashing import count, environment, kill_after_lines, read_store, resume_fresh, start
 from jobs import children
 from jobs.children import (
     backfill,
@@ -38,6 +36,8 @@ from jobs.children import (
     three_levels,
     waits_on_child,
 )
+from support.clirun import cli
+from support.crashing import count, environment, kill_after_lines, read_store, resume_fresh, start
 
 from resumable import (
     ExecutionCancelled,

@@ -16,8 +16,8 @@ import time
 from pathlib import Path
 
 import pytest
-from clirun import cli, cli_env, kill, start_job, wait_for_loop
 from jobs import carry, waiting, watched
+from support.clirun import cli, cli_env, kill, start_job, wait_for_loop
 
 from resumable import ExecutionCancelled, _config
 from resumable._cli.exitcodes import MEANINGS, ExitCode

@@ -11,8 +11,8 @@ import time
 import uuid
 
 import pytest
-from clirun import cli, cli_env, kill, paused, start_job, wait_for_loop
 from jobs import carry, compaction, watched
+from support.clirun import cli, cli_env, kill, paused, start_job, wait_for_loop
 
 from resumable import ExecutionCancelled, resume
 from resumable._cli.exitcodes import ExitCode

@@ -17,8 +17,8 @@ import termios
 import time
 
 import pytest
-from clirun import cli_env, kill, paused, start_cli, start_job, wait_for_loop
-from crashing import TESTS
+from support.clirun import cli_env, kill, paused, start_cli, start_job, wait_for_loop
+from support.crashing import TESTS
 
 from resumable._cli.exitcodes import ExitCode
 from resumable.stores import SQLiteStore

@@ -15,8 +15,8 @@ import re
 from pathlib import Path
 
 import pytest
-from clirun import cli
-from crashing import TESTS
+from support.clirun import cli
+from support.crashing import TESTS
 from test_cli import _seeded  # noqa: F401  (the fixture: three ended executions)
 
 GOLDEN = Path(__file__).parent / "data" / "cli_json"

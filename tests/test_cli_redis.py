@@ -7,7 +7,7 @@ import json
 import uuid
 
 import pytest
-from clirun import cli, kill, start_job, wait_for_loop
+from support.clirun import cli, kill, start_job, wait_for_loop
 from support.redis_server import with_prefix
 
 

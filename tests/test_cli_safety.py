@@ -11,8 +11,8 @@ import sqlite3
 import unicodedata
 
 import pytest
-from clirun import cli, cli_env, start_cli
 from jobs import watched
+from support.clirun import cli, cli_env, start_cli
 from test_cli import one_line_error
 
 from resumable import _config

@@ -7,7 +7,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from crashing import count, kill_after_lines, read_store, resume_fresh, start
+from support.crashing import count, kill_after_lines, read_store, resume_fresh, start
 
 DELAY = 0.003
 

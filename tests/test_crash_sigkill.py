@@ -12,8 +12,8 @@ import uuid
 from pathlib import Path
 
 import pytest
-from crashing import count, kill_after_lines, loop_done, resume_fresh, start
 from jobs import pipeline
+from support.crashing import count, kill_after_lines, loop_done, resume_fresh, start
 
 DELAY = 0.004
 

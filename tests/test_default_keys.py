@@ -19,9 +19,9 @@ from contextlib import closing
 from pathlib import Path
 
 import pytest
-from clirun import cli, cli_env, kill, start_job, wait_for_loop
 from jobs import carry
 from structlog.testing import capture_logs
+from support.clirun import cli, cli_env, kill, start_job, wait_for_loop
 from support.planted import Planted
 from support.redis_server import with_prefix
 

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from clirun import cli, cli_env
+from support.clirun import cli, cli_env
 
 from resumable import (
     ExecutionStatus,

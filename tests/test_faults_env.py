@@ -12,9 +12,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from crashing import loop_done
 from support import corpus_runs
 from support.corpus_runs import Trace
+from support.crashing import loop_done
 
 from resumable.runtime import faults
 

@@ -22,7 +22,7 @@ import re
 from pathlib import Path
 
 import pytest
-from tampering_support import (
+from support.tampering import (
     PLACES,
     Bases,
     Place,

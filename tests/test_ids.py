@@ -5,8 +5,8 @@ holds no control character. The command line exits with 2 and one line."""
 from __future__ import annotations
 
 import pytest
-from clirun import cli
 from jobs import carry
+from support.clirun import cli
 
 from resumable import MemoryStore, cancel, resume, status
 from resumable.runtime.ids import EXECUTION_ID_MAX

@@ -6,8 +6,8 @@ from __future__ import annotations
 import stat
 
 import pytest
-from clirun import cli, cli_env
 from jobs import watched
+from support.clirun import cli, cli_env
 
 from resumable import _config, resume
 from resumable.errors import CorruptCheckpoint

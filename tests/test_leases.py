@@ -21,8 +21,8 @@ import uuid
 from pathlib import Path
 
 import pytest
-from crashing import count, environment, kill_after_lines, read_store, resume_fresh, start
 from jobs import leases
+from support.crashing import count, environment, kill_after_lines, read_store, resume_fresh, start
 
 from resumable.stores import ExecutionRecord, Store
 

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from clirun import cli_env
+from support.clirun import cli_env
 
 SECRET = "sk-live-4f9a0c11-never-logged"
 

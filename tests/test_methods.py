@@ -14,9 +14,9 @@ import uuid
 from pathlib import Path
 
 import pytest
-from crashing import count, kill_after_lines, loop_done, read_store, resume_fresh, start
 from jobs import methods
 from jobs.methods import Base, Counter, Crawler, Rebuilt, Sub, WithClient, WithSocket
+from support.crashing import count, kill_after_lines, loop_done, read_store, resume_fresh, start
 
 from resumable import (
     BoundResumable,

@@ -21,8 +21,9 @@ import uuid
 from pathlib import Path
 
 import pytest
-from clirun import cli, cli_env
-from crashing import (
+from jobs import format1, format2, unsigned
+from support.clirun import cli, cli_env
+from support.crashing import (
     RESUME_SNIPPET,
     TESTS,
     count,
@@ -31,7 +32,6 @@ from crashing import (
     read_store,
     start,
 )
-from jobs import format1, format2, unsigned
 from test_format import DATA, FIXTURE_MODE
 
 from resumable import CorruptCheckpoint, SQLiteStore, _config, resume, sign_unsigned, status

@@ -27,8 +27,8 @@ from pathlib import Path
 
 import msgpack
 import pytest
-from clirun import cli
-from tampering_support import (
+from support.clirun import cli
+from support.tampering import (
     PLACES,
     Bases,
     Place,

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 import structlog
-from crashing import count, kill_after_lines, loop_done, resume_fresh, start
 from jobs import leases, pipeline
+from support.crashing import count, kill_after_lines, loop_done, resume_fresh, start
 from support.redis_server import TEST_KEY, with_prefix
 from test_leases import snapshot, wait_until_lease_expired
 

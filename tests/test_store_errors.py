@@ -21,11 +21,11 @@ from pathlib import Path
 
 import msgpack
 import pytest
-from clirun import cli, cli_env
-from crashing import TESTS
 from jobs import watched
 from structlog.testing import capture_logs
 from support import unprivileged
+from support.clirun import cli, cli_env
+from support.crashing import TESTS
 from test_cli import one_line_error
 
 import resumable

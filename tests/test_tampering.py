@@ -10,8 +10,8 @@ from contextlib import closing
 from pathlib import Path
 
 import pytest
-from clirun import cli, cli_env
 from jobs import carry
+from support.clirun import cli, cli_env
 from support.planted import Planted
 
 from resumable import CorruptCheckpoint, SQLiteStore, _config, configure, resume, status

@@ -19,7 +19,7 @@ from resumable.stores import Store, open_store
 
 T = TypeVar("T")
 
-TESTS = Path(__file__).parent
+TESTS = Path(__file__).resolve().parent.parent
 RESUME_SNIPPET = (
     "import asyncio, json, sys, resumable\n"
     "print(json.dumps(asyncio.run(resumable.resume(sys.argv[1], store=sys.argv[2]))))\n"

@@ -27,14 +27,14 @@ from typing import Any
 
 import pytest
 import redis
-from clirun import cli_env
-from crashing import TESTS
 from jobs import tampered
-from support.redis_server import fresh_prefix, with_prefix
 
 import resumable
 from resumable import ResumableError, _config
 from resumable.stores import open_store
+from support.clirun import cli_env
+from support.crashing import TESTS
+from support.redis_server import fresh_prefix, with_prefix
 
 # -- the configuration ---------------------------------------------------------
 
@@ -448,7 +448,7 @@ def cli_readers(url: str, execution_id: str) -> list[list[str]]:
 def cli_batch(
     commands: list[list[str]], markers: list[Path | None] | None = None
 ) -> list[dict[str, Any]]:
-    """Run the commands in one `python -m cli_batch` process (see there);
+    """Run the commands in one `python -m support.cli_batch` process (see there);
     each result's "marker" says whether its marker file appeared."""
     markers = markers or [None] * len(commands)
     # One store kind per batch (the copies of one built store): one configuration.
@@ -460,7 +460,7 @@ def cli_batch(
         for argv, marker in zip(commands, markers, strict=True)
     ]
     ran = subprocess.run(
-        [sys.executable, "-m", "cli_batch"],
+        [sys.executable, "-m", "support.cli_batch"],
         input=json.dumps(batch),
         env=process_env(url),
         cwd=TESTS,

@@ -12,11 +12,10 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from crashing import TESTS, environment
-
 import resumable
 from resumable.errors import ExecutionNotFound
 from resumable.stores import open_store
+from support.crashing import TESTS, environment
 
 
 def cli_env(*, tests_on_path: bool = True, **extra: str) -> dict[str, str]:

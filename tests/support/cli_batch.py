@@ -1,4 +1,4 @@
-"""Many `resumable` commands in one process: `python -m cli_batch` reads a
+"""Many `resumable` commands in one process: `python -m support.cli_batch` reads a
 JSON list of commands on stdin ({"argv": [...], "marker": path or null}) and
 prints, as JSON, each command's exit code, stdout and stderr, and whether
 its marker file existed after it ran (then it is removed, so the next
