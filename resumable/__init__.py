@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import importlib
 import os
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from resumable import _lazy
 
 if any(name.startswith("RESUMABLE_FAULT_") for name in os.environ):
     # Fault injection (runtime/faults.py) reads its variables when imported:
@@ -191,13 +193,7 @@ _HOMES: dict[str, str] = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    home = _HOMES.get(name)
-    if home is None:
-        raise AttributeError(f"module 'resumable' has no attribute {name!r}")
-    value = getattr(importlib.import_module(home), name)
-    globals()[name] = value  # found once; later lookups do not come here
-    return value
+__getattr__ = _lazy.attributes(globals(), _HOMES)
 
 
 def __dir__() -> list[str]:

@@ -28,8 +28,9 @@ decide leases with `resumable.stores.leases` and the rest with
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
+
+from resumable import _lazy
 
 if TYPE_CHECKING:
     from resumable.stores.base import (
@@ -86,10 +87,4 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> object:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = _lazy.attributes(globals(), _LAZY)
