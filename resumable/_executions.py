@@ -195,7 +195,7 @@ async def snapshot(execution_id: str, store: Store, *, relations: bool = False) 
     record = await store.get(execution_id)
     if record is None:
         raise ExecutionNotFound(execution_id, store.url)
-    live = record.status == "running" and not _view(record).orphaned
+    live = record.status == "running" and not REGISTRY.is_orphan(record)
     signs = _signs(store)
     try:
         wire.check_version(execution_id, record.format)

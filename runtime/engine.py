@@ -48,7 +48,7 @@ from resumable.runtime import (
 )
 from resumable.runtime.context import ExecutionContext, enter_execution
 from resumable.runtime.registry import REGISTRY
-from resumable.runtime.settings import OnCodeChange, Settings
+from resumable.runtime.settings import RENEWALS_PER_LEASE, OnCodeChange, Settings
 from resumable.stores.base import EVERYTHING, ExecutionRecord, ExecutionUpdate, Lease, Store
 from resumable.stores.codec import Codec, UnserializableValue
 
@@ -581,16 +581,17 @@ async def _finish(
 async def _watch(
     context: ExecutionContext, ttl: float, task: asyncio.Task[Any], lost: list[LeaseLost]
 ) -> None:
-    """Renew the lease every ttl/3, and notice cancel requests made by other
+    """Renew the lease every ttl/RENEWALS_PER_LEASE, and notice cancel requests made by other
     processes (`resumable cancel ID`) within CANCEL_POLL seconds."""
-    poll = min(ttl / 3, CANCEL_POLL)
-    next_renewal = time.monotonic() + ttl / 3
+    every = ttl / RENEWALS_PER_LEASE
+    poll = min(every, CANCEL_POLL)
+    next_renewal = time.monotonic() + every
     while True:
         await asyncio.sleep(poll)
         try:
             if time.monotonic() >= next_renewal:
                 context.lease = await context.store.renew(context.lease, ttl)
-                next_renewal = time.monotonic() + ttl / 3
+                next_renewal = time.monotonic() + every
             cancelled = await context.store.cancel_requested(context.execution_id)
         except LeaseLost as exc:
             lost.append(exc)

@@ -96,21 +96,25 @@ async def call_with_policy(
     """Run `call` with a per-attempt timeout and the retry `policy`."""
 
     async def attempt() -> T:
+        if attempt_timeout is None:
+            return await call()
+        async with asyncio.timeout(attempt_timeout):
+            return await call()
+
+    if policy is None or policy.attempts == 1:
+        return await attempt()  # no retry of ours: nothing to tell stamina's hooks
+
+    async def users_attempt() -> T:
         token = _ours.set(False)  # the user's code: its own stamina retries log
         try:
-            if attempt_timeout is None:
-                return await call()
-            async with asyncio.timeout(attempt_timeout):
-                return await call()
+            return await attempt()
         finally:
             _ours.reset(token)
 
-    if policy is None or policy.attempts == 1:
-        return await attempt()
     _quiet_stamina_for_ours()
     token = _ours.set(True)
     try:
-        return await _retrying(attempt, policy, on_retry)
+        return await _retrying(users_attempt, policy, on_retry)
     finally:
         _ours.reset(token)
 

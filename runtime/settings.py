@@ -11,7 +11,17 @@ if TYPE_CHECKING:
     from resumable.stores.base import Store
     from resumable.stores.codec import Codec
 
-__all__ = ["ON_CODE_CHANGE", "OnCodeChange", "Settings", "check_on_code_change"]
+__all__ = [
+    "ON_CODE_CHANGE",
+    "RENEWALS_PER_LEASE",
+    "OnCodeChange",
+    "Settings",
+    "check_on_code_change",
+]
+
+# A running execution's lease is renewed this many times per time to live
+# (every ttl/3): viewers also use it to bound when an unseen death happened.
+RENEWALS_PER_LEASE = 3
 
 OnCodeChange = Literal["error", "continue", "restart"]
 ON_CODE_CHANGE: tuple[OnCodeChange, ...] = ("error", "continue", "restart")

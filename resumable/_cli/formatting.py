@@ -19,6 +19,7 @@ from rich.text import Text
 from resumable._cli import safe
 from resumable._cli.console import emit
 from resumable._executions import ExecutionStatus
+from resumable.runtime.settings import RENEWALS_PER_LEASE
 from resumable.runtime.wire import FanoutProgress, LoopProgress
 
 
@@ -81,7 +82,7 @@ def ran_for(view: ExecutionStatus, now: float | None = None) -> float | None:
 def ran_text(view: ExecutionStatus, now: float | None = None) -> str:
     """`ran_for` for people. An owner that died unseen (SIGKILL, a lost
     host) was last heard of at its latest lease renewal (`updated_at`);
-    renewals come every third of the lease's time to live, and checkpoint
+    renewals come every ttl/RENEWALS_PER_LEASE, and checkpoint
     writes leave no time in the store, so it died somewhere in the window
     up to the next renewal: shown as that range, not as the lower bound
     alone (which reads "0.0s" for a run killed before its first renewal)."""
@@ -91,7 +92,7 @@ def ran_text(view: ExecutionStatus, now: float | None = None) -> str:
     ttl = view.lease_expires_at - view.updated_at
     if ttl <= 0:  # released without an end (an old store): all we know is the bound
         return f"at least {span(ran)}"
-    latest = min(ran + ttl / 3, (now or time.time()) - (view.started_at or 0.0))
+    latest = min(ran + ttl / RENEWALS_PER_LEASE, (now or time.time()) - (view.started_at or 0.0))
     return f"{span(ran)} to {span(latest)}"
 
 
