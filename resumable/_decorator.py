@@ -115,7 +115,7 @@ class _Configured(Generic[P, R]):
             )
             return Execution(child.execution_id, child.outcome, child.store)
         settings = _config.settings(self._store, self._on_code_change)
-        # Completed already (the id is an idempotency key): nothing runs.
+        # A given id is an idempotency key: if it completed already, nothing runs.
         started = await engine.start_or_resume(
             settings,
             execution_id=self._execution_id,
